@@ -1,0 +1,31 @@
+# kblocks — two commands for a newcomer: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench-build clean docs
+
+# Create the virtual environment and install kblocks with TensorFlow, Keras Tuner and the test tools.
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[tf,tune,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m kblocks.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not gpu" -x
+
+docs: $(STAMP)
+	$(BIN)/python docs/make_zoo_table.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis runs

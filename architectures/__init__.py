@@ -1,0 +1,1 @@
+"""The kblocks zoo: one YAML architecture file per network (installed as ``kblocks.architectures``)."""
