@@ -1,0 +1,174 @@
+"""Architecture files (DSL section 5): YAML with ``name``, ``input``, ``classes``, ``vars``,
+``blocks``, ``defaults`` and ``network``, read with a safe loader that also refuses duplicate keys,
+alias bombs and oversized files, and reports problems as ``file, line N: ...``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kblocks.blocks import BlockLibrary, block_from_mapping, builtin_library
+from kblocks.errors import ConfigError
+
+MAX_YAML_BYTES = 1_000_000  #: architecture files larger than this are refused
+MAX_YAML_ALIASES = 100  #: YAML aliases (*name) allowed in one file
+
+TOP_LEVEL_KEYS = {"name", "input", "classes", "vars", "blocks", "network", "defaults", "source",
+                  "params", "doc", "family", "reference"}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records key lines, refuses duplicate keys and limits aliases."""
+
+    def __init__(self, stream, source):
+        super().__init__(stream)
+        self.source = source
+        self.key_lines: dict = {}
+        self.aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"{self.source}, line {mark.line + 1}: more than {MAX_YAML_ALIASES} "
+                                  f"YAML aliases; anchors and aliases are limited to stop alias bombs")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise ConfigError(f"{self.source}, line {key_node.start_mark.line + 1}: a mapping key "
+                                  f"must be a plain value") from None
+            if key in seen:
+                raise ConfigError(f"{self.source}, line {key_node.start_mark.line + 1}: duplicate key "
+                                  f"{key!r} (first at line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+        mapping = super().construct_mapping(node, deep=True)
+        self.key_lines[id(mapping)] = seen
+        return mapping
+
+
+def load_yaml_text(text: str, source: str = "<yaml>"):
+    """Parse YAML safely; return (data, lines) where lines maps key paths to line numbers."""
+    if len(text.encode("utf-8", "replace")) > MAX_YAML_BYTES:
+        raise ConfigError(f"{source}: the file is over {MAX_YAML_BYTES:,} bytes; architecture files "
+                          f"are small, is this the right file?")
+    loader = _Loader(text, source)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}{line}: not valid YAML: {err.problem or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: an architecture file is a mapping with a 'network' key, "
+                          f"got a {type(data).__name__}")
+    lines = {}
+    top = loader.key_lines.get(id(data), {})
+    for key, line in top.items():
+        lines[(key,)] = line
+        value = data[key]
+        if isinstance(value, dict):
+            for sub, sub_line in loader.key_lines.get(id(value), {}).items():
+                lines[(key, sub)] = sub_line
+    return data, lines
+
+
+@dataclass
+class ArchitectureFile:
+    """An architecture file after validation (all fields typed, blocks loaded)."""
+
+    name: str
+    network: str
+    input_shape: tuple | None = None
+    classes: int | None = None
+    variables: dict = field(default_factory=dict)
+    blocks: BlockLibrary = field(default_factory=BlockLibrary)
+    defaults: dict = field(default_factory=dict)
+    source: str = ""
+    network_line: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+def _int_list(value, key, where):
+    if (not isinstance(value, (list, tuple)) or not value or
+            any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+        raise ConfigError(f"{where}: '{key}' must be a list of positive whole numbers like [32, 32, 3], "
+                          f"got {value!r}")
+    return tuple(value)
+
+
+def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile:
+    def where(*path):
+        line = lines.get(tuple(path))
+        return f"{source}, line {line}" if line else source
+
+    unknown = sorted(set(data) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(f"{where(unknown[0])}: unknown key {unknown[0]!r}; allowed keys are "
+                          f"{', '.join(sorted(TOP_LEVEL_KEYS - {'params'}))}")
+    network = data.get("network")
+    if not isinstance(network, str) or not network.strip():
+        raise ConfigError(f"{where('network') if 'network' in data else source}: 'network' must be the "
+                          f"architecture text, e.g. network: CONV(32)-RELU-POOL-FC(classes)")
+    arch = ArchitectureFile(name=str(data.get("name") or Path(source).stem), network=network,
+                            source=source, network_line=lines.get(("network",), 0))
+    if "input" in data and data["input"] is not None:
+        arch.input_shape = _int_list(data["input"], "input", where("input"))
+    if "classes" in data and data["classes"] is not None:
+        c = data["classes"]
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise ConfigError(f"{where('classes')}: 'classes' must be a positive whole number, got {c!r}")
+        arch.classes = c
+    variables = data.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise ConfigError(f"{where('vars')}: 'vars' must be a mapping name: value")
+    for k, v in variables.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise ConfigError(f"{where('vars', k)}: variable name {k!r} is not a plain name")
+        if not isinstance(v, (int, float, str, bool)):
+            raise ConfigError(f"{where('vars', k)}: variable {k!r} must be a number, word or "
+                              f"true/false, got {type(v).__name__}")
+    arch.variables = dict(variables)
+    blocks = data.get("blocks") or {}
+    if not isinstance(blocks, dict):
+        raise ConfigError(f"{where('blocks')}: 'blocks' must be a mapping name: body")
+    lib = builtin_library().child()
+    for name, spec in blocks.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"{where('blocks', name)}: block name {name!r} is not a plain name")
+        lib.add(block_from_mapping(name, spec, source=source, line=lines.get(("blocks", name), 0)))
+    arch.blocks = lib
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict) or any(not isinstance(v, dict) for v in defaults.values()):
+        raise ConfigError(f"{where('defaults')}: 'defaults' maps a layer token to its keyword "
+                          f"defaults, e.g. CONV: {{use_bias: false}}")
+    arch.defaults = defaults
+    arch.meta = {k: data[k] for k in ("source", "doc", "family", "reference") if k in data}
+    return arch
+
+
+def load_architecture(path) -> ArchitectureFile:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: the file is {size:,} bytes, over the {MAX_YAML_BYTES:,}-byte limit")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    data, lines = load_yaml_text(text, str(path))
+    return parse_architecture(data, lines, str(path))
