@@ -4,18 +4,20 @@
     model = kblocks.build("[[CONV(64)-RELU]*2-POOL]*2-FC(10)", input_shape=(32, 32, 3))
     print(kblocks.summary(model_or_text, input_shape=(32, 32, 3)))
 """
+# Importing kblocks does not import Keras: only building a model (kblocks.emit) does.
+from kblocks.api import analyse, build, compile, format_text, parse, summary  # noqa: F401
 from kblocks.errors import KBlocksError  # noqa: F401
 
 __version__ = "0.1.0"
 
+__all__ = ["analyse", "build", "compile", "format_text", "parse", "summary", "KBlocksError"]
 
-def __getattr__(name):  # lazy: importing kblocks must not import Keras
-    if name in ("build", "summary", "compile", "parse", "format_text", "analyse"):
-        from kblocks import api
 
-        return getattr(api, name)
-    if name in ("zoo",):
+def __getattr__(name):
+    if name in ("zoo", "SearchSpace"):
         import importlib
 
+        if name == "SearchSpace":
+            return importlib.import_module("kblocks.search").SearchSpace
         return importlib.import_module(f"kblocks.{name}")
     raise AttributeError(f"module 'kblocks' has no attribute {name!r}")

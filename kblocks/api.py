@@ -12,7 +12,7 @@ from kblocks.expand import Expander, finalize_units
 from kblocks.graph import Graph, build_graph
 from kblocks.ir import format_text as _format_program
 from kblocks.spec import ArchitectureFile, load_architecture
-from kblocks.summary import Summary
+from kblocks.table import Summary
 
 
 def parse(text: str):

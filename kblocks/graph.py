@@ -226,20 +226,23 @@ class _Builder:
                                 hint="give every branch the same strides/padding")
             out = shapes[0][:-1] + (sum(s[-1] for s in shapes),)
         else:
-            target = max((s for s, f in zip(shapes, skip_flags) if f is None), key=len, default=shapes[0])
+            others = [s for s, f in zip(shapes, skip_flags) if f is None]
+            target = max(others, key=len) if others else shapes[0]
             for i, (end, s, flag) in enumerate(zip(ends, shapes, skip_flags)):
-                if flag is not None and s != target:
-                    if not flag:
-                        raise self.fail(f"SKIP has shape {sh.dims(s)} but the other branch "
-                                        f"{sh.dims(target)}, and proj=false", merge.span, f"'{merge.op}'",
-                                        hint="remove proj=false or write the shortcut branch out")
-                    ends[i] = self.projection(end, s, target, merge)
-                    shapes[i] = target
+                if flag is None or s == target or (merge.op == "&" and _broadcasts(s, target)):
+                    continue
+                if not flag:
+                    raise self.fail(f"SKIP has shape {sh.dims(s)} but the other branch "
+                                    f"{sh.dims(target)}, and proj=false", merge.span, f"'{merge.op}'",
+                                    hint="remove proj=false or write the shortcut branch out")
+                ends[i] = self.projection(end, s, target, merge)
+                shapes[i] = target
+            widest = max(shapes, key=len)
             for i, s in enumerate(shapes):
-                if len(s) < len(target) and len(target) >= 2 and merge.op == "&":
-                    new = (1,) * (len(target) - len(s)) + s
+                if len(s) < len(widest) and merge.op == "&":
+                    new = (1,) * (len(widest) - len(s)) + s
                     ends[i] = self.add("RESHAPE", (("shape", new),), (), (ends[i],), new,
-                                       span=merge.span, note=f"broadcast {sh.dims(s)} over {sh.dims(target)}")
+                                       span=merge.span, note=f"broadcast {sh.dims(s)} over {sh.dims(widest)}")
                     shapes[i] = new
             try:
                 out = shapes[0]
@@ -270,6 +273,14 @@ class _Builder:
                   ("dilation", 1), ("groups", 1), ("use_bias", True))
         return self.add("CONV", params, (), (end,), want, span=merge.span,
                         note="projection shortcut W_s (1x1 conv) for SKIP", head=True)
+
+
+def _broadcasts(a, b) -> bool:
+    try:
+        sh.broadcast(a, b)
+        return True
+    except sh.ShapeError:
+        return False
 
 
 def build_graph(program: Program, input_shape, *, text: str = "", source: str = "") -> Graph:

@@ -81,7 +81,7 @@ def atomic_target(path: Path):
 def summary(architecture, input_shape, classes, blocks, variables, as_json, show_text):
     """Per-layer table: shapes, parameters, activation memory, MACs, receptive field."""
     import kblocks
-    from kblocks.summary import Summary
+    from kblocks.table import Summary
 
     kwargs = compile_kwargs(input_shape, classes, blocks, variables)
     graph = kblocks.compile(architecture, **kwargs)

@@ -1,4 +1,4 @@
-"""The per-layer summary table: DSL text and position, Keras layer, output shape, parameters,
+"""The per-layer summary table (what kblocks.summary returns): DSL text and position, Keras layer, output shape, parameters,
 activation elements, multiply-adds, receptive field and jump, then the totals."""
 from __future__ import annotations
 
