@@ -76,42 +76,56 @@ def make_schedule(name, lr, *, steps_per_epoch, epochs, warmup_epochs=0.0, step_
 
 def make_optimizer(name, learning_rate, *, momentum=0.9, nesterov=True, weight_decay=0.0,
                    loss_scale=False):
-    """``sgd`` (momentum, Nesterov), ``adam`` or ``adamw``.
+    """``sgd`` (momentum, Nesterov), ``adam`` or ``adamw`` with decoupled weight decay.
 
-    ``weight_decay`` is decoupled only for ``adamw`` (the optimiser's own ``weight_decay``); for
-    ``sgd`` and ``adam`` the trainer applies it as an L2 penalty on kernels instead (see
-    :func:`add_l2`), which is what "weight decay" means in most SGD recipes.
+    Weight decay is applied by the optimiser (``w -= lr * decay * w`` each step), not added to the
+    loss, so reported losses are the data loss alone; biases and normalisation parameters are
+    excluded. For ``sgd`` the given value is divided by ``1 - momentum``: momentum amplifies the
+    L2 gradient of PyTorch-style SGD by that factor, so ``--weight-decay 5e-4`` shrinks weights as
+    much as PyTorch's ``SGD(weight_decay=5e-4)`` does. ``adam`` and ``adamw`` use it as given.
     """
     name = (name or "sgd").lower()
+    decay = float(weight_decay or 0.0)
+    if decay < 0:
+        raise ConfigError(f"weight decay must be >= 0, got {decay}", what="--weight-decay")
     if name == "sgd":
-        opt = keras.optimizers.SGD(learning_rate, momentum=float(momentum), nesterov=bool(nesterov))
+        if not 0 <= float(momentum) < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum}", what="--momentum")
+        opt = keras.optimizers.SGD(learning_rate, momentum=float(momentum), nesterov=bool(nesterov),
+                                   weight_decay=decay / (1.0 - float(momentum)) if decay else None)
     elif name == "adam":
-        opt = keras.optimizers.Adam(learning_rate)
+        opt = keras.optimizers.Adam(learning_rate, weight_decay=decay or None)
     elif name == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate, weight_decay=float(weight_decay))
-        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        opt = keras.optimizers.AdamW(learning_rate, weight_decay=decay)
     else:
         raise ConfigError(f"unknown optimizer {name!r}", what="--optimizer",
                           hint="use one of " + ", ".join(OPTIMIZERS))
+    if decay:
+        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     if loss_scale:
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 
 
-def add_l2(model, weight_decay: float) -> int:
-    """Put an L2 penalty ``weight_decay / 2 * ||w||^2`` on every trainable kernel of ``model``.
+@keras.saving.register_keras_serializable(package="kblocks")
+class SparseCrossentropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy with label smoothing (Keras' sparse loss has none)."""
 
-    The gradient is then ``weight_decay * w``, the coupled weight decay of PyTorch's SGD. Biases
-    and normalisation parameters are left alone. Returns how many variables got the penalty.
-    The penalty lives on the variables only: it is not saved with the model.
-    """
-    if not weight_decay:
-        return 0
-    reg = keras.regularizers.L2(float(weight_decay) / 2.0)
-    count = 0
-    for var in model.trainable_variables:
-        leaf = var.path.rsplit("/", 1)[-1]
-        if leaf in ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings"):
-            var.regularizer = reg
-            count += 1
-    return count
+    def __init__(self, from_logits=False, label_smoothing=0.0, name="sparse_crossentropy",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        if not self.label_smoothing:
+            return keras.losses.sparse_categorical_crossentropy(
+                labels, y_pred, from_logits=self.from_logits)
+        one_hot = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(
+            one_hot, y_pred, from_logits=self.from_logits, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}

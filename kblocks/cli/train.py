@@ -1,0 +1,203 @@
+"""``kblocks train`` and ``kblocks evaluate``."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from kblocks.cli import main
+from kblocks.errors import ConfigError
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _variables(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ConfigError(f"cannot read {pair!r}", what="--set",
+                              hint="write NAME=VALUE, e.g. --set width=64")
+        out[name.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _print_table(title: str, rows: dict):
+    from rich.console import Console
+    from rich.table import Table
+
+    from kblocks.training import _fmt_value
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in rows.items():
+        if isinstance(value, dict):
+            continue
+        table.add_row(str(key), _fmt_value(value, str(key)))
+    Console(soft_wrap=True).print(table)
+
+
+_SCHEDULES = click.Choice(["constant", "step", "cosine", "onecycle", "plateau"],
+                          case_sensitive=False)
+
+
+@main.command("train", context_settings={"show_default": True})
+@click.argument("source", required=False)
+@click.option("--data", "data", required=True,
+              help="digits | npz:PATH | cifar10:PATH | images:DIR | tfds:NAME (or a path).")
+@click.option("--data-dir", default=None, help="Folder of prepared TFDS data sets (tfds:).")
+@click.option("--image-size", default=None, help="Resize images:/tfds: data to H or HxW.")
+@click.option("--val-split", default="0.1", help="Validation count (5000) or fraction (0.1); "
+                                                  "stratified and seeded. 0 for none.")
+@click.option("--val-data", default=None, help="A separate validation source instead of a split.")
+@click.option("--subset", default=None, help="Train on a stratified subset (count or fraction).")
+@click.option("--epochs", default=10, type=int)
+@click.option("--batch-size", default=128, type=int)
+@click.option("--optimizer", default="sgd", type=click.Choice(["sgd", "adam", "adamw"],
+                                                               case_sensitive=False))
+@click.option("--lr", default=None, type=float,
+              help="Peak learning rate [default: sgd 0.05, adam/adamw 0.001; x0.1 with --transfer]")
+@click.option("--momentum", default=0.9, type=float, help="SGD momentum.")
+@click.option("--nesterov/--no-nesterov", default=True, help="Nesterov momentum for SGD.")
+@click.option("--weight-decay", default=None, type=float,
+              help="Decoupled weight decay [default: sgd 5e-4 (PyTorch-equivalent), adam 0, "
+                   "adamw 0.05]")
+@click.option("--schedule", default="cosine", type=_SCHEDULES)
+@click.option("--warmup", default=0.0, type=float, help="Warm-up epochs (cosine, onecycle).")
+@click.option("--step-every", default=None, type=int, help="Epochs between steps (step schedule).")
+@click.option("--step-gamma", default=0.1, type=float, help="Factor per step (step schedule).")
+@click.option("--augment", default="", help="Comma list: flip, cropN, translateN, cutoutN.")
+@click.option("--label-smoothing", default=0.0, type=float)
+@click.option("--normalize", default="standardize",
+              type=click.Choice(["standardize", "scale", "none"]),
+              help="Input layer: per-channel mean/std of the training split, 1/255, or nothing.")
+@click.option("--precision", default="auto", type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+              help="auto = bf16 on a GPU, fp32 on CPU.")
+@click.option("--seed", default=None, type=int, help="Random seed [default: a fresh one, saved].")
+@click.option("--deterministic", is_flag=True, help="Deterministic ops (slower).")
+@click.option("--early-stopping", default=0, type=int, help="Patience in epochs (0 = off).")
+@click.option("--monitor", default="val_accuracy", help="Metric for best.keras/early stopping.")
+@click.option("--transfer", default=None, help="Start from MODEL.keras or FILE.weights.h5.")
+@click.option("--freeze-until", default=None,
+              help="Freeze through the last layer matching an index, name or prefix "
+                   "('backbone' = all but the head).")
+@click.option("--reset-head", is_flag=True, help="New head even if the class count matches.")
+@click.option("--distribute", is_flag=True, help="Data-parallel over all local devices.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Architecture variable (repeatable).")
+@click.option("--out", default=None, help="Run folder [default: runs/<time>-<name>].")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@click.option("--no-tensorboard", is_flag=True, help="Do not write TensorBoard logs.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-epoch progress.")
+def train_command(source, data, data_dir, image_size, val_split, val_data, subset, epochs,
+                  batch_size, optimizer, lr, momentum, nesterov, weight_decay, schedule, warmup,
+                  step_every, step_gamma, augment, label_smoothing, normalize, precision, seed,
+                  deterministic, early_stopping, monitor, transfer, freeze_until, reset_head,
+                  distribute, sets, out, overwrite, no_tensorboard, quiet):
+    """Train SOURCE (architecture text, YAML file or zoo name) on --data.
+
+    \b
+    kblocks train "[[CONV(32)-RELU]*2-POOL]*2-FC(10)" --data digits --epochs 10
+    kblocks train lenet5 --data digits --epochs 20
+    kblocks train --transfer runs/a/best.keras --data images:photos/ --freeze-until backbone
+    """
+    from kblocks.runfolder import default_run_dir
+    from kblocks.training import TrainConfig, train
+
+    if source is None and transfer is None:
+        raise ConfigError("no architecture given", what="SOURCE",
+                          hint="give architecture text, a YAML file or a zoo name, or --transfer "
+                               "MODEL.keras")
+    config = TrainConfig(
+        data=data, data_dir=data_dir, image_size=image_size, val_split=val_split,
+        val_data=val_data, subset=subset, epochs=epochs, batch_size=batch_size,
+        optimizer=optimizer.lower(), lr=lr, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, schedule=schedule.lower(), warmup=warmup,
+        step_every=step_every, step_gamma=step_gamma, augment=augment,
+        label_smoothing=label_smoothing, normalize=normalize, precision=precision, seed=seed,
+        deterministic=deterministic, early_stopping=early_stopping, monitor=monitor,
+        transfer=transfer, freeze_until=freeze_until, reset_head=reset_head,
+        distribute=distribute, variables=_variables(sets), tensorboard=not no_tensorboard,
+        verbose=0 if quiet else "auto")
+    name = source or transfer or "run"
+    run_dir = out or str(default_run_dir(name if len(name) < 40 else name.split("-")[0]))
+    click.echo(f"kblocks train: {name}\n  data {data}, run folder {run_dir}", err=False)
+    result = train(source, config, out=run_dir, overwrite=overwrite,
+                   command=["kblocks"] + sys.argv[1:] if sys.argv else None,
+                   echo=click.echo)
+    info = result.info
+    click.echo(f"  seed {result.seed}, precision {info['precision']}, "
+               f"{info['placement']['replicas']} device(s)")
+    _print_table("final metrics (val from best.keras)", result.final)
+    click.echo(f"run folder: {result.run_dir}")
+
+
+@main.command("evaluate", context_settings={"show_default": True})
+@click.argument("model_path", metavar="MODEL")
+@click.option("--data", "data", default=None, help="Data source, as for kblocks train.")
+@click.option("--run", "run_dir", default=None,
+              help="A run folder: take --data, --val-split, --seed and --subset from its run.json "
+                   "(so the model is scored on the validation split it was selected on).")
+@click.option("--data-dir", default=None, help="Folder of prepared TFDS data sets (tfds:).")
+@click.option("--image-size", default=None, help="Resize images:/tfds: data to H or HxW.")
+@click.option("--val-split", default=None,
+              help="Evaluate only on the validation split a training run with the same "
+                   "--val-split and --seed used.")
+@click.option("--seed", default=0, type=int, help="Seed of that split.")
+@click.option("--subset", default=None, help="A stratified subset (count or fraction).")
+@click.option("--batch-size", default=256, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split, seed, subset,
+                     batch_size, as_json):
+    """Accuracy and loss of a saved MODEL (.keras) on --data.
+
+    \b
+    kblocks evaluate runs/cifar/best.keras --data cifar10:train.npz --val-split 5000 --seed 1
+    kblocks evaluate runs/cifar/best.keras --run runs/cifar
+    """
+    from pathlib import Path
+
+    from kblocks.training import evaluate
+
+    if run_dir is not None:
+        record_path = Path(run_dir) / "run.json"
+        if not record_path.exists():
+            raise ConfigError(f"{record_path} does not exist", what="--run",
+                              hint="give the folder a kblocks train run wrote")
+        try:
+            record = json.loads(record_path.read_text())
+            cfg = record["config"]
+        except (ValueError, KeyError):
+            raise ConfigError(f"{record_path} is not a kblocks run record", what="--run") from None
+        data = data or cfg.get("data")
+        data_dir = data_dir or cfg.get("data_dir")
+        image_size = image_size or cfg.get("image_size")
+        if val_split is None and not cfg.get("val_data"):
+            val_split = cfg.get("val_split")
+            seed = record.get("seed", seed)
+            subset = subset or cfg.get("subset")
+        elif cfg.get("val_data") and data is None:
+            data = cfg["val_data"]
+    if not data:
+        raise ConfigError("no data given", what="--data",
+                          hint="pass --data SOURCE or --run RUN_FOLDER")
+
+    scores = evaluate(model_path, data, data_dir=data_dir, image_size=image_size,
+                      val_split=val_split, seed=seed, batch_size=batch_size, subset=subset)
+    if as_json:
+        click.echo(json.dumps(scores))
+        return
+    _print_table(f"{scores['model']} on {scores['data']}",
+                 {"samples": scores["samples"], "loss": scores["loss"],
+                  "accuracy": scores["accuracy"]})
