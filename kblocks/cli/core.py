@@ -52,14 +52,26 @@ def _literal(value: str):
 def architecture_options(fn):
     """The options every command that compiles an architecture takes."""
     fn = click.option("--set", "variables", multiple=True, metavar="NAME=VALUE",
-                      help="Bind variables, e.g. --set N=2 M=3 K=1 (repeatable).")(fn)
+                      help="Bind variables: --set N=2 M=3 K=1 (values may follow one --set).")(fn)
     fn = click.option("--blocks", type=click.Path(dir_okay=False), default=None,
                       help="YAML file with extra named blocks.")(fn)
     fn = click.option("--classes", type=click.IntRange(min=1), default=None,
                       help="Number of classes (units of a bare final FC).")(fn)
     fn = click.option("--input-shape", default=None, metavar="H,W,C",
                       help="Input shape, e.g. 32,32,3 (overrides a YAML input).")(fn)
+    fn = click.argument("more_variables", nargs=-1, metavar="[NAME=VALUE]...")(fn)
     return click.argument("architecture")(fn)
+
+
+def _merge_variables(fn):
+    """Fold NAME=VALUE words after the architecture (as in --set N=2 M=3) into --set."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, more_variables=(), variables=(), **kwargs):
+        return fn(*args, variables=tuple(variables) + tuple(more_variables), **kwargs)
+
+    return wrapper
 
 
 def compile_kwargs(input_shape, classes, blocks, variables):
@@ -76,6 +88,7 @@ def atomic_target(path: Path):
 
 @main.command()
 @architecture_options
+@_merge_variables
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--text", "show_text", is_flag=True, help="Also print the canonical expanded text.")
 def summary(architecture, input_shape, classes, blocks, variables, as_json, show_text):
@@ -98,6 +111,7 @@ def summary(architecture, input_shape, classes, blocks, variables, as_json, show
 
 @main.command()
 @architecture_options
+@_merge_variables
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model (.keras).")
 def build(architecture, input_shape, classes, blocks, variables, output):
@@ -120,6 +134,7 @@ def build(architecture, input_shape, classes, blocks, variables, output):
 
 @main.command()
 @architecture_options
+@_merge_variables
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="PNG (or SVG/PDF) file to write.")
 def plot(architecture, input_shape, classes, blocks, variables, output):

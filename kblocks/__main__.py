@@ -1,0 +1,3 @@
+from kblocks.cli import main
+
+main()
