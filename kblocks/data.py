@@ -536,8 +536,8 @@ def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
         raise DataError(
             f"the {what} has {num_outputs} outputs but {data.name} has {data.num_classes} classes",
             what="--data",
-            hint=f"end the architecture with FC({data.num_classes}) (or leave the class count to "
-                 "--data), or use --transfer to replace the head")
+            hint=f"end the architecture with FC (no units: the data's class count is used) or "
+                 f"FC({data.num_classes}); a --transfer run replaces the head itself")
     if data.y.max() >= (num_outputs or data.num_classes):
         raise DataError(f"label {int(data.y.max())} is out of range for {num_outputs} outputs",
                         what="--data")

@@ -1,14 +1,18 @@
 """Learning-rate schedules and optimisers of the training recipe (``--optimizer``, ``--schedule``).
 
-All schedules are ``keras.optimizers.schedules.LearningRateSchedule`` objects that are either Keras'
-own or registered under package ``kblocks``, so a saved model with its optimiser loads with
-``safe_mode=True``. ``plateau`` is the exception: the learning rate stays a float and the
-``ReduceLROnPlateau`` callback lowers it.
+All schedules are Keras' own ``LearningRateSchedule`` classes, so a saved model with its
+optimiser needs no custom object to load (``safe_mode=True``):
+
+* ``constant``; ``plateau`` (a float that ``ReduceLROnPlateau`` lowers);
+* ``step``: ``ExponentialDecay(staircase=True)``, x``step_gamma`` every ``step_every`` epochs;
+* ``cosine``: ``CosineDecay`` to 0, with optional linear warm-up;
+* ``onecycle``: linear warm-up from ``peak/10`` over the first 25% of the steps (or ``--warmup``
+  epochs), then cosine annealing to 0 -- the shape of PyTorch's ``OneCycleLR``, expressed as a
+  ``CosineDecay`` with warm-up.
 """
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from kblocks.errors import ConfigError
 
@@ -16,33 +20,6 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05}
-
-
-@keras.saving.register_keras_serializable(package="kblocks")
-class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from ``start * peak`` to ``peak`` over ``warmup`` of the steps, then linear
-    decay to ``end * peak`` at ``total_steps`` (the triangular one-cycle of airbench/fast.ai)."""
-
-    def __init__(self, peak, total_steps, warmup=0.25, start=0.1, end=0.0, name="onecycle"):
-        self.peak = float(peak)
-        self.total_steps = max(1, int(total_steps))
-        self.warmup = float(warmup)
-        self.start = float(start)
-        self.end = float(end)
-        self.name = name
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        total = float(self.total_steps)
-        up = max(1.0, self.warmup * total)
-        rising = self.start + (1.0 - self.start) * step / up
-        falling = 1.0 + (self.end - 1.0) * (step - up) / max(1.0, total - up)
-        factor = ops.where(step < up, rising, ops.maximum(falling, min(self.end, 1.0)))
-        return self.peak * factor
-
-    def get_config(self):
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup,
-                "start": self.start, "end": self.end, "name": self.name}
 
 
 def make_schedule(name, lr, *, steps_per_epoch, epochs, warmup_epochs=0.0, step_every=None,
@@ -68,8 +45,11 @@ def make_schedule(name, lr, *, steps_per_epoch, epochs, warmup_epochs=0.0, step_
                 warmup_steps=warmup_steps)
         return keras.optimizers.schedules.CosineDecay(float(lr), decay_steps=total)
     if name == "onecycle":
-        frac = warmup_steps / total if warmup_steps else 0.25
-        return OneCycle(float(lr), total, warmup=frac)
+        up = warmup_steps or max(1, int(round(0.25 * total)))
+        up = min(up, total - 1) if total > 1 else 0
+        return keras.optimizers.schedules.CosineDecay(
+            float(lr) * 0.1, decay_steps=max(1, total - up), warmup_target=float(lr),
+            warmup_steps=up)
     raise ConfigError(f"unknown schedule {name!r}", what="--schedule",
                       hint="use one of " + ", ".join(SCHEDULES))
 
@@ -105,27 +85,3 @@ def make_optimizer(name, learning_rate, *, momentum=0.9, nesterov=True, weight_d
     if loss_scale:
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
-
-
-@keras.saving.register_keras_serializable(package="kblocks")
-class SparseCrossentropy(keras.losses.Loss):
-    """Sparse categorical cross-entropy with label smoothing (Keras' sparse loss has none)."""
-
-    def __init__(self, from_logits=False, label_smoothing=0.0, name="sparse_crossentropy",
-                 **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
-
-    def call(self, y_true, y_pred):
-        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        if not self.label_smoothing:
-            return keras.losses.sparse_categorical_crossentropy(
-                labels, y_pred, from_logits=self.from_logits)
-        one_hot = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
-        return keras.losses.categorical_crossentropy(
-            one_hot, y_pred, from_logits=self.from_logits, label_smoothing=self.label_smoothing)
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}

@@ -209,12 +209,34 @@ def _register_custom_objects():
 
 
 def make_loss(from_logits: bool, label_smoothing: float):
-    from kblocks.schedules import SparseCrossentropy
+    """``(loss, accuracy metric, one_hot)``: Keras' own objects, so saved models need no custom
+    loss. Label smoothing needs one-hot targets (Keras' sparse loss has no smoothing)."""
+    import keras
 
-    if not 0.0 <= float(label_smoothing) < 1.0:
+    smoothing = float(label_smoothing or 0.0)
+    if not 0.0 <= smoothing < 1.0:
         raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}",
                           what="--label-smoothing")
-    return SparseCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing)
+    if smoothing:
+        return (keras.losses.CategoricalCrossentropy(from_logits=from_logits,
+                                                     label_smoothing=smoothing),
+                keras.metrics.CategoricalAccuracy(name="accuracy"), True)
+    return (keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"), False)
+
+
+def one_hot(y, classes: int) -> np.ndarray:
+    out = np.zeros((len(y), classes), np.float32)
+    out[np.arange(len(y)), y] = 1.0
+    return out
+
+
+def load_model(path, *, compile=False):
+    """``keras.saving.load_model(path, safe_mode=True)`` after registering kblocks' layers."""
+    import keras
+
+    _register_custom_objects()
+    return keras.saving.load_model(str(path), compile=compile, safe_mode=True)
 
 
 def set_seed(seed: int, deterministic: bool):
@@ -368,8 +390,12 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         optimizer = schedules.make_optimizer(
             opt_name, learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
             weight_decay=weight_decay, loss_scale=precision == "fp16")
-        model.compile(optimizer=optimizer, loss=make_loss(not from_probs, cfg.label_smoothing),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        loss, accuracy, needs_one_hot = make_loss(not from_probs, cfg.label_smoothing)
+        model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+        y_train = one_hot(train_data.y, classes) if needs_one_hot else train_data.y
+        y_val = None
+        if val_data is not None:
+            y_val = one_hot(val_data.y, classes) if needs_one_hot else val_data.y
 
         files = {}
         if run_dir is not None:
@@ -410,8 +436,8 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         fit_kwargs = dict(batch_size=int(cfg.batch_size), epochs=int(cfg.epochs), shuffle=True,
                           callbacks=cbs, verbose=verbose)
         if val_data is not None:
-            fit_kwargs["validation_data"] = (val_data.x, val_data.y)
-        model.fit(train_data.x, train_data.y, **fit_kwargs)
+            fit_kwargs["validation_data"] = (val_data.x, y_val)
+        model.fit(train_data.x, y_train, **fit_kwargs)
 
         diverged = nan_guard.where
         # Final numbers come from the best checkpoint (re-loaded from disk when there is a run
@@ -427,7 +453,7 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
             if last.get(key) is not None:
                 final[f"train_{key} (last epoch)"] = last[key]
         if val_data is not None and not diverged:
-            scores = best_model.evaluate(val_data.x, val_data.y, batch_size=int(cfg.batch_size),
+            scores = best_model.evaluate(val_data.x, y_val, batch_size=int(cfg.batch_size),
                                          verbose=0, return_dict=True)
             final["val_loss"] = float(scores["loss"])
             final["val_accuracy"] = float(scores.get("accuracy", scores.get("compile_metrics", 0)))
@@ -465,9 +491,8 @@ def _describe(source_text, network, input_shape, classes, variables):
 
         resolved = api.format_text(source_text, input_shape=input_shape, classes=classes,
                                    **dict(variables))
-        summary = str(api.summary(network))
-    except KBlocksError:
-        raise
+        summary = str(api.summary(source_text, input_shape=input_shape, classes=classes,
+                                  **dict(variables)))
     except Exception:  # noqa: BLE001 - descriptions are a courtesy, never a reason to fail
         pass
     return resolved, summary
@@ -539,7 +564,7 @@ def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split
     if not path.exists():
         raise DataError(f"model file {path} does not exist", what="MODEL")
     try:
-        model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+        model = load_model(path)
     except Exception as err:  # noqa: BLE001
         raise DataError(f"cannot load {path}: {err}", what="MODEL") from None
     dataset = load_data(data, data_dir=data_dir, image_size=image_size)

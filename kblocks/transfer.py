@@ -193,6 +193,9 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False) ->
         network = build(classes)
         try:
             network.load_weights(str(path), skip_mismatch=True)
+            if output_units(network) != classes:
+                network = replace_head(network, classes)
+                report.head_replaced = True
         except Exception as err:  # noqa: BLE001 - h5py/keras errors for a foreign file
             raise DataError(f"cannot load weights from {path}: {err}", what="--transfer",
                             hint="the weights must come from the same architecture") from None
@@ -209,6 +212,8 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False) ->
     report.old_classes = output_units(base)
     if build is not None:
         network = build(classes)
+        if output_units(network) != classes:  # the text fixes the old class count: FC(10)
+            network = replace_head(network, classes)
         copy_weights_by_name(base, network, report)
         report.head_replaced = report.old_classes != classes or reset_head
         return network, report
