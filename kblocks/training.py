@@ -83,7 +83,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    model: object
+    model: object      # the best model (re-loaded from best.keras when there is a run folder)
+    trained: object    # the model in memory at the end of training (= last.keras)
     network: object
     history: list
     best_epoch: int | None
@@ -479,7 +480,7 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
             f"the loss became {value} at {where}; training stopped", what="training",
             hint=f"lower the learning rate (now {lr:g}) or add warm-up (--warmup 1); "
                  + (f"the run folder {run_dir} has the history so far" if run_dir else ""))
-    return TrainResult(best_model, network, history_cb.rows, checkpoint.best_epoch, final, seed,
+    return TrainResult(best_model, model, network, history_cb.rows, checkpoint.best_epoch, final, seed,
                        run_dir, info)
 
 
