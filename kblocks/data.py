@@ -46,7 +46,9 @@ class ArrayData:
     name: str = ""
 
     def __post_init__(self):
-        self.y = np.asarray(self.y).astype(np.int64, copy=False)
+        self.y = np.asarray(self.y)
+        if self.y.dtype.kind in "iub":  # floats are checked (whole numbers?) by load_data
+            self.y = self.y.astype(np.int64, copy=False)
         self.classes = [str(c) for c in self.classes]
 
     def __len__(self):
