@@ -128,15 +128,21 @@ def default_run_dir(name: str, root="runs") -> Path:
     return Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
 
 
-def prepare_run_dir(path, *, overwrite=False) -> Path:
-    """Create the run folder; refuse to mix a new run into an old one unless ``overwrite``."""
+def check_run_dir(path, *, overwrite=False) -> Path:
+    """Refuse (before any work) a run folder that is a file or already holds a run."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path} exists and is not a folder", what="--out")
+    if not overwrite and (path / "run.json").exists():
+        raise ConfigError(f"run folder {path} already holds a run", what="--out",
+                          hint="pass a new --out folder, or --overwrite to replace it")
+    return path
+
+
+def prepare_run_dir(path, *, overwrite=False) -> Path:
+    """Create the run folder; refuse to mix a new run into an old one unless ``overwrite``."""
+    path = check_run_dir(path, overwrite=overwrite)
     if path.is_dir() and any(path.iterdir()):
-        if not overwrite and (path / "run.json").exists():
-            raise ConfigError(f"run folder {path} already holds a run", what="--out",
-                              hint="pass a new --out folder, or --overwrite to replace it")
         if overwrite:
             import shutil
 

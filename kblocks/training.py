@@ -299,7 +299,7 @@ def prepare_data(cfg: TrainConfig, seed: int):
 # -- training ----------------------------------------------------------------------------------
 
 def train(model_or_source, config: TrainConfig | None = None, *, out=None, overwrite=False,
-          command=None, echo=print, **overrides) -> TrainResult:
+          command=None, **overrides) -> TrainResult:
     """Train ``model_or_source`` as ``config`` says; write the run folder ``out`` if given.
 
     ``model_or_source`` is architecture text, a YAML path, a zoo name, or a ``keras.Model`` whose
@@ -320,7 +320,7 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     seed = int(cfg.seed) if cfg.seed is not None else secrets.randbelow(2 ** 31 - 1)
     precision = resolve_precision(cfg.precision)
     augment_layers = parse_augment(cfg.augment, seed=seed)  # option errors before any work
-    run_dir = runfolder.prepare_run_dir(out, overwrite=overwrite) if out is not None else None
+    run_dir = runfolder.check_run_dir(out, overwrite=overwrite) if out is not None else None
 
     set_seed(seed, cfg.deterministic)
     train_data, val_data = prepare_data(cfg, seed)
@@ -400,6 +400,7 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
 
         files = {}
         if run_dir is not None:
+            run_dir = runfolder.prepare_run_dir(run_dir, overwrite=overwrite)
             files = {"best": run_dir / "best.keras", "last": run_dir / "last.keras",
                      "history": run_dir / "history.csv", "curves": run_dir / "curves.png",
                      "run": run_dir / "run.json", "architecture": run_dir / "architecture.txt",
@@ -515,6 +516,7 @@ def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, va
     record = {
         "command": argv,
         "command_line": shlex.join(argv),
+        "argv": list(sys.argv),
         "cwd": os.getcwd(),
         "seed": seed,
         "architecture": source_text,

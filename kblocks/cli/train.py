@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -30,6 +29,31 @@ def _variables(pairs) -> dict:
                               hint="write NAME=VALUE, e.g. --set width=64")
         out[name.strip()] = _parse_value(value.strip())
     return out
+
+
+def _command_line(ctx) -> list:
+    """The command as typed: ``kblocks train SOURCE`` and every option given on the line."""
+    from click.core import ParameterSource
+
+    argv = ["kblocks", ctx.info_name or "train"]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            argv.append(str(value))
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag and not param.secondary_opts:
+            argv.append(flag)
+        elif param.is_flag:
+            argv.append(flag if value else max(param.secondary_opts, key=len))
+        elif param.multiple:
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
 
 
 def _print_table(title: str, rows: dict):
@@ -134,8 +158,7 @@ def train_command(source, data, data_dir, image_size, val_split, val_data, subse
     run_dir = out or str(default_run_dir(name if len(name) < 40 else name.split("-")[0]))
     click.echo(f"kblocks train: {name}\n  data {data}, run folder {run_dir}", err=False)
     result = train(source, config, out=run_dir, overwrite=overwrite,
-                   command=["kblocks"] + sys.argv[1:] if sys.argv else None,
-                   echo=click.echo)
+                   command=_command_line(click.get_current_context()))
     info = result.info
     click.echo(f"  seed {result.seed}, precision {info['precision']}, "
                f"{info['placement']['replicas']} device(s)")
