@@ -67,4 +67,23 @@ def tsne_embedding(model, images, layer=None, *, perplexity: float = 30.0, seed:
     perplexity = float(min(perplexity, max(1.0, (n - 1) / 3)))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
                 learning_rate="auto")
-    return tsne.fit_transform(feats).astype("float32")
+    with _few_threads(n):
+        return tsne.fit_transform(feats).astype("float32")
+
+
+def _few_threads(n: int):
+    """One OpenMP thread for the usual few thousand points.
+
+    scikit-learn's Barnes-Hut t-SNE runs 1000 short OpenMP loops; on a busy machine (a CI runner,
+    a laptop running tests) their threads spin-wait for each other and a 100-point embedding takes
+    20 s instead of 1 s. Above 5000 points the parallel loop is worth its overhead.
+    """
+    import contextlib
+
+    if n > 5000:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency of scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="openmp")

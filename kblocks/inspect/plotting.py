@@ -136,8 +136,7 @@ def plot_feature_maps(maps, path, *, title: str, max_maps: int = 64) -> str:
     fig = _new_figure("grid")
     ax = fig.subplots()
     plt = _plt()
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     im = ax.imshow(mosaic(tiles), cmap=cmap, interpolation="nearest",
                    vmin=float(maps.min()), vmax=float(maps.max()) if maps.max() > maps.min() else None)
     ax.set_xticks([])
@@ -160,8 +159,7 @@ def plot_filters(tiles, path, *, title: str, max_filters: int = 64, max_channels
         shown = min(n, max_filters)
         pad_value = 1.0
         if cin == 1:
-            cmap = plt.get_cmap("gray").copy()
-            cmap.set_bad("white")
+            cmap = plt.get_cmap("gray").with_extremes(bad="white")
             image = mosaic(tiles[:shown, ..., 0], pad_value=np.nan)
             im = ax.imshow(image, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         else:
@@ -172,8 +170,7 @@ def plot_filters(tiles, path, *, title: str, max_filters: int = 64, max_channels
     else:
         rows, cols = min(n, max_filters // 4 or 1, 16), min(cin, max_channels)
         grid = np.moveaxis(tiles[:rows, :, :, :cols], -1, 1).reshape(rows * cols, kh, kw)
-        cmap = plt.get_cmap("gray").copy()
-        cmap.set_bad("white")
+        cmap = plt.get_cmap("gray").with_extremes(bad="white")
         im = ax.imshow(mosaic(grid, cols=cols), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         subtitle = (f"rows: filters 0..{rows - 1} of {n}; columns: input channels 0..{cols - 1} of {cin}; "
                     f"{kh}x{kw}")

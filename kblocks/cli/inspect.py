@@ -1,0 +1,316 @@
+"""``kblocks inspect`` (look inside a trained CNN) and ``kblocks conv-size`` (conv arithmetic).
+
+    kblocks inspect MODEL --image cat.png --method gradcam --class cat -o gradcam.png
+    kblocks inspect MODEL --image cat.png --method featuremaps --layer 3 -o maps.png
+    kblocks inspect MODEL --method filters --layer 0 -o filters.png
+    kblocks inspect MODEL --image cat.png --method saliency|occlusion|cam -o out.png
+    kblocks inspect MODEL --data cifar10:PATH --method tsne --samples 2000 -o codes.png
+    kblocks inspect MODEL --image cat.png --method fgsm --eps 0.007 -o adv.png
+    kblocks conv-size --input 227 --kernel 11 --stride 4 --padding 0
+
+The library lives in :mod:`kblocks.inspect` and is imported only when a command runs, so
+``kblocks --help`` stays fast.
+"""
+from __future__ import annotations
+
+import os
+
+import click
+
+from kblocks.cli import main
+from kblocks.errors import KBlocksError
+
+METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm")
+NEEDS_IMAGE = ("featuremaps", "saliency", "gradcam", "cam", "occlusion", "fgsm")
+USES_LAYER = ("featuremaps", "filters", "gradcam", "tsne")
+USES_CLASS = ("saliency", "gradcam", "cam", "occlusion", "fgsm")
+
+TITLES = {
+    "saliency": "Saliency (vanilla gradient, Simonyan et al. 2014)",
+    "gradcam": "Grad-CAM (Selvaraju et al. 2017)",
+    "cam": "CAM (Zhou et al. 2016)",
+    "occlusion": "Occlusion (Zeiler & Fergus 2014)",
+}
+
+
+def _shape(text):
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(x) for x in text.lower().replace("x", ",").split(",") if x.strip())
+    except ValueError:
+        raise KBlocksError(f"--input-shape takes sizes like 32,32,3, got {text!r}") from None
+    if not dims or any(d < 1 for d in dims):
+        raise KBlocksError(f"--input-shape takes positive sizes like 32,32,3, got {text!r}")
+    return dims
+
+
+def _register_saved_classes():
+    """Import the kblocks modules whose layer classes trained models refer to (safe_mode loading)."""
+    import importlib
+
+    for name in ("kblocks.augment", "kblocks.schedules", "kblocks.layers"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def load_model(spec: str, *, weights=None, input_shape=None, classes=None):
+    """MODEL: a ``.keras`` file, or architecture text / YAML file / zoo name (+ ``--weights``)."""
+    import keras
+
+    if spec.strip().lower().endswith(".keras") and "\n" not in spec:
+        if not os.path.isfile(spec):
+            raise KBlocksError(f"MODEL: file not found: {spec}",
+                               hint="give a .keras file saved by kblocks train or model.save()")
+        _register_saved_classes()
+        try:
+            model = keras.saving.load_model(spec, compile=False, safe_mode=True)
+        except Exception as err:  # noqa: BLE001 - any load failure is a bad input file
+            raise KBlocksError(f"MODEL: cannot load {spec}: {err}") from None
+    else:
+        try:
+            from kblocks import api
+        except ImportError:
+            raise KBlocksError(f"MODEL {spec!r} is not a .keras file, and this kblocks cannot build "
+                               "architectures (kblocks.api is missing)",
+                               hint="give a .keras model file") from None
+        model = api.build(spec, input_shape=input_shape, classes=classes)
+        if weights is None:
+            click.echo("note: no --weights given; the model has random weights", err=True)
+    if weights is not None:
+        if not os.path.isfile(weights):
+            raise KBlocksError(f"--weights: file not found: {weights}",
+                               hint="give a .weights.h5 file saved by model.save_weights()")
+        try:
+            model.load_weights(weights)
+        except Exception as err:  # noqa: BLE001
+            raise KBlocksError(f"--weights: cannot load {weights} into this model: {err}",
+                               hint="the weights must come from the same architecture, "
+                                    "input shape and number of classes") from None
+    return model
+
+
+def _class_label(index, names):
+    if names and 0 <= index < len(names):
+        return f"{index} ({names[index]})"
+    return str(index)
+
+
+def _default_output(method):
+    return f"{method}.png"
+
+
+@main.command("inspect")
+@click.argument("model_spec", metavar="MODEL")
+@click.option("--method", "-m", required=True, type=click.Choice(METHODS, case_sensitive=False),
+              help="What to show.")
+@click.option("--image", "-i", type=click.Path(dir_okay=False), default=None,
+              help="PNG/JPEG to explain (resized to the model's input).")
+@click.option("--layer", "-l", default=None,
+              help="Layer index, exact name, or name prefix (last match).")
+@click.option("--class", "class_spec", default=None,
+              help="Class to explain: index or name (default: the predicted class).")
+@click.option("--class-names", default=None, metavar="A,B,C", help="Names of the classes, in order.")
+@click.option("--data", default=None, metavar="SOURCE",
+              help="Samples for tsne: 'digits' or 'cifar10:PATH' (npz of JPEG bytes).")
+@click.option("--samples", type=click.IntRange(min=4), default=2000, show_default=True,
+              help="How many samples tsne embeds.")
+@click.option("--eps", type=float, default=0.007, show_default=True,
+              help="FGSM step on the 0..1 scale (the model sees 0..255: x' = x + eps*255*sign(grad)).")
+@click.option("--window", type=click.IntRange(min=1), default=None,
+              help="Occlusion square size in input pixels (default: a quarter of the image).")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Occlusion step in pixels (default: half the window).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for tsne and sampling.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Weights (.weights.h5) for a MODEL given as architecture text or zoo name.")
+@click.option("--input-shape", default=None, metavar="H,W,C",
+              help="Input shape when MODEL is architecture text.")
+@click.option("--classes", type=click.IntRange(min=1), default=None,
+              help="Number of classes when MODEL is architecture text.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write (default: METHOD.png).")
+def inspect_command(model_spec, method, image, layer, class_spec, class_names, data, samples, eps,
+                    window, stride, seed, weights, input_shape, classes, output):
+    """Look inside a trained CNN: write a PNG of one visualisation method.
+
+    \b
+    featuremaps  activations of --layer for --image (one tile per channel)
+    filters      convolution kernels of --layer (first layer: RGB tiles)
+    saliency     |d class score / d pixel|, Simonyan et al. 2014
+    gradcam      gradient-weighted feature maps, Selvaraju et al. 2017
+    cam          class activation map of a GAP + dense head, Zhou et al. 2016
+    occlusion    class probability as a grey square slides, Zeiler & Fergus 2014
+    tsne         2-D t-SNE of penultimate codes of --data, coloured by class
+    fgsm         adversarial image x + eps*255*sign(grad), Goodfellow et al. 2015
+
+    MODEL is a .keras file, or architecture text / YAML / zoo name with --weights.
+    Images are read as 0..255 pixels (any normalisation is inside the model).
+    """
+    method = method.lower()
+    if method in NEEDS_IMAGE and not image:
+        raise KBlocksError(f"--method {method} needs --image PATH (a PNG or JPEG to explain)",
+                           hint=f"e.g. kblocks inspect MODEL --method {method} --image cat.png")
+    if method == "tsne" and not data:
+        raise KBlocksError("--method tsne needs --data: 'digits' or 'cifar10:PATH'",
+                           hint="e.g. --data cifar10:../shared/data/cifar10/train.npz --samples 2000")
+    if image and not os.path.isfile(image):
+        raise KBlocksError(f"--image: file not found: {image}", hint="give the path of a PNG or JPEG")
+    for name, value, used in (("--layer", layer, USES_LAYER), ("--class", class_spec, USES_CLASS)):
+        if value is not None and method not in used:
+            click.echo(f"note: {name} is not used by --method {method}", err=True)
+    if image and method not in NEEDS_IMAGE:
+        click.echo(f"note: --image is not used by --method {method}", err=True)
+    output = output or _default_output(method)
+
+    from kblocks.inspect import classes as kc
+    from kblocks.inspect import plotting
+    from kblocks.inspect.layers import as_view, input_shape as model_input_shape, num_classes
+
+    model = load_model(model_spec, weights=weights, input_shape=_shape(input_shape), classes=classes)
+    view = as_view(model)
+    names = kc.parse_class_names(class_names)
+    if names is None and model_spec.lower().endswith(".keras"):
+        names = kc.stored_class_names(model_spec)
+    if names is not None and len(names) != num_classes(view):
+        if class_names:
+            raise KBlocksError(f"--class-names gives {len(names)} names but the model has "
+                               f"{num_classes(view)} classes", hint="give one name per class, in order")
+        names = None
+    h, w, c = model_input_shape(view)
+    if method == "filters":
+        _filters(view, layer, output, plotting)
+    elif method == "tsne":
+        _tsne(view, data, samples, seed, layer, names, output, plotting)
+    else:
+        from kblocks.inspect.inputs import load_image
+
+        img = load_image(image, (h, w), c)
+        class_index = kc.resolve_class(class_spec, view, names)
+        if method == "featuremaps":
+            _featuremaps(view, img, layer, output, plotting)
+        elif method == "fgsm":
+            _fgsm(view, img, class_index, eps, names, output, plotting)
+        else:
+            _heatmap(view, img, method, class_index, layer, window, stride, names, output, plotting)
+
+
+def _filters(view, layer, output, plotting):
+    from kblocks.inspect.filters import filter_layer, filter_tiles
+    from kblocks.inspect.layers import layer_index
+
+    chosen = filter_layer(view, layer)
+    tiles = filter_tiles(view, chosen)
+    index = layer_index(view, chosen)
+    title = f"filters of layer {index if index is not None else ''} {chosen.name!r}".replace("  ", " ")
+    plotting.plot_filters(tiles, output, title=title)
+    click.echo(f"wrote {output}: {len(tiles)} filters of {chosen.name} "
+               f"({tiles.shape[1]}x{tiles.shape[2]}, {tiles.shape[3]} input channels)")
+
+
+def _featuremaps(view, img, layer, output, plotting):
+    from kblocks.inspect.featuremaps import feature_maps, spatial_layer
+    from kblocks.inspect.layers import layer_index
+
+    chosen = spatial_layer(view, layer)
+    maps = feature_maps(view, img, chosen)
+    index = layer_index(view, chosen)
+    plotting.plot_feature_maps(maps, output, title=f"feature maps of layer {index} {chosen.name!r}")
+    click.echo(f"wrote {output}: {maps.shape[-1]} channels of {chosen.name}, "
+               f"{maps.shape[0]}x{maps.shape[1]} each")
+
+
+def _heatmap(view, img, method, class_index, layer, window, stride, names, output, plotting):
+    import numpy as np
+
+    from kblocks.inspect import cam as kcam
+    from kblocks.inspect.classes import class_probabilities
+    from kblocks.inspect.featuremaps import spatial_layer
+
+    probs = class_probabilities(view, img)[0]
+    if class_index is None:
+        class_index = int(np.argmax(probs))
+    what = f"class {_class_label(class_index, names)}, p={probs[class_index]:.3f}"
+    overlay = None
+    if method == "saliency":
+        from kblocks.inspect.saliency import saliency_map
+
+        heat = saliency_map(view, img, class_index)
+        label, where = "max |d score / d pixel|", ""
+    elif method == "gradcam":
+        chosen = spatial_layer(view, layer)
+        heat = kcam.grad_cam(view, img, class_index, chosen)
+        label, where = "ReLU(sum_k alpha_k A_k)", f" at {chosen.name}"
+    elif method == "cam":
+        heat = kcam.class_activation_map(view, img, class_index)
+        label, where = "sum_k w_kc A_k", ""
+    else:
+        from kblocks.inspect.occlusion import default_window, occlusion_map
+
+        heat = occlusion_map(view, img, class_index, window=window, stride=stride)
+        win = window or default_window(img.shape[0], img.shape[1])[0]
+        label, where = f"p(class) with a grey {win}x{win} square here", ""
+        overlay = np.maximum(probs[class_index] - heat, 0.0)  # hot where covering hurts
+    title = f"{TITLES[method]}{where} - {what}"
+    plotting.plot_heatmap(img, heat, output, title=title, label=label, overlay=overlay)
+    click.echo(f"wrote {output}: {method}{where} for {what}")
+
+
+def _fgsm(view, img, class_index, eps, names, output, plotting):
+    import numpy as np
+
+    from kblocks.inspect.adversarial import fgsm
+    from kblocks.inspect.classes import class_probabilities
+
+    before = class_probabilities(view, img)[0]
+    if class_index is None:
+        class_index = int(np.argmax(before))
+    adv = fgsm(view, img, class_index, eps=eps)
+    after = class_probabilities(view, adv)[0]
+    names_or_idx = names or [str(i) for i in range(len(before))]
+    plotting.plot_fgsm(img, adv, before, after, output, class_names=names_or_idx, label=class_index,
+                       title=f"FGSM (Goodfellow et al. 2015), eps={eps:g} (= {eps * 255:.2f} of 255)")
+    click.echo(f"wrote {output}: fgsm eps={eps:g}; class {_class_label(class_index, names)} "
+               f"p={before[class_index]:.3f} -> {after[class_index]:.3f}; predicted "
+               f"{_class_label(int(np.argmax(before)), names)} -> {_class_label(int(np.argmax(after)), names)}")
+
+
+def _tsne(view, data, samples, seed, layer, names, output, plotting):
+    from kblocks.inspect.embedding import code_layer_output, tsne_embedding
+    from kblocks.inspect.inputs import _load_samples
+
+    loaded = _load_samples(data, samples, seed=seed)
+    points = tsne_embedding(view, loaded.x, layer, seed=seed)
+    codes = code_layer_output(view, layer)
+    class_names = names or loaded.classes
+    plotting.plot_embedding(points, loaded.y, output, class_names=class_names,
+                            title=f"t-SNE of {len(points)} codes ({int(_size(codes))}-D) from {data}")
+    click.echo(f"wrote {output}: t-SNE of {len(points)} samples of {data}")
+
+
+def _size(tensor):
+    size = 1
+    for d in tuple(tensor.shape)[1:]:
+        size *= int(d or 1)
+    return size
+
+
+@main.command("conv-size")
+@click.option("--input", "input_size", type=int, required=True, help="Input size i (one side).")
+@click.option("--kernel", type=int, required=True, help="Kernel size k.")
+@click.option("--stride", type=int, default=1, show_default=True, help="Stride s.")
+@click.option("--padding", default="0", show_default=True,
+              help="Zeros added on each side p, or 'valid' (0) or 'same'.")
+@click.option("--dilation", type=int, default=1, show_default=True, help="Dilation d.")
+def conv_size_command(input_size, kernel, stride, padding, dilation):
+    """Output size of a convolution or pooling: floor((i + 2p - k) / s) + 1, worked out."""
+    from kblocks.inspect.convsize import explain_conv_size
+
+    padding_value = padding
+    if isinstance(padding, str) and padding.strip().lstrip("-").isdigit():
+        padding_value = int(padding)
+    result = explain_conv_size(input_size, kernel, stride, padding_value, dilation)
+    click.echo(result.text())
+    click.echo(f"output size: {result.output}")
