@@ -39,7 +39,7 @@ def _register():
     # Each module adds its commands to ``main``; import order is the order in --help.
     from kblocks.cli import core  # noqa: F401  summary, build, plot, export, zoo
 
-    for optional in ("train", "inspect", "search"):
+    for optional in ("train", "inspect", "search", "zoo"):
         try:
             __import__(f"kblocks.cli.{optional}")
         except ModuleNotFoundError as err:  # a family not written yet

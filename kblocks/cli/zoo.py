@@ -1,0 +1,131 @@
+"""Zoo and export commands: ``kblocks zoo`` lists the architecture files, ``kblocks export`` writes a
+TensorFlow SavedModel for serving."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from kblocks.cli import main
+from kblocks.cli.core import architecture_options, compile_kwargs
+from kblocks.errors import KBlocksError
+
+_HEAD = ("name", "family", "input", "params", "MACs", "source")
+_SOURCE_WIDTH = 60
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def format_table(rows) -> str:
+    """Rows of strings as an aligned text table (numbers right-aligned)."""
+    rows = [_HEAD] + [tuple(r[:-1]) + (_fit(r[-1], _SOURCE_WIDTH),) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD))]
+    right = {3, 4}
+
+    def line(r):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    out = [line(rows[0]), "-" * len(line(rows[0]))]
+    return "\n".join(out + [line(r) for r in rows[1:]])
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def zoo(name, as_json):
+    """List the zoo (name, family, params, MACs at the default input, source), or show NAME."""
+    from kblocks import zoo as z
+
+    items = [z.entry(name)] if name else z.entries()
+    if as_json:
+        import json
+
+        click.echo(json.dumps([{"name": e.name, "family": e.family, "input": list(e.input_shape),
+                                "classes": e.classes, "params": e.params, "trainable": e.trainable,
+                                "macs": e.macs, "outputs": e.outputs, "source": e.source,
+                                "reference": e.reference, "doc": e.doc} for e in items], indent=1))
+        return
+    if not name:
+        click.echo(format_table(z.table_rows(items)))
+        click.echo(f"\n{len(items)} networks; 'kblocks zoo NAME' shows one, "
+                   f"'kblocks summary NAME' its layers.")
+        return
+    e = items[0]
+    click.echo(f"{e.name} ({e.family})  {e.path}")
+    click.echo(f"input {'x'.join(map(str, e.input_shape))}, classes {e.classes}, "
+               f"{e.params:,} params ({e.trainable:,} trainable), {e.macs:,} MACs"
+               + (f", {e.outputs} outputs" if e.outputs > 1 else ""))
+    click.echo(f"source: {e.source}")
+    if e.doc:
+        click.echo(f"notes: {e.doc}")
+    click.echo("\n" + e.network)
+
+
+def export_saved_model(model, path, *, overwrite: bool = False) -> Path:
+    """Write ``model`` as a TensorFlow SavedModel at ``path`` with ``model.export``, atomically.
+
+    The export goes to a temporary folder next to ``path`` and is renamed onto it only when
+    complete, so ``path`` never holds half a model. An existing ``path`` is an error unless
+    ``overwrite`` is true; then it is replaced and the old folder removed after the rename.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise KBlocksError(f"{target} already exists; pass --overwrite to replace it")
+    if target.exists() and not target.is_dir():
+        raise KBlocksError(f"{target} exists and is not a folder; a SavedModel is a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    old = None
+    try:
+        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.rmdir(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None and old.exists() and not target.exists():
+            os.replace(old, target)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@main.command()
+@architecture_options
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder to write the SavedModel to.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
+def export(architecture, input_shape, classes, blocks, variables, output, overwrite):
+    """Build ARCHITECTURE (text, YAML, zoo name, or a saved .keras file) and write a TensorFlow
+    SavedModel for serving (tf.saved_model.load(path).serve(x))."""
+    import kblocks
+
+    try:
+        import tensorflow  # noqa: F401  model.export writes a TensorFlow SavedModel
+    except ModuleNotFoundError:
+        raise KBlocksError("kblocks export needs TensorFlow (pip install 'kblocks[tf]')") from None
+    source = Path(architecture)
+    if architecture.endswith(".keras") and "\n" not in architecture:
+        if input_shape or classes or blocks or variables:
+            raise KBlocksError(f"{architecture} is a saved model: --input-shape, --classes, "
+                               f"--blocks and --set do not apply to it")
+        if not source.is_file():
+            raise KBlocksError(f"model file {architecture!r} does not exist")
+        import keras
+
+        model = keras.saving.load_model(source, safe_mode=True)
+    else:
+        model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
+    target = export_saved_model(model, output, overwrite=overwrite)
+    click.echo(f"exported {target} ({model.count_params():,} params); serve with "
+               f"tf.saved_model.load({str(target)!r}).serve(x)")
