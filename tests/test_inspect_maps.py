@@ -169,6 +169,22 @@ def test_nested_network_is_opened_up(noise):
     assert feature_maps(wrapped, noise, "conv_0").shape == (SIZE, SIZE, 4)
 
 
+def test_saved_wrapper_ending_in_the_network(tmp_path, noise):
+    """As ``kblocks train`` saves it in fp32: the nested network is the model's last layer."""
+    network = quadrant_model()
+    inp = keras.Input((SIZE, SIZE, 1), name="image")
+    x = keras.layers.Normalization(mean=100.0, variance=2500.0, name="kblocks_normalize")(inp)
+    keras.Model(inp, network(x)).save(tmp_path / "best.keras")
+    loaded = keras.saving.load_model(tmp_path / "best.keras", compile=False, safe_mode=True)
+    view = as_view(loaded)
+    assert [layer.name for layer in view.layers][:3] == ["conv_0", "crop_1", "pad_2"]
+    batch = noise[None]
+    np.testing.assert_allclose(np.asarray(view.model(batch)), np.asarray(loaded(batch)), atol=1e-6)
+    heat = grad_cam(loaded, noise, 0)
+    assert _mass_in_quadrant(heat) > 0.99
+    assert logits_model(loaded)[1]  # the Activation("softmax") inside the network is found
+
+
 def test_filters_of_the_first_and_a_deeper_layer():
     inp = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(6, 3, name="conv_0")(inp)

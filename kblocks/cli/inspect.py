@@ -93,7 +93,7 @@ def load_model(spec: str, *, weights=None, input_shape=None, classes=None):
 
 
 def _class_label(index, names):
-    if names and 0 <= index < len(names):
+    if names and 0 <= index < len(names) and names[index] != str(index):
         return f"{index} ({names[index]})"
     return str(index)
 
@@ -273,7 +273,7 @@ def _fgsm(view, img, class_index, eps, names, output, plotting):
     plotting.plot_fgsm(img, adv, before, after, output, class_names=names_or_idx, label=class_index,
                        title=f"FGSM (Goodfellow et al. 2015), eps={eps:g} (= {eps * 255:.2f} of 255)")
     click.echo(f"wrote {output}: fgsm eps={eps:g}; class {_class_label(class_index, names)} "
-               f"p={before[class_index]:.3f} -> {after[class_index]:.3f}; predicted "
+               f"p={before[class_index]:.4f} -> {after[class_index]:.4f}; predicted "
                f"{_class_label(int(np.argmax(before)), names)} -> {_class_label(int(np.argmax(after)), names)}")
 
 

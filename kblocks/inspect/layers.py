@@ -53,6 +53,9 @@ def _is_graph_model(layer) -> bool:
 
 
 def _first(tensors):
+    """The main output: the first of a list, the ``"output"`` entry of a dict (else the first)."""
+    if isinstance(tensors, dict):
+        return tensors.get("output", next(iter(tensors.values())))
     return tensors[0] if isinstance(tensors, (list, tuple)) else tensors
 
 
@@ -132,27 +135,34 @@ class ModelView:
 
         def call(layer, *a, **k):
             out = self._call(layer, *a, **k)
-            produced[id(layer)] = out
+            produced.setdefault(id(layer), []).append(out)
             return out
 
         keras.models.clone_model(model, input_tensors=args[0] if len(args) == 1 else list(args),
                                  clone_function=lambda layer: layer, call_function=call)
-        outputs = []
-        for tensor in model.outputs:  # map the model's outputs to the tensors of this run
-            for layer in model.layers:
-                if isinstance(layer, keras.layers.InputLayer) or id(layer) not in produced:
-                    continue
-                original = layer.output
-                if isinstance(original, (list, tuple)):
-                    if any(t is tensor for t in original):
-                        index = next(i for i, t in enumerate(original) if t is tensor)
-                        outputs.append(produced[id(layer)][index])
-                        break
-                elif original is tensor:
-                    outputs.append(produced[id(layer)])
-                    break
-            else:
+
+        # map the model's outputs to the tensors of this run, by the (public) config entries
+        # ``output_layers: [layer name, node index, tensor index]``
+        def pick(entry):
+            name, _, tensor_index = entry
+            layer = model.get_layer(name)
+            if id(layer) not in produced:
                 raise KBlocksError(f"cannot follow the graph of the nested model {model.name!r}")
+            out = produced[id(layer)][-1]
+            return out[tensor_index] if isinstance(out, (list, tuple)) else out
+
+        try:
+            spec = model.get_config().get("output_layers")
+        except Exception:  # noqa: BLE001 - a custom get_config; fall back to the last call
+            spec = None
+        if not spec:
+            last = next(iter(reversed(list(produced.values()))))
+            return last[-1]
+        if isinstance(spec, dict):
+            return {key: pick(entry) for key, entry in spec.items()}
+        if spec and isinstance(spec[0], str):
+            return pick(spec)
+        outputs = [pick(entry) for entry in spec]
         return outputs[0] if len(outputs) == 1 else outputs
 
     # -- lookups --------------------------------------------------------------------------------

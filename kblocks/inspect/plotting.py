@@ -236,15 +236,18 @@ def plot_fgsm(before, after, probs_before, probs_after, path, *, title: str, cla
         ax = fig.add_subplot(grid[1, 2 * col])
         order = np.argsort(probs)[::-1][:top]
         colors = ["tab:green" if (label is not None and int(i) == int(label)) else "tab:gray" for i in order]
-        ax.barh(range(len(order))[::-1], probs[order], color=colors)
-        ax.set_yticks(range(len(order))[::-1])
+        rows = list(range(len(order)))[::-1]
+        ax.barh(rows, probs[order], color=colors)
+        for row, value in zip(rows, probs[order]):
+            ax.text(min(value, 0.75) + 0.02, row, f"{value:.4f}", va="center", fontsize=9)
+        ax.set_yticks(rows)
         ax.set_yticklabels([names[int(i)] for i in order])
         ax.set_xlim(0, 1)
         ax.set_title(f"top {len(order)} probabilities {name}")
     ax = fig.add_subplot(grid[1, 1])
     ax.axis("off")
     if label is not None:
-        ax.text(0.5, 0.5, f"class {names[int(label)]}\n{pb[int(label)]:.3f} -> {pa[int(label)]:.3f}",
+        ax.text(0.5, 0.5, f"p(class {names[int(label)]})\n{pb[int(label)]:.4f} -> {pa[int(label)]:.4f}",
                 ha="center", va="center", fontsize=13)
     fig.suptitle(title)
     return save_figure(fig, path)
