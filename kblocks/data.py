@@ -348,16 +348,20 @@ class Cifar10(DataSource):
             pass  # a read-only home is no reason to fail
 
 
-def decode_jpeg_container(jpeg: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Decode ``jpeg[offsets[i]:offsets[i+1]]`` for every i into ``(N, H, W, 3)`` uint8."""
+def decode_jpeg_container(jpeg: np.ndarray, offsets: np.ndarray, indices=None) -> np.ndarray:
+    """Decode ``jpeg[offsets[i]:offsets[i+1]]`` for every i (or for ``indices``) into
+    ``(N, H, W, 3)`` uint8."""
     from PIL import Image
+
+    if indices is None:
+        indices = range(len(offsets) - 1)
 
     def one(i):
         blob = jpeg[offsets[i]:offsets[i + 1]].tobytes()
         return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
 
     with ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 2) * 2)) as pool:
-        return np.stack(list(pool.map(one, range(len(offsets) - 1))))
+        return np.stack(list(pool.map(one, indices)))
 
 
 @register_source("images")
