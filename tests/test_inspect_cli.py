@@ -141,3 +141,21 @@ def test_missing_model_file_exits_2(files):
     result = run(files["dir"] / "nope.keras", "--method", "filters")
     assert result.exit_code == 2
     assert "MODEL" in result.stderr and "Traceback" not in result.output
+
+
+def test_architecture_text_with_weights(files):
+    import kblocks
+
+    text = "[CONV(8)-RELU-POOL]-CONV(8)-RELU-GAP-FC(4)"
+    weights = files["dir"] / "arch.weights.h5"
+    kblocks.build(text, input_shape=(16, 16, 3)).save_weights(weights)
+    out = files["dir"] / "arch_gradcam.png"
+    result = run(text, "--input-shape", "16,16,3", "--weights", weights, "--image", files["rgb"],
+                 "--method", "gradcam", "--layer", "relu", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "at relu_4" in result.stdout  # the last layer whose name starts with "relu"
+    _check_png(out, "heatmap")
+    wrong = run(text.replace("FC(4)", "FC(5)"), "--input-shape", "16,16,3", "--weights", weights,
+                "--method", "filters", "-o", files["dir"] / "never.png")
+    assert wrong.exit_code == 2 and "--weights" in wrong.stderr
+    assert "Traceback" not in wrong.output

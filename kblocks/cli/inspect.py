@@ -86,10 +86,18 @@ def load_model(spec: str, *, weights=None, input_shape=None, classes=None):
         try:
             model.load_weights(weights)
         except Exception as err:  # noqa: BLE001
-            raise KBlocksError(f"--weights: cannot load {weights} into this model: {err}",
+            raise KBlocksError(f"--weights: cannot load {weights} into this model: {_brief(err)}",
                                hint="the weights must come from the same architecture, "
                                     "input shape and number of classes") from None
     return model
+
+
+def _brief(err, limit: int = 240) -> str:
+    """The first line of a (Keras) error, and the line that names the shapes, if any: Keras
+    prints whole variable values in weight-loading errors."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    keep = lines[:1] + [line for line in lines[1:] if "shape" in line][:1]
+    return " ".join(line if len(line) <= limit else line[:limit] + "..." for line in keep)
 
 
 def _class_label(index, names):

@@ -69,7 +69,8 @@ class ModelView:
     """
 
     def __init__(self, model: keras.Model):
-        self.source = model
+        # weak: views are cached per model, and a strong reference would keep every model alive
+        self._source = weakref.ref(model)
         self._records: list = []  # (layer, inputs, output, owner) in call order
         self._out: dict = {}
         self._in: dict = {}
@@ -100,6 +101,11 @@ class ModelView:
                            if self._owner_of(layer) is self._network]
         else:
             self.layers = list(self.all_layers)
+
+    @property
+    def source(self):
+        """The model this view was made from (``None`` once it is garbage)."""
+        return self._source()
 
     # -- graph walking ------------------------------------------------------------------------
 
@@ -342,13 +348,13 @@ def feature_model(model, layers) -> keras.Model:
 
 def input_shape(model) -> tuple:
     """``(height, width, channels)`` of the model's (first) input."""
-    source = model.source if isinstance(model, ModelView) else model
-    return tuple(source.inputs[0].shape[1:])
+    model = model.model if isinstance(model, ModelView) else model
+    return tuple(model.inputs[0].shape[1:])
 
 
 def num_classes(model) -> int:
-    source = model.source if isinstance(model, ModelView) else model
-    return int(source.outputs[0].shape[-1])
+    model = model.model if isinstance(model, ModelView) else model
+    return int(model.outputs[0].shape[-1])
 
 
 # --- scores before softmax ---------------------------------------------------------------------
