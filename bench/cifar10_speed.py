@@ -2,7 +2,12 @@
 """CIFAR-10 from scratch, as fast as kblocks can: a ResNet-9 written in the architecture language.
 
     KERAS_BACKEND=jax python bench/cifar10_speed.py                 # GPU run (target >= 90%, < 60 s)
-    KERAS_BACKEND=tensorflow python bench/cifar10_speed.py --cpu-subset 1000 --epochs 1   # smoke run
+    KERAS_BACKEND=tensorflow python bench/cifar10_speed.py --cpu-subset 256 --epochs 1 \
+        --batch-size 64 --precision fp32                              # CPU smoke run
+
+Measured on one H100 (JAX 0.11.2, Keras 3.15.1, bf16), default settings (24 epochs):
+val 91.4% / 91.1% (seeds 0, 1; flip TTA 92.0% / 91.5%) in 12.1 s of training, plus ~21 s of
+compilation reported apart; 16 epochs gave 90.4% in 9.3 s, 20 epochs 90.3% in 10.4 s (seed 2).
 
 Recipe (the kblocks training recipe, airbench / Page's ResNet-9 style):
 * data: the shared CIFAR-10 train split (JPEG container), a stratified seeded 5,000-image validation
@@ -50,7 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10/train.npz"),
                    help="the CIFAR-10 JPEG container (.npz with jpeg, offsets, labels)")
     p.add_argument("--arch", default=RESNET9, help="architecture text (default: ResNet-9)")
-    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=0.4)
     p.add_argument("--warmup", type=float, default=0.2, help="fraction of steps to the peak lr")
