@@ -1,0 +1,14 @@
+"""Mini-NAS: search spaces written in the architecture language, searched with Keras Tuner.
+
+    space = kblocks.SearchSpace(text, blocks="tuning/blocks.yaml", classes=10, input_shape=(32, 32, 3))
+    space.hyperparameters()                 # names, kinds, ranges, conditions
+    tuner = space.tuner("bayesian", objective="val_accuracy", max_trials=30,
+                        directory="runs", project_name="nas")
+    best_text = space.fixed(tuner.get_best_hyperparameters()[0])
+
+The command line (``kblocks search``, ``kblocks report``) adds budgets, resume, distribution and
+the report; docs/search.md describes all of it.
+"""
+from kblocks.search.space import SearchSpace  # noqa: F401
+
+__all__ = ["SearchSpace"]

@@ -1,0 +1,274 @@
+"""A search space: architecture text with placeholders (DSL section 6) and its hyperparameters.
+
+    space = SearchSpace("[[CONV({f#: 32|64})-RELU]*{n#: 1..3}-POOL?]*{stages: 1..4}-FC(10)",
+                        input_shape=(32, 32, 3))
+    space.hyperparameters()      # keras_tuner.HyperParameters: names, kinds, ranges, conditions
+    space.fixed({"stages": 2})   # canonical text, no placeholders: rebuilds the same model
+    tuner = space.tuner("random", max_trials=10, directory="runs", project_name="s")
+
+A space is plain data (:meth:`to_dict` / :meth:`from_dict`): the network text, input shape,
+classes, variables and the raw ``blocks:`` mapping, so a search folder can rebuild it exactly even
+if the files it came from change later.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from kblocks.errors import ConfigError, KBlocksError
+from kblocks.search.resolver import (BOOLEAN, DiscoveryResolver, ValuesResolver, conditions_of)
+
+_DATA_KEYS = ("name", "input", "classes", "vars", "blocks", "defaults", "network", "doc")
+
+
+def _read_source(source):
+    """``(mapping, source name)`` for a YAML file path, a mapping, or architecture text."""
+    from kblocks.spec import load_yaml_text
+
+    if isinstance(source, dict):
+        return copy.deepcopy(source), "<space>"
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source.strip()
+                                    and source.strip().lower().endswith((".yaml", ".yml"))):
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"search space file {str(path)!r} does not exist", what="SPACE",
+                              hint="give architecture text in quotes or the path of a YAML file")
+        data, _ = load_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        return data, str(path)
+    if not isinstance(source, str):
+        raise KBlocksError(f"a search space is architecture text or a YAML path, got "
+                           f"{type(source).__name__}")
+    return {"network": source}, ""
+
+
+def _read_blocks(blocks) -> dict:
+    """The raw ``name: body`` mapping of ``blocks=`` (a YAML path or a mapping)."""
+    from kblocks.spec import load_yaml_text
+
+    if blocks is None:
+        return {}
+    if isinstance(blocks, dict):
+        return copy.deepcopy(blocks)
+    if isinstance(blocks, (str, Path)):
+        path = Path(blocks)
+        if not path.exists():
+            raise ConfigError(f"blocks file {str(path)!r} does not exist", what="--blocks")
+        data, _ = load_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        body = data.get("blocks", {})
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: 'blocks' must be a mapping name: body", what="--blocks")
+        return body
+    raise KBlocksError("blocks= takes a YAML path or a mapping name: body", what="blocks")
+
+
+def _values_of(hp) -> dict:
+    """A plain ``{name: value}`` from HyperParameters, a Trial, a mapping or None."""
+    if hp is None:
+        return {}
+    if hasattr(hp, "hyperparameters") and hasattr(hp, "trial_id"):  # a keras_tuner Trial
+        hp = hp.hyperparameters
+    if hasattr(hp, "values") and not isinstance(hp, dict):
+        return dict(hp.values)
+    if isinstance(hp, dict):
+        return dict(hp)
+    raise KBlocksError(f"hyperparameter values are a mapping, a keras_tuner.HyperParameters or a "
+                       f"Trial, got {type(hp).__name__}")
+
+
+class SearchSpace:
+    """Architecture text with placeholders, and the Keras Tuner hyperparameters it defines.
+
+    Args:
+        source: architecture text, a YAML architecture file (its ``input``, ``classes``, ``vars``
+            and ``blocks`` are used), or a mapping with the keys of such a file.
+        blocks: extra named blocks: a YAML file with a ``blocks:`` mapping, or the mapping itself.
+        classes: number of classes (the units of a bare final ``FC``); overrides the file's.
+        input_shape: ``(height, width, channels)``; overrides the file's ``input``.
+        **variables: values of the text's variables (as in :func:`kblocks.build`).
+    """
+
+    def __init__(self, source, *, blocks=None, classes=None, input_shape=None, name=None,
+                 **variables):
+        from kblocks.spec import parse_architecture
+
+        data, origin = _read_source(source)
+        extra = _read_blocks(blocks)
+        own = data.get("blocks") or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"{origin or 'space'}: 'blocks' must be a mapping name: body")
+        twice = sorted(set(own) & set(extra))
+        if twice:
+            raise ConfigError(f"block {twice[0]!r} is defined both in {origin or 'the space'} and "
+                              f"in the blocks file", what="--blocks",
+                              hint="rename one of them")
+        if extra:
+            data["blocks"] = {**own, **extra}
+        if classes is not None:
+            data["classes"] = int(classes)
+        if input_shape is not None:
+            data["input"] = [int(d) for d in input_shape]
+        if variables:
+            data["vars"] = {**(data.get("vars") or {}), **variables}
+        if name is not None:
+            data["name"] = str(name)
+        data.setdefault("name", Path(origin).stem if origin else "space")
+        self._data = {k: data[k] for k in _DATA_KEYS if data.get(k) not in (None, {}, [])}
+        self.origin = origin
+        self.arch = parse_architecture(self._data, {}, origin or "<space>")
+        self._discover()
+
+    # -- construction -----------------------------------------------------------------------------
+    def _discover(self):
+        from kblocks import parser
+        from kblocks.expand import Expander
+
+        arch = self.arch
+        env = dict(arch.variables)
+        if arch.classes is not None:
+            env["classes"] = arch.classes
+        tree = parser.parse(arch.network, source=arch.source)
+        found = DiscoveryResolver()
+        Expander(variables=env, blocks=arch.blocks, resolver=found,
+                 defaults=arch.defaults).expand(tree, text=arch.network, source=arch.source)
+        self.specs = {name: use.spec for name, use in found.uses.items()}
+        self.conditions = {name: conditions_of(use, self.specs) for name, use in found.uses.items()}
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON/YAML) that :meth:`from_dict` turns back into the same space."""
+        return copy.deepcopy(self._data)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchSpace":
+        return cls(dict(data))
+
+    # -- what it holds ----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.arch.name
+
+    @property
+    def input_shape(self):
+        return self.arch.input_shape
+
+    @property
+    def classes(self):
+        return self.arch.classes
+
+    @property
+    def text(self) -> str:
+        return self.arch.network
+
+    @property
+    def names(self) -> list:
+        """Hyperparameter names in the order the text first uses them."""
+        return list(self.specs)
+
+    def __len__(self):
+        return len(self.specs)
+
+    def __repr__(self):
+        return f"SearchSpace({self.text!r}, {len(self)} hyperparameters)"
+
+    def is_active(self, name: str, values: dict) -> bool:
+        return all(values.get(parent) in allowed for parent, allowed in self.conditions[name])
+
+    def defaults(self) -> dict:
+        """The active hyperparameters at their defaults (first choice, lower bound, present)."""
+        return self.complete({})
+
+    def complete(self, values) -> dict:
+        """``values`` restricted to the active hyperparameters, missing ones at their defaults."""
+        given = _values_of(values)
+        out = {}
+        for name, spec in self.specs.items():
+            if self.is_active(name, out):
+                out[name] = given[name] if name in given else spec.default
+        return out
+
+    def hyperparameters(self):
+        """A ``keras_tuner.HyperParameters`` holding the whole space, values at the defaults."""
+        import keras_tuner
+
+        config = {"space": [spec.tuner_config(self.conditions[name])
+                            for name, spec in self.specs.items()],
+                  "values": self.defaults()}
+        return keras_tuner.HyperParameters.from_config(config)
+
+    def describe(self) -> list:
+        """One row per hyperparameter: name, kind, values, default, condition."""
+        rows = []
+        for name, spec in self.specs.items():
+            cond = " and ".join(f"{p} >= {min(v)}" for p, v in self.conditions[name])
+            kind = "optional" if spec.kind == BOOLEAN else spec.kind
+            rows.append({"name": name, "kind": kind, "values": spec.describe(),
+                         "default": spec.default, "condition": cond or "always"})
+        return rows
+
+    def table(self) -> str:
+        rows = [{"name": "name", "kind": "kind", "values": "values", "default": "default",
+                 "condition": "active when"}] + self.describe()
+        keys = list(rows[0])
+        widths = {k: max(len(str(r[k])) for r in rows) for k in keys}
+        lines = ["  ".join(str(r[k]).ljust(widths[k]) for k in keys).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * widths[k] for k in keys))
+        return "\n".join(lines)
+
+    # -- one architecture -------------------------------------------------------------------------
+    def _checked(self, values) -> dict:
+        given = {k: v for k, v in _values_of(values).items() if not str(k).startswith("tuner/")}
+        for name, value in given.items():
+            spec = self.specs.get(name)
+            if spec is None:
+                raise KBlocksError(f"the space has no hyperparameter {name!r}", what=name,
+                                   hint="its hyperparameters are " + (", ".join(self.specs)
+                                                                      or "none"))
+            why = spec.check(value)
+            if why is not None:
+                raise KBlocksError(f"got {value!r}, but {name} {why}", what=name)
+        return given
+
+    def compile(self, values=None):
+        """The layer graph of one architecture of the space (defaults where values are missing)."""
+        from kblocks import api
+
+        resolver = ValuesResolver(self.specs, self._checked(values))
+        return api.compile(self.arch, resolver=resolver)
+
+    def build(self, values=None, *, name=None):
+        """The ``keras.Model`` of one architecture (float pixels in, no preprocessing)."""
+        from kblocks.emit import emit
+
+        graph = self.compile(values)
+        model = emit(graph, name=name or _model_name(self.name))
+        model._kblocks_graph = graph
+        return model
+
+    def fixed(self, values=None) -> str:
+        """Canonical text of one architecture: no placeholders left; it rebuilds the same model."""
+        return self.compile(values).canonical_text()
+
+    def architecture(self, values=None, *, name=None, doc=None) -> dict:
+        """A complete architecture file (``input``, ``classes``, ``blocks``, ``network``) as data."""
+        graph = self.compile(values)
+        out = {"name": name or f"{self.name}-fixed"}
+        if doc:
+            out["doc"] = doc
+        out["input"] = list(graph.input_shape)
+        if self.classes is not None:
+            out["classes"] = self.classes
+        if self._data.get("blocks"):
+            out["blocks"] = copy.deepcopy(self._data["blocks"])
+        out["network"] = graph.canonical_text()
+        return out
+
+    # -- searching --------------------------------------------------------------------------------
+    def tuner(self, kind: str = "random", **kwargs):
+        """A Keras Tuner tuner over this space; see :func:`kblocks.search.tuner.make_tuner`."""
+        from kblocks.search.tuner import make_tuner
+
+        return make_tuner(self, kind, **kwargs)
+
+
+def _model_name(name: str) -> str:
+    out = "".join(c if c.isalnum() or c in "_-" else "_" for c in (name or "kblocks"))
+    return out or "kblocks"
