@@ -58,6 +58,10 @@ def parse_args(argv=None):
     p.add_argument("--scaling", default=None,
                    help="comma-separated depths N: time kblocks.compile + analyse of "
                         "[CONV(16)-BN-RELU]*N-GAP-FC (no Keras) to show how it grows with depth")
+    p.add_argument("--cold-process", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time 'import kblocks' + compile + analyse in fresh processes and "
+                        "say whether that imported Keras and its backend (default: on, except "
+                        "with --quick or --text)")
     p.add_argument("--json", default=None, help="also write the JSON result to this file")
     args = p.parse_args(argv)
     if args.repeats < 1:
@@ -151,6 +155,41 @@ def scaling(depths, repeats):
     return rows
 
 
+COLD_CODE = """
+import json, sys, time
+t0 = time.perf_counter()
+import kblocks
+t1 = time.perf_counter()
+graph = kblocks.compile(SOURCE, **KWARGS)
+kblocks.analyse(graph)
+t2 = time.perf_counter()
+print(json.dumps({"import_kblocks": t1 - t0, "compile_analyse": t2 - t1,
+                  "imported": [m for m in ("keras", "tensorflow", "jax", "torch")
+                               if m in sys.modules]}))
+"""
+
+
+def cold_process(source, kwargs, label):
+    """'import kblocks' + compile + analyse in a fresh interpreter: what `kblocks summary` costs
+    before it prints, and whether it had to import Keras (and with it the backend)."""
+    import subprocess
+
+    code = COLD_CODE.replace("SOURCE", repr(source)).replace("KWARGS", repr(kwargs))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    print(f"{label}: fresh process ...", file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, text=True,
+                          capture_output=True)
+    wall = time.perf_counter() - t
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        return {"label": label, "error": (proc.stderr or proc.stdout)[-300:]}
+    out = json.loads(lines[-1])
+    out.update({"label": label, "process_seconds": wall})
+    return out
+
+
 def cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -190,6 +229,14 @@ def main(argv=None):
         cases.append((DEEP_TEXT, {"input_shape": (32, 32, 3), "classes": 10},
                       "deep [CONV(64)-BN-RELU]*60 32x32"))
     results = [measure(src, kw, args.repeats, label) for src, kw, label in cases]
+    cold_rows = []
+    if args.cold_process or (args.cold_process is None and not args.quick and not args.text
+                             and args.scaling is None):
+        for src, kw, label in cases:
+            cold_rows.append(cold_process(src, kw, label))
+        plain = "[CONV(64) - RELU]*60 - GAP - FC(classes)"  # no Keras pass-through keywords
+        cold_rows.append(cold_process(plain, {"input_shape": (32, 32, 3), "classes": 10},
+                                      "[CONV(64)-RELU]*60 (no pass-through keyword)"))
     scale_rows = []
     if args.scaling:
         print("scaling of kblocks.compile + analyse with depth:", file=sys.stderr)
@@ -232,6 +279,16 @@ def main(argv=None):
         for r in results:
             print(f"  {r['label']}: share {r['share']:.4f} (ratio kblocks/total), target < 0.10; "
                   f"params {r['params']:,} ({'match Keras' if r['params_match'] else 'DIFFER'})")
+    if cold_rows:
+        print("\nFresh process: 'import kblocks' + kblocks.compile + kblocks.analyse (what "
+              "`kblocks summary` costs before it prints)")
+        for r in cold_rows:
+            if "error" in r:
+                print(f"  {r['label']}: failed: {r['error']}")
+                continue
+            print(f"  {r['label']}: import {1000 * r['import_kblocks']:.0f} ms, compile + analyse "
+                  f"{1000 * r['compile_analyse']:.0f} ms, process {r['process_seconds']:.1f} s; "
+                  f"imported {', '.join(r['imported']) or 'no Keras'}")
     if scale_rows:
         print("\nkblocks.compile + analyse against depth ([CONV(16)-BN-RELU]*N-GAP-FC, 32x32):")
         for r in scale_rows:
@@ -239,7 +296,7 @@ def main(argv=None):
                   f"{r['us_per_node']:7.0f} us/node")
     print(f"  total {env['seconds']} s")
     record = {"bench": "compile_overhead", "env": env, "repeats": args.repeats,
-              "results": results, "scaling": scale_rows}
+              "results": results, "cold_process": cold_rows, "scaling": scale_rows}
     text = json.dumps(record)
     if args.json:
         Path(args.json).write_text(text + "\n")
