@@ -178,7 +178,18 @@ def load_data(spec: str, *, data_dir=None, image_size=None, split="train") -> Ar
     data = source.load()
     data.name = data.name or source.spec
     _validate(data, source.spec)
+    size = parse_image_size(image_size)
+    if size is not None and data.x.shape[1:3] != size:
+        data.x = resize_images(data.x, size)
     return data
+
+
+def resize_images(x: np.ndarray, size) -> np.ndarray:
+    """Bilinear resize of uint8 images ``(N, H, W, C)`` to ``size = (height, width)``."""
+    size = parse_image_size(size)
+    if x.dtype != np.uint8:
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return np.stack([_resize(image, size) for image in x])
 
 
 def _guess_scheme(spec: str):

@@ -246,6 +246,10 @@ def set_seed(seed: int, deterministic: bool):
     keras.utils.set_random_seed(int(seed))
     if deterministic:
         os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+        if keras.backend.backend() == "jax":  # read when XLA starts: effective if it has not yet
+            flags = os.environ.get("XLA_FLAGS", "")
+            if "xla_gpu_deterministic_ops" not in flags:
+                os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -336,6 +340,12 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     if model_or_source is None and not cfg.transfer:
         raise ConfigError("no architecture given", hint="give architecture text, a YAML file, a "
                                                         "zoo name, or --transfer MODEL.keras")
+
+    if source_text is not None and not cfg.transfer:
+        target = declared_input_shape(source_text, classes, cfg.variables)
+        if target is not None and tuple(target) != input_shape:
+            train_data, val_data = _fit_images(train_data, val_data, target)
+            input_shape = train_data.input_shape
 
     def build(n_classes):
         from kblocks import api
@@ -485,6 +495,38 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
                        run_dir, info)
 
 
+def declared_input_shape(source_text, classes, variables):
+    """The input shape a YAML file or zoo entry declares (``None`` for text without INPUT)."""
+    from kblocks import api
+
+    try:
+        graph = api.compile(source_text, classes=classes, **dict(variables))
+    except Exception:  # noqa: BLE001 - no declared shape (or a mistake build() will report)
+        return None
+    shape = getattr(graph, "input_shape", None)
+    return tuple(int(d) for d in shape) if shape else None
+
+
+def _fit_images(train_data, val_data, target):
+    """Resize the images to the size the architecture declares (lenet5 is 32x32 for 8x8 digits);
+    a different channel count is an error."""
+    from kblocks.data import resize_images
+
+    target = tuple(target)
+    have = train_data.input_shape
+    if len(target) != 3 or len(have) != 3 or target[2] != have[2]:
+        raise DataError(
+            f"the architecture takes inputs of shape {target} but {train_data.name} has images "
+            f"of shape {have}", what="--data",
+            hint="use data with the same number of channels, or an architecture for this shape")
+    print(f"note: resizing {train_data.name} images from {have[0]}x{have[1]} to "
+          f"{target[0]}x{target[1]}, the input size the architecture declares")
+    train_data.x = resize_images(train_data.x, target[:2])
+    if val_data is not None:
+        val_data.x = resize_images(val_data.x, target[:2])
+    return train_data, val_data
+
+
 def _describe(source_text, network, input_shape, classes, variables):
     """Canonical architecture text and the per-layer table, when the core can give them."""
     resolved = summary = None
@@ -575,6 +617,9 @@ def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split
         dataset = stratified_subset(dataset, subset, seed=seed)
     if val_split not in (None, "", 0, "0"):
         _, dataset = split_data(dataset, val_split, seed=seed)
+    want = tuple(model.input_shape[1:])
+    if len(want) == 3 and None not in want and want != dataset.input_shape:
+        dataset, _ = _fit_images(dataset, None, want)
     check_fits(model.input_shape[1:], output_units(model), dataset, what="model")
     probs = model.predict(dataset.x, batch_size=int(batch_size), verbose=0)
     probs = np.asarray(probs, np.float64)

@@ -117,3 +117,20 @@ def test_atomic_writes_leave_no_temporaries(tmp_path):
 def test_option_mistakes_are_named(changes, option):
     with pytest.raises(ConfigError, match=option):
         train(SMALL, TrainConfig(**{**FAST, **changes}))
+
+
+def test_zoo_entry_declaring_32x32_trains_on_resized_digits():
+    r = train("lenet5", TrainConfig(**FAST, seed=0))
+    assert r.trained.input_shape == (None, 32, 32, 1)
+    assert r.info["from_logits"] is False  # lenet5 ends in SOFTMAX
+
+
+def test_separate_validation_source_and_image_size(tmp_path):
+    from kblocks.data import load_data
+
+    digits = load_data("digits")
+    np.savez(tmp_path / "val.npz", x=digits.x[:50], y=digits.y[:50])
+    r = train(SMALL, TrainConfig(**{**FAST, "val_data": f"npz:{tmp_path / 'val.npz'}"},
+                                 image_size="12", seed=0))
+    assert r.trained.input_shape == (None, 12, 12, 1)
+    assert r.final["val_accuracy"] is not None
