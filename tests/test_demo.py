@@ -6,7 +6,7 @@ import pytest
 def test_demo_runs_and_reloaded_predictions_match(tmp_path, capsys):
     from kblocks import demo
 
-    assert demo.main(["--epochs", "10", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    assert demo.main(["--epochs", "6", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "[[CONV(32)-RELU]*2-POOL]*2-[FC(128)-RELU]*1-FC(10)-SOFTMAX" in out
     assert "conv_0" in out  # the per-layer summary

@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from kblocks.errors import ConfigError
     from kblocks.training import TrainConfig, train
-    cfg = TrainConfig(data="digits", subset=600, val_split=120, epochs=2, batch_size=64, seed=5,
+    cfg = TrainConfig(data="digits", subset=400, val_split=80, epochs=1, batch_size=64, seed=5,
                       lr=0.05, schedule="constant", verbose=0, tensorboard=False)
     out = {}
     for distribute in (False, True):
