@@ -81,7 +81,7 @@ _SCHEDULES = click.Choice(["constant", "step", "cosine", "onecycle", "plateau"],
 @click.option("--data", "data", required=True,
               help="digits | npz:PATH | cifar10:PATH | images:DIR | tfds:NAME (or a path).")
 @click.option("--data-dir", default=None, help="Folder of prepared TFDS data sets (tfds:).")
-@click.option("--image-size", default=None, help="Resize images:/tfds: data to H or HxW.")
+@click.option("--image-size", default=None, help="Resize the images to H or HxW (any source).")
 @click.option("--val-split", default="0.1", help="Validation count (5000) or fraction (0.1); "
                                                   "stratified and seeded. 0 for none.")
 @click.option("--val-data", default=None, help="A separate validation source instead of a split.")
