@@ -199,7 +199,7 @@ class Expander:
         for key, raw, kspan in args.keyword:
             arg = spec.arg(key)
             if arg is None:
-                if key in _keras_keywords(spec):
+                if key in _keras_keywords(spec) or key in _installed_keras_keywords(spec):
                     extra[key] = raw
                     continue
                 choices = spec.arg_names + sorted(_keras_keywords(spec))
@@ -368,11 +368,21 @@ def _parse_block_body(body: str, source: str, name: str) -> S.Seq:
 @functools.lru_cache(maxsize=None)
 def _keras_keywords(spec: LayerSpec) -> frozenset:
     """Keyword arguments the Keras layer constructor accepts (what kblocks passes through)."""
+    from kblocks.keras_keywords import KERAS_KEYWORDS
+
     if not spec.keras_class:
         return frozenset()
     base = {"name", "dtype", "trainable", "autocast"}
-    if spec.keras_class.startswith("kblocks>"):
-        return frozenset(base)
+    names = set(KERAS_KEYWORDS.get(spec.keras_class, ())) | base
+    names -= {a.keras for a in spec.args if a.keras}
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_keras_keywords(spec: LayerSpec) -> frozenset:
+    """The installed Keras' constructor keywords (imports Keras: only for keywords not in the table)."""
+    if not spec.keras_class or spec.keras_class.startswith("kblocks>"):
+        return frozenset()
     import keras
 
     cls = getattr(keras.layers, spec.keras_class)
@@ -385,8 +395,7 @@ def _keras_keywords(spec: LayerSpec) -> frozenset:
                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
         if klass.__name__ == "Layer":
             break
-    names -= {a.keras for a in spec.args if a.keras}
-    return frozenset(names | base)
+    return frozenset(names - {a.keras for a in spec.args if a.keras})
 
 
 def _coerce(value, arg, spec, fail):

@@ -107,3 +107,23 @@ def test_lrn_model_round_trips_with_safe_mode(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_static_keyword_table_matches_installed_keras():
+    """The pass-through keyword table (no Keras import at compile time) only lists real keywords."""
+    from kblocks.expand import _installed_keras_keywords, _keras_keywords
+
+    for spec in VOCAB:
+        if spec.keras_class and not spec.keras_class.startswith("kblocks>"):
+            assert _keras_keywords(spec) - {"name", "dtype", "trainable", "autocast"} <= \
+                _installed_keras_keywords(spec), spec.token
+
+
+def test_compiling_a_text_with_keras_keywords_does_not_import_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys, kblocks; kblocks.analyse('CONV(8, use_bias=false, kernel_initializer=he_normal)"
+            "-BN(epsilon=1.001e-5)-GAP-FC(2)', input_shape=(8, 8, 3)); print('keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
