@@ -24,7 +24,10 @@ AUX_WEIGHT = 0.3  #: weight of each auxiliary loss in GoogLeNet (Szegedy et al. 
 
 
 def _dir():
-    return importlib.resources.files("kblocks.architectures")
+    try:
+        return importlib.resources.files("kblocks.architectures")
+    except ModuleNotFoundError:  # a source checkout on PYTHONPATH, not installed: use the folder
+        return Path(__file__).resolve().parent.parent / "architectures"
 
 
 def _natural(name: str):
