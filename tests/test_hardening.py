@@ -1,0 +1,125 @@
+"""Hostile input never crashes kblocks (issue 8): the YAML loader and the documented limits.
+
+Each test here is a guarantee listed in docs/hardening.md; several began as a case that
+tests/test_fuzz.py or bench/fuzz.py found.
+"""
+import re
+import time
+
+import pytest
+
+import kblocks
+from kblocks import limits, spec
+from kblocks.errors import ConfigError, KBlocksError, LimitError
+
+
+# --- YAML: safe loading only, refusals name the file and the line ------------------------------------
+
+def load(tmp_path, text, name="arch.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        kblocks.compile(str(path))
+    msg = str(info.value)
+    assert re.match(re.escape(str(path)) + r", line \d+(, column \d+)?: ", msg), msg
+    return msg
+
+
+def bomb(levels=9, width=9, key="classes"):
+    lines = ["network: CONV(8)-GAP-FC(2)", "reference:", '  a0: &a0 ["x"]']
+    for i in range(1, levels):
+        lines.append(f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    lines.append(f"{key}: *a{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("key", ["classes", "input", "vars", "name"])
+def test_alias_bomb_refused_quickly(tmp_path, key):
+    t0 = time.perf_counter()
+    msg = load(tmp_path, bomb(key=key))  # 9**8 = 43 million values once expanded
+    assert "aliases expand to more than" in msg and time.perf_counter() - t0 < 2
+
+
+def test_recursive_alias_refused(tmp_path):
+    msg = load(tmp_path, "network: CONV\ninput: &x [1, *x]\n")
+    assert "line 2" in msg and "refers to the list or mapping that contains it" in msg
+
+
+def test_too_many_aliases_refused(tmp_path):
+    text = "network: CONV\nreference:\n  a: &a 1\n  b: [" + ", ".join(["*a"] * 150) + "]\n"
+    assert f"more than {spec.MAX_YAML_ALIASES} YAML aliases" in load(tmp_path, text)
+
+
+def test_deep_nesting_refused_without_recursion_error(tmp_path):
+    msg = load(tmp_path, "network: CONV\nvars: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert f"deeper than {spec.MAX_YAML_DEPTH} levels" in msg and "line 2" in msg
+
+
+def test_huge_file_refused_before_reading_it_all(tmp_path):
+    text = "network: CONV\n" + ("# padding line\n" * 80_000)
+    msg = load(tmp_path, text)
+    assert "bytes, over the 1,000,000-byte limit" in msg
+    line = int(re.search(r"line (\d+)", msg).group(1))
+    assert 60_000 < line < 80_002  # where the limit is crossed
+    with pytest.raises(ConfigError, match=r"<yaml>, line \d+: the file is"):
+        spec.load_yaml_text(text)
+
+
+def test_control_characters_refused_with_line(tmp_path):
+    msg = load(tmp_path, "network: CONV\nname: a\x00b\n")
+    assert "line 2" in msg and "'\\x00' is not allowed" in msg
+
+
+@pytest.mark.parametrize("text,line,words", [
+    ("network: CONV\nclasses: ten\n", 2, "'classes' must be a positive whole number"),
+    ("network: CONV\nclasses: 1.5\n", 2, "'classes' must be a positive whole number"),
+    ("network: CONV\ninput: 32\n", 2, "'input' must be a list of positive whole numbers"),
+    ("network: CONV\ninput: [32, -1, 3]\n", 2, "'input' must be a list"),
+    ("network: 12\n", 1, "'network' must be the architecture text"),
+    ("network: CONV\nvars: [1, 2]\n", 2, "'vars' must be a mapping"),
+    ("network: CONV\nvars:\n  N: [1, 2]\n", 3, "variable 'N' must be a number"),
+    ("network: CONV\nblocks: [a]\n", 2, "'blocks' must be a mapping"),
+    ("network: CONV\nblocks:\n  b: 12\n", 3, "block 'b' must be a text or a mapping"),
+    ("network: CONV\nblocks:\n  b: {body: CONV, extra: 1}\n", 3, "unknown key"),
+    ("network: CONV\ndefaults: [1]\n", 2, "'defaults' maps a layer token"),
+    ("network: CONV\ndefaults:\n  null: {a: 1}\n", 3, "'defaults' needs plain names"),
+    ("network: CONV\ndefaults:\n  CONV: {1: 2}\n", 3, "'defaults' needs plain names"),
+    ("- CONV\n- RELU\n", 1, "an architecture file is a mapping"),
+    ("# comment\n\n42\n", 3, "an architecture file is a mapping"),
+    ("network: CONV\nnetwrk: CONV\n", 2, "unknown key 'netwrk'"),
+])
+def test_wrong_types_refused_with_line(tmp_path, text, line, words):
+    msg = load(tmp_path, text)
+    assert msg.startswith(f"{tmp_path / 'arch.yaml'}, line {line}"), msg
+    assert words in msg
+
+
+def test_duplicate_keys_refused(tmp_path):
+    msg = load(tmp_path, "network: CONV\nclasses: 3\nclasses: 4\n")
+    assert "line 3" in msg and "duplicate key 'classes' (first at line 2)" in msg
+    msg = load(tmp_path, "network: CONV\nblocks:\n  b: CONV\n  b: RELU\n")
+    assert "line 4" in msg and "duplicate key 'b'" in msg
+
+
+@pytest.mark.parametrize("payload", [
+    "!!python/object/apply:os.system ['echo owned']",
+    "!!python/name:os.system",
+    "!!python/object:kblocks.errors.Span {}",
+])
+def test_only_safe_yaml(tmp_path, payload):
+    marker = tmp_path / "owned"
+    msg = load(tmp_path, f"network: CONV\nname: {payload.replace('echo owned', f'touch {marker}')}\n")
+    assert "not valid YAML" in msg and "line 2" in msg
+    assert not marker.exists()
+
+
+def test_merge_keys_refused_clearly(tmp_path):
+    msg = load(tmp_path, "network: CONV\nvars:\n  <<: {N: 2}\n")
+    assert "line 3" in msg and "merge keys (<<) are not supported" in msg
+
+
+def test_unreadable_path_is_a_config_error(tmp_path):
+    folder = tmp_path / "arch.yaml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="cannot read"):
+        kblocks.compile(str(folder))
