@@ -129,6 +129,18 @@ class BudgetedOracle:
     def save(self):
         write_json_atomic(self._get_oracle_fname(), self.get_state())
 
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        # Keras Tuner saves its state before it drops the trial from the running ones; save again,
+        # so that a chief killed now does not run a finished trial again when resumed.
+        super().end_trial(trial)
+        self.save()
+
+    def reload(self):
+        super().reload()
+        done = (TrialStatus.COMPLETED, TrialStatus.FAILED)
+        self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in done]
+
     def _save_trial(self, trial):
         path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
         write_json_atomic(path, trial.get_state())

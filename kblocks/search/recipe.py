@@ -1,0 +1,120 @@
+"""How each trial of a search trains: the trainer's recipe (``kblocks train``), applied per trial.
+
+A :class:`TrialRecipe` holds a :class:`kblocks.training.TrainConfig` (optimiser, schedule,
+augmentation, normalisation, precision, batch size, epochs) and what the training split fixes for
+the whole search (input shape, classes, per-channel mean and variance, number of images). Every
+trial model is the trainer's ``input -> normalisation -> augmentation -> network``, compiled with
+the trainer's loss, optimiser and schedule, so ``kblocks train best.yaml`` with the same options
+repeats a trial's training.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from kblocks.errors import ConfigError
+
+
+@dataclass
+class TrialRecipe:
+    """The training recipe of every trial (see the module doc)."""
+
+    config: object  # kblocks.training.TrainConfig
+    input_shape: tuple
+    classes: int
+    mean: list | None = None  # per channel, for normalize="standardize"
+    variance: list | None = None
+    train_size: int | None = None  # images per epoch (sets the schedule's length)
+    seed: int = 0
+    verbose: int = 0  # model.fit verbosity inside a trial
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def for_data(cls, config, x, y=None, *, classes=None, seed=0, verbose=0) -> "TrialRecipe":
+        """A recipe whose statistics come from the training images ``x`` (uint8 or float)."""
+        import numpy as np
+
+        from kblocks.training import channel_stats
+
+        x = np.asarray(x)
+        if classes is None:
+            if y is None:
+                raise ConfigError("give classes= or the labels y", what="classes")
+            classes = int(np.max(y)) + 1
+        mean = var = None
+        if config.normalize == "standardize":
+            mean, var = channel_stats(x if x.ndim == 4 else x[..., None])
+            mean, var = [float(v) for v in mean], [float(v) for v in var]
+        shape = tuple(int(d) for d in x.shape[1:]) if x.ndim == 4 else tuple(x.shape[1:]) + (1,)
+        return cls(config, shape, int(classes), mean, var, len(x), int(seed), int(verbose))
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["config"] = asdict(self.config)
+        return out
+
+    @property
+    def precision(self) -> str:
+        from kblocks.training import resolve_precision
+
+        return resolve_precision(self.config.precision)
+
+    def network(self, space, values):
+        """The trial's network, built under the recipe's precision policy."""
+        import keras
+
+        from kblocks.training import PRECISIONS, _main_output
+
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(PRECISIONS[self.precision])
+        try:
+            return _main_output(space.build(values))
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    def steps_per_epoch(self, train_size=None) -> int:
+        size = train_size or self.train_size or self.config.batch_size
+        return max(1, math.ceil(size / int(self.config.batch_size)))
+
+    def wrap(self, network):
+        """``input -> normalisation -> augmentation -> network`` (uncompiled)."""
+        from kblocks.augment import parse_augment
+        from kblocks.training import wrap
+
+        cfg = self.config
+        if cfg.normalize == "standardize" and self.mean is None:
+            raise ConfigError("normalize='standardize' needs the training images' statistics",
+                              what="normalize",
+                              hint="make the recipe with TrialRecipe.for_data(config, x_train), "
+                                   "or use TrainConfig(normalize='scale')")
+        augment = parse_augment(cfg.augment, seed=self.seed)
+        return wrap(network, self.input_shape, mean=self.mean, variance=self.variance,
+                    normalize=cfg.normalize, augment=augment)
+
+    def compile(self, model, network, *, epochs: int, train_size=None):
+        """Compile ``model`` (the wrapped ``network``) with the trainer's loss, optimiser and
+        schedule, the schedule spanning ``epochs`` epochs."""
+        from kblocks import schedules
+        from kblocks.training import _output_is_probability, make_loss
+
+        cfg = self.config
+        name = cfg.optimizer.lower()
+        lr = cfg.lr if cfg.lr is not None else schedules.DEFAULT_LR[name]
+        decay = cfg.weight_decay if cfg.weight_decay is not None else \
+            schedules.DEFAULT_WEIGHT_DECAY[name]
+        learning_rate = schedules.make_schedule(
+            cfg.schedule, lr, steps_per_epoch=self.steps_per_epoch(train_size),
+            epochs=max(1, int(epochs)), warmup_epochs=min(cfg.warmup, max(0, epochs - 1)),
+            step_every=cfg.step_every, step_gamma=cfg.step_gamma)
+        optimizer = schedules.make_optimizer(
+            name, learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
+            weight_decay=decay, loss_scale=self.precision == "fp16")
+        loss, accuracy, _ = make_loss(not _output_is_probability(network), cfg.label_smoothing)
+        model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+        model._kblocks_train_size = train_size or self.train_size
+        return model
+
+    @property
+    def one_hot(self) -> bool:
+        """Whether labels must be one-hot (label smoothing needs them)."""
+        return bool(self.config.label_smoothing)

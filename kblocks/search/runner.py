@@ -1,0 +1,393 @@
+"""One search, start to finish: the search folder, data, tuner, resume, distribution, report.
+
+    from kblocks.search.runner import SearchConfig, run_search
+    run_search(SearchConfig(space="tuning/cs231n_pattern.yaml", train=TrainConfig(data="digits"),
+                            tuner="random", trials=10, out="runs/s"))
+
+The search folder (``--out``) holds::
+
+    search.json     what was searched and how (space, tuner, budget, training recipe, data, seed):
+                    ``--resume`` and ``kblocks report`` rebuild everything from it
+    kt/             the Keras Tuner project: oracle.json, trial_NN/trial.json, checkpoints
+    report files    leaderboard.txt, trials.csv, best.yaml, search.png (kblocks.search.report)
+
+Resuming reloads the Keras Tuner project: finished trials stay as they are, a trial that was
+running when the search stopped is run again from its start, and the search goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kblocks.errors import ConfigError, DataError, KBlocksError
+from kblocks.search.budget import Budget
+from kblocks.search.oracles import TUNERS, write_json_atomic
+from kblocks.search.tuner import PROJECT
+
+FORMAT = 1  #: version of search.json
+SEARCH_FILE = "search.json"
+
+
+@dataclass
+class SearchConfig:
+    """Every option of ``kblocks search`` (the command line fills one of these)."""
+
+    space: str | None = None  # architecture text with placeholders, or a YAML file
+    blocks: str | None = None  # YAML file with extra named blocks
+    variables: dict = field(default_factory=dict)
+    train: object = None  # kblocks.training.TrainConfig: data, split, recipe of every trial
+    tuner: str = "random"
+    trials: int | None = None
+    objective: str = "val_accuracy"
+    max_epochs: int | None = None  # hyperband: the most epochs one model trains
+    factor: int = 3  # hyperband
+    hyperband_iterations: int = 1
+    population: int | None = None  # evolution
+    sample_size: int | None = None  # evolution
+    initial_points: int | None = None  # bayesian
+    budget: Budget = field(default_factory=Budget)
+    out: str = "runs/search"
+    resume: bool = False
+    overwrite: bool = False
+    distributed: str | None = None  # None | "chief" | "worker"
+    port: int = 8000
+    bind: str = "0.0.0.0"
+    chief: str | None = None  # HOST:PORT, for a worker
+    worker_id: str | None = None
+    chief_timeout: float = 300.0  # worker: seconds to wait for the chief
+    verbose: int = 0  # model.fit verbosity in a trial
+    time_budget: float | None = None  # seconds: start no trial after this (resume goes on later)
+    report: bool = True
+
+
+def _fingerprint(record: dict) -> dict:
+    """What must not change between a search and its --resume."""
+    train = dict(record["train"])
+    for key in ("verbose", "tensorboard"):
+        train.pop(key, None)
+    tuner = {k: v for k, v in record["tuner"].items() if k != "trials"}  # may grow on resume
+    return {"space": record["space"], "tuner": tuner, "budget": record["budget"],
+            "train": train, "seed": record["seed"]}
+
+
+def _describe_change(old: dict, new: dict) -> str:
+    for key in old:
+        if old[key] != new.get(key):
+            if isinstance(old[key], dict) and isinstance(new.get(key), dict):
+                for sub in sorted(set(old[key]) | set(new[key])):
+                    if old[key].get(sub) != new[key].get(sub):
+                        return f"{key}.{sub}: {old[key].get(sub)!r} then, {new[key].get(sub)!r} now"
+            return f"{key}: {old[key]!r} then, {new.get(key)!r} now"
+    return "nothing"
+
+
+def load_record(out) -> dict:
+    path = Path(out) / SEARCH_FILE
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: {out} is not a search folder", what="--out",
+                          hint="give the --out folder of a kblocks search")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON", what="--out") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a kblocks search record (format {FORMAT})",
+                          what="--out")
+    return record
+
+
+def _tuner_options(cfg: SearchConfig) -> dict:
+    return {"kind": cfg.tuner.lower(), "trials": cfg.trials, "objective": cfg.objective,
+            "max_epochs": cfg.max_epochs, "factor": cfg.factor,
+            "hyperband_iterations": cfg.hyperband_iterations, "population": cfg.population,
+            "sample_size": cfg.sample_size, "initial_points": cfg.initial_points}
+
+
+def _check_options(cfg: SearchConfig):
+    if cfg.tuner.lower() not in TUNERS:
+        raise ConfigError(f"unknown tuner {cfg.tuner!r}", what="--tuner",
+                          hint="use one of " + ", ".join(TUNERS))
+    kind = cfg.tuner.lower()
+    if cfg.trials is not None and cfg.trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {cfg.trials}", what="--trials")
+    if kind in ("random", "bayesian", "evolution") and not cfg.trials:
+        raise ConfigError(f"the {kind} tuner needs --trials (how many architectures to train)",
+                          what="--trials", hint="e.g. --trials 20")
+    if kind == "hyperband" and not cfg.max_epochs:
+        raise ConfigError("hyperband needs --max-epochs", what="--max-epochs",
+                          hint="e.g. --max-epochs 20")
+    if cfg.distributed not in (None, "chief", "worker"):
+        raise ConfigError(f"--distributed is chief or worker, got {cfg.distributed!r}",
+                          what="--distributed")
+    if cfg.distributed == "worker" and not cfg.chief:
+        raise ConfigError("a worker needs --chief HOST:PORT (where the chief listens)",
+                          what="--chief", hint="e.g. --chief 10.0.0.5:8000")
+    if cfg.time_budget is not None and cfg.time_budget <= 0:
+        raise ConfigError(f"--time-budget must be a positive number of seconds, got "
+                          f"{cfg.time_budget}", what="--time-budget")
+    if cfg.distributed == "worker" and (cfg.overwrite):
+        raise ConfigError("a worker never overwrites the search folder; only the chief may",
+                          what="--overwrite")
+
+
+def _chief_address(text: str):
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--chief takes HOST:PORT, got {text!r}", what="--chief",
+                          hint="e.g. --chief 127.0.0.1:8000")
+    return host, int(port)
+
+
+def _set_role(cfg: SearchConfig):
+    """Keras Tuner's chief/worker environment variables for this process."""
+    for key in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        os.environ.pop(key, None)
+    if cfg.distributed == "chief":
+        os.environ.update(KERASTUNER_TUNER_ID="chief", KERASTUNER_ORACLE_IP=cfg.bind,
+                          KERASTUNER_ORACLE_PORT=str(cfg.port))
+    elif cfg.distributed == "worker":
+        host, port = _chief_address(cfg.chief)
+        wid = cfg.worker_id or f"worker-{socket.gethostname()}-{os.getpid()}"
+        if "chief" in wid:
+            raise ConfigError(f"a worker id may not contain 'chief', got {wid!r}",
+                              what="--worker-id")
+        os.environ.update(KERASTUNER_TUNER_ID=wid, KERASTUNER_ORACLE_IP=host,
+                          KERASTUNER_ORACLE_PORT=str(port))
+
+
+def _prepare_folder(cfg: SearchConfig, record: dict, echo) -> dict:
+    """Create or check the search folder; on --resume return the stored record."""
+    out = Path(cfg.out)
+    path = out / SEARCH_FILE
+    if cfg.distributed == "worker":
+        return record  # the chief owns the folder
+    if path.exists() and cfg.resume:
+        old = load_record(out)
+        a, b = _fingerprint(old), _fingerprint(record)
+        if a != b:
+            raise ConfigError(f"--resume: the search in {out} was started with other options "
+                              f"({_describe_change(a, b)})", what="--resume",
+                              hint="resume with the same options, or start a new --out folder")
+        old["tuner"]["trials"] = record["tuner"]["trials"] or old["tuner"]["trials"]
+        old["resumed"] = old.get("resumed", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")]
+        old["status"] = "running"
+        write_json_atomic(path, old)
+        return old
+    if cfg.resume:
+        raise ConfigError(f"--resume: {out} holds no search to continue", what="--resume",
+                          hint="drop --resume to start a new search there")
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise ConfigError(f"{out} is not empty" + (" (it holds a search)" if path.exists() else ""),
+                          what="--out",
+                          hint="add --resume to continue that search, --overwrite to start "
+                               "again, or give a new --out folder")
+    if cfg.overwrite and out.exists():
+        import shutil
+
+        for name in (SEARCH_FILE, PROJECT):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record)
+    return record
+
+
+def _drop_ragged(x, y, batch_size: int):
+    """Keep a whole number of batches, so one compiled train step serves every step."""
+    n = len(x) - len(x) % batch_size if len(x) > batch_size else len(x)
+    return x[:n], y[:n]
+
+
+def run_search(cfg: SearchConfig, *, echo=print, command=None):
+    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None)."""
+    import numpy as np
+
+    from kblocks.data import check_fits
+    from kblocks.search.space import SearchSpace
+    from kblocks.training import TrainConfig, one_hot, prepare_data, set_seed
+
+    started = time.time()
+    if cfg.space is None:
+        cfg = _from_folder(cfg)
+    _check_options(cfg)
+    train_cfg = cfg.train or TrainConfig()
+    out = Path(cfg.out)
+
+    seed = int(train_cfg.seed if train_cfg.seed is not None else 1)
+    train_cfg = train_cfg.replace(seed=seed)
+    set_seed(seed, train_cfg.deterministic)
+    train, val = prepare_data(train_cfg, seed)
+    if val is None:
+        raise DataError("a search selects architectures on validation data; the split is empty",
+                        what="--val-split", hint="use e.g. --val-split 0.1 or --val-data")
+    space = SearchSpace(cfg.space, blocks=cfg.blocks, classes=train.num_classes,
+                        input_shape=train.input_shape, **dict(cfg.variables))
+    _check_output(space, train, check_fits)
+    record = {
+        "format": FORMAT, "kind": "kblocks-search", "space": space.to_dict(),
+        "tuner": _tuner_options(cfg), "budget": cfg.budget.to_dict(), "train": asdict(train_cfg),
+        "seed": seed, "data": {"train": train.describe(), "val": val.describe()},
+        "command": list(command) if command is not None else list(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
+        "backend": _backend(),
+    }
+    record = _prepare_folder(cfg, record, echo)
+    options = dict(record["tuner"])
+
+    from kblocks.search.recipe import TrialRecipe
+    from kblocks.search.tuner import make_tuner
+
+    batch = int(train_cfg.batch_size)
+    x, y = _drop_ragged(train.x, train.y, batch)
+    recipe = TrialRecipe.for_data(train_cfg, x, y, classes=train.num_classes, seed=seed,
+                                  verbose=cfg.verbose)
+    yv = val.y
+    if recipe.one_hot:
+        y, yv = one_hot(y, train.num_classes), one_hot(yv, train.num_classes)
+    _set_role(cfg)
+    if cfg.distributed == "worker":
+        from kblocks.search.distributed import join
+
+        chief = _chief_address(cfg.chief)
+        if not join(*chief, out, cfg.chief_timeout, echo=echo):
+            return None
+    if cfg.distributed:
+        from kblocks.search.distributed import quiet_condition_protos
+
+        quiet_condition_protos()
+    kind = options["kind"]
+    oracle_options = {}
+    if kind == "hyperband":
+        oracle_options = dict(max_epochs=options["max_epochs"], factor=options["factor"],
+                              hyperband_iterations=options["hyperband_iterations"])
+    elif kind == "evolution":
+        oracle_options = dict(population_size=options["population"],
+                              sample_size=options["sample_size"])
+    elif kind == "bayesian" and options["initial_points"]:
+        oracle_options = dict(num_initial_points=options["initial_points"])
+    resuming = cfg.resume or cfg.distributed == "worker"
+    tuner = make_tuner(space, kind, objective=options["objective"],
+                       max_trials=options["trials"], directory=str(out), project_name=PROJECT,
+                       overwrite=not resuming, seed=seed, budget=Budget(**record["budget"]),
+                       recipe=recipe, echo=echo, **oracle_options)
+    tuner.save()  # so a search killed in its first trial can be resumed
+    if cfg.time_budget:
+        tuner.deadline = started + float(cfg.time_budget)
+    if cfg.distributed != "worker":
+        echo(_banner(space, record, cfg, len(x), len(val)))
+    try:
+        if cfg.distributed == "chief":
+            from kblocks.search.distributed import serve
+
+            serve(tuner.oracle, cfg.bind, cfg.port, echo=echo)
+        elif cfg.distributed == "worker":
+            from kblocks.search.distributed import work
+
+            work(tuner, (x, y), {"validation_data": (val.x, yv)}, host=chief[0],
+                 port=chief[1], folder=out, echo=echo)
+            return None
+        else:
+            tuner.search(x, y, validation_data=(val.x, yv))
+    except RuntimeError as err:  # Keras Tuner stops after too many failed trials in a row
+        if "consecutive failures" not in str(err):
+            raise
+        _finish(out, "failed", str(err).splitlines()[0])
+        raise KBlocksError(f"the search stopped: {str(err).splitlines()[0]}", what="search",
+                           hint=f"see the trial messages in {out / PROJECT}/trial_*/trial.json; "
+                                f"a lower --lr often helps") from None
+    stop_reason = getattr(tuner.oracle, "stop_reason", None)
+    if tuner.stopped_for_time:
+        stop_reason = (f"the time budget of {cfg.time_budget:g} s is used; continue with "
+                       f"--resume")
+    _finish(out, "stopped" if tuner.stopped_for_time else "finished", stop_reason)
+    if stop_reason:
+        echo(f"note: the search stopped early: {stop_reason}")
+    if not cfg.report:
+        return None
+    from kblocks.search.report import write_report
+
+    report = write_report(out, space=space)
+    echo(report.render())
+    return report
+
+
+def _from_folder(cfg: SearchConfig) -> SearchConfig:
+    """``kblocks search --out DIR --resume`` with nothing else: every option from search.json."""
+    from dataclasses import replace
+
+    from kblocks.training import TrainConfig
+
+    if not cfg.resume:
+        raise ConfigError("no search space given", what="SPACE",
+                          hint="give architecture text with placeholders or a YAML file "
+                               "(or --resume with the --out folder of a search)")
+    if not (Path(cfg.out) / SEARCH_FILE).exists():
+        raise ConfigError(f"--resume: {cfg.out} holds no search to continue", what="--resume",
+                          hint="give the --out folder of a kblocks search")
+    stored = load_record(cfg.out)
+    tuner = stored["tuner"]
+    verbose = cfg.train.verbose if cfg.train is not None else 0
+    return replace(
+        cfg, space=stored["space"], blocks=None, variables={},
+        train=TrainConfig(**{**stored["train"], "verbose": verbose}), tuner=tuner["kind"],
+        trials=cfg.trials or tuner["trials"], objective=tuner["objective"],
+        max_epochs=tuner["max_epochs"], factor=tuner["factor"],
+        hyperband_iterations=tuner["hyperband_iterations"], population=tuner["population"],
+        sample_size=tuner["sample_size"], initial_points=tuner["initial_points"],
+        budget=Budget(**stored["budget"]))
+
+
+def _check_output(space, train, check_fits):
+    """The default architecture's output must match the data's classes (when it compiles)."""
+    try:
+        graph = space.compile()
+    except KBlocksError:
+        return
+    units = graph.nodes[graph.outputs[0]].shape[-1] if graph.outputs and graph.outputs[0] >= 0 \
+        else None
+    check_fits(graph.input_shape, units, train, what="search space's network")
+
+
+def _backend():
+    try:
+        import keras
+
+        return keras.backend.backend()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _finish(out: Path, status: str, reason=None):
+    path = out / SEARCH_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    record.update({"status": status, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "stop_reason": reason})
+    write_json_atomic(path, record)
+
+
+def _banner(space, record, cfg, n_train, n_val) -> str:
+    tuner = record["tuner"]
+    budget = {k: v for k, v in record["budget"].items() if v is not None}
+    lines = [f"kblocks search: {len(space)} hyperparameters, tuner {tuner['kind']}"
+             + (f", {tuner['trials']} trials" if tuner["trials"] else "")
+             + (f", max {tuner['max_epochs']} epochs" if tuner["kind"] == "hyperband" else ""),
+             f"  space: {space.text.strip()[:200]}",
+             f"  data: {record['train']['data']} ({n_train} train / {n_val} val, seed "
+             f"{record['seed']}); folder {cfg.out}"]
+    if budget:
+        lines.append("  budget: " + ", ".join(f"{k.replace('_', '-')} {v:g}"
+                                              for k, v in budget.items()))
+    if cfg.distributed == "chief":
+        lines.append(f"  chief listening on {cfg.bind}:{cfg.port}")
+    return "\n".join(lines)

@@ -1,0 +1,287 @@
+"""The Keras Tuner side of a search: a HyperModel over a :class:`SearchSpace` and the tuners.
+
+* :class:`SpaceHyperModel` builds a trial's model from the trial's values (through the space's
+  :class:`~kblocks.search.resolver.ValuesResolver`) and trains it with the search's
+  :class:`~kblocks.search.recipe.TrialRecipe`; its ``fit`` returns the best epoch's metrics plus
+  ``epochs`` and ``seconds``, which Keras Tuner stores with the trial (so the chief of a
+  distributed search knows them too).
+* :class:`SearchTuner` is ``keras_tuner.Tuner`` with the whole space declared up front (no model
+  is built to discover it), atomic state files, a one-line summary per trial, and memory released
+  after every trial (``clear_session`` before each build, as Keras Tuner does, and ``gc`` after).
+* :func:`make_tuner` pairs a budget-aware oracle (:mod:`kblocks.search.oracles`) with the tuner;
+  ``hyperband`` uses Keras Tuner's Hyperband tuner logic (epochs per round, weights carried from
+  the trial a candidate continues).
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+import warnings
+
+import keras_tuner
+
+from kblocks.errors import ConfigError
+from kblocks.search.budget import Budget, measure
+from kblocks.search.oracles import make_oracle, write_json_atomic
+from kblocks.search.recipe import TrialRecipe
+
+PROJECT = "kt"  #: the Keras Tuner project folder inside a search folder
+
+
+class SpaceHyperModel(keras_tuner.HyperModel):
+    """Builds and trains the architecture a trial's hyperparameters pick from ``space``."""
+
+    def __init__(self, space, recipe: TrialRecipe, objective="val_accuracy"):
+        super().__init__(name=space.name)
+        self.space = space
+        self.recipe = recipe
+        self.objective = objective
+
+    def declare_hyperparameters(self, hp):
+        hp.merge(self.space.hyperparameters())
+
+    def _epochs(self, hp) -> int:
+        values = getattr(hp, "values", hp)
+        total = int(values.get("tuner/epochs", self.recipe.config.epochs))
+        return max(1, total - int(values.get("tuner/initial_epoch", 0)))
+
+    def build(self, hp):
+        network = self.recipe.network(self.space, hp.values)
+        model = self.recipe.wrap(network)
+        model._kblocks_network = network
+        return self.recipe.compile(model, network, epochs=self._epochs(hp))
+
+    def fit(self, hp, model, x, y=None, **kwargs):
+        import keras
+
+        from kblocks.callbacks import NaNGuard
+
+        train_size = len(x)
+        if getattr(model, "_kblocks_train_size", None) != train_size:
+            self.recipe.compile(model, model._kblocks_network, epochs=self._epochs(hp),
+                                train_size=train_size)
+        guard = NaNGuard()
+        callbacks = list(kwargs.pop("callbacks", [])) + [guard]
+        kwargs.setdefault("batch_size", int(self.recipe.config.batch_size))
+        kwargs.setdefault("epochs", int(self.recipe.config.epochs))
+        kwargs.setdefault("verbose", self.recipe.verbose)
+        if self.recipe.config.early_stopping:
+            monitor = self.objective if isinstance(self.objective, str) else "val_accuracy"
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=int(self.recipe.config.early_stopping),
+                mode="min" if "loss" in monitor else "max"))
+        started = time.perf_counter()
+        history = model.fit(x, y, callbacks=callbacks, shuffle=True, **kwargs)
+        seconds = time.perf_counter() - started
+        if guard.where is not None:
+            epoch, step, value = guard.where
+            raise keras_tuner.errors.FailedTrialError(
+                f"the loss became {value} in epoch {epoch}" + (f", step {step}" if step else "")
+                + "; lower --lr or add --warmup")
+        return summarise(history.history, self.objective, seconds=seconds,
+                         initial_epoch=int(kwargs.get("initial_epoch", 0)))
+
+
+def summarise(history: dict, objective="val_accuracy", *, seconds=0.0, initial_epoch=0) -> dict:
+    """The metrics of the best epoch of a ``History.history``, plus epochs and seconds."""
+    values = history.get(objective) or []
+    finite = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+    if not finite:
+        raise keras_tuner.errors.FailedTrialError(
+            f"no finite {objective} was measured; does the search have validation data?")
+    maximise = "loss" not in objective
+    best, _ = (max if maximise else min)(finite, key=lambda iv: iv[1])
+    out = {k: float(v[best]) for k, v in history.items() if len(v) > best and
+           v[best] is not None and k != "learning_rate"}
+    out.update({"epochs": float(initial_epoch + len(values)), "best_epoch":
+                float(initial_epoch + best + 1), "seconds": round(float(seconds), 3)})
+    return out
+
+
+class SearchTuner(keras_tuner.Tuner):
+    """``keras_tuner.Tuner`` for a search space (see the module doc)."""
+
+    def __init__(self, oracle, hypermodel, *, directory, project_name=PROJECT, overwrite=False,
+                 echo=None, **kwargs):
+        self.echo = echo
+        self._last_metrics = {}
+        self.deadline = None  # time.time() after which no new trial starts (set by the runner)
+        self.stopped_for_time = False
+        self._trial_seconds = []
+        self._trial_started = None
+        # Not super().__init__: for Hyperband that would make its own oracle.
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel,
+                                   directory=directory, project_name=project_name,
+                                   overwrite=overwrite, **kwargs)
+
+    @property
+    def space(self):
+        return self.hypermodel.space
+
+    def _populate_initial_space(self):
+        """The oracle holds the whole space from the start: nothing to discover by building."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        self._last_metrics = {}
+        registry = _custom_gradients()
+        before = set(registry) if registry is not None else None
+        try:
+            results = super().run_trial(trial, *args, **kwargs)
+            self._last_metrics = _first(results)
+            return results
+        finally:
+            release_memory(before)
+
+    def pre_create_trial(self):
+        """With a deadline, start no trial that the time left cannot hold (judged by the longest
+        trial so far): the oracle's next answer is then STOPPED, and --resume goes on later."""
+        if self.deadline is None or self._is_worker():
+            return
+        left = self.deadline - time.time()
+        if left <= 0 or (self._trial_seconds and left < max(self._trial_seconds)):
+            self.oracle.max_trials = len(self.oracle.trials)
+            self.stopped_for_time = True
+
+    def on_trial_begin(self, trial):
+        self._trial_started = time.time()
+        super().on_trial_begin(trial)
+
+    def on_trial_end(self, trial):
+        if self._trial_started is not None:
+            self._trial_seconds.append(time.time() - self._trial_started)
+        super().on_trial_end(trial)
+        if self.echo is not None:
+            self.echo(trial_line(self, trial, self._last_metrics))
+
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        write_json_atomic(self._get_tuner_fname(), self.get_state())
+
+
+def _custom_gradients():
+    """TensorFlow's registry of custom gradients (None on other backends).
+
+    Every trace of a training step under TensorFlow registers a ``CustomGradient-N`` (from
+    ``tf.distribute``'s all-reduce) in a process-wide registry that nothing ever empties, and each
+    entry keeps the whole traced graph of its model alive: about 2 graphs per trial, several MiB.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    try:
+        from tensorflow.python.framework import ops
+
+        return ops._gradient_registry._registry
+    except (ImportError, AttributeError):  # a TensorFlow that keeps it elsewhere
+        return None
+
+
+def release_memory(before=None):
+    """Free what a finished trial left: the custom gradients its traces registered (names not in
+    ``before``, a snapshot of :func:`_custom_gradients`), garbage, and freed heap pages (glibc's
+    ``malloc_trim``), so a long search stays at the size of one trial."""
+    registry = _custom_gradients()
+    if registry is not None and before is not None:
+        for name in [k for k in registry if k not in before and k.startswith("CustomGradient-")]:
+            del registry[name]
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): collecting is all we can do
+        pass
+
+
+def _first(results):
+    if isinstance(results, list):
+        results = results[0] if results else {}
+    return dict(results) if isinstance(results, dict) else {}
+
+
+def trial_line(tuner, trial, metrics: dict) -> str:
+    objective = tuner.oracle.objective.name
+    score = metrics.get(objective)
+    head = f"trial {trial.trial_id} {trial.status.lower()}"
+    if score is not None:
+        head += f"  {objective} {score:.4f}  ({int(metrics.get('epochs', 0))} epochs, " \
+                f"{metrics.get('seconds', 0):.1f}s)"
+    elif trial.message:
+        head += "  " + trial.message.strip().splitlines()[-1][:160]
+    try:
+        text = tuner.space.fixed(trial.hyperparameters.values)
+    except Exception:  # noqa: BLE001 - a summary line never stops a search
+        text = ""
+    return f"{head}\n    {text}" if text else head
+
+
+class HyperbandSearchTuner(SearchTuner, keras_tuner.Hyperband):
+    """Hyperband's run_trial (epochs per round) and weight carry-over, with a SearchTuner.
+
+    A trial that continues another starts from that trial's best weights with a fresh optimiser
+    and a schedule spanning the epochs it adds."""
+
+    def _build_hypermodel(self, hp):
+        with warnings.catch_warnings():  # the saved optimiser state is not carried over
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return super()._build_hypermodel(hp)
+
+
+def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=None,
+               directory=None, project_name=PROJECT, overwrite=False, seed=None,
+               budget: Budget | None = None, train=None, data=None, recipe=None, echo=None,
+               **oracle_options):
+    """A tuner over ``space``.
+
+    Args:
+        kind: ``random``, ``grid``, ``bayesian``, ``hyperband`` or ``evolution``.
+        objective: the metric to maximise (``val_accuracy``) or a ``keras_tuner.Objective``.
+        max_trials: trials to run (for ``hyperband`` an optional cap on its own schedule).
+        directory, project_name, overwrite: as for any Keras Tuner tuner; an existing project is
+            reloaded (resumed) unless ``overwrite``.
+        budget: a :class:`~kblocks.search.budget.Budget`; architectures over it, or whose shapes
+            collapse, are rejected before training.
+        train: a :class:`kblocks.training.TrainConfig` (the trainer's options; default
+            ``TrainConfig()``: SGD, cosine schedule, per-channel standardisation).
+        data: the training images ``x`` or ``(x, y)``: normalisation statistics and epoch length.
+        recipe: a ready :class:`~kblocks.search.recipe.TrialRecipe` instead of ``train``/``data``.
+        echo: a function called with one line of text after each trial.
+        **oracle_options: ``max_epochs``, ``factor``, ``hyperband_iterations`` (hyperband),
+            ``population_size``, ``sample_size`` (evolution), ``num_initial_points`` (bayesian).
+    """
+    from kblocks.training import TrainConfig
+
+    if directory is None:
+        raise ConfigError("a tuner needs directory= (where trials and checkpoints go)",
+                          what="directory")
+    if recipe is None:
+        config = train or TrainConfig()
+        if data is not None:
+            x, y = data if isinstance(data, tuple) else (data, None)
+            recipe = TrialRecipe.for_data(config, x, y, classes=space.classes,
+                                          seed=config.seed or 0)
+        else:
+            if space.input_shape is None or space.classes is None:
+                raise ConfigError("give the space input_shape= and classes=, or data=",
+                                  what="SearchSpace")
+            recipe = TrialRecipe(config, tuple(space.input_shape), int(space.classes),
+                                 seed=config.seed or 0)
+    if isinstance(objective, str):
+        direction = "min" if "loss" in objective else "max"
+        objective = keras_tuner.Objective(objective, direction)
+
+    def checker(values):
+        return measure(space, values, budget)
+
+    kind = (kind or "random").lower()
+    oracle = make_oracle(kind, space=space, objective=objective, max_trials=max_trials,
+                         seed=seed, checker=checker, **oracle_options)
+    oracle.verbose = 0
+    cls = HyperbandSearchTuner if kind == "hyperband" else SearchTuner
+    hypermodel = SpaceHyperModel(space, recipe, objective=objective.name)
+    return cls(oracle, hypermodel, directory=os.fspath(directory), project_name=project_name,
+               overwrite=overwrite, echo=echo)
