@@ -1,6 +1,7 @@
 """Search spaces (DSL section 6): hyperparameter names, conditions, defaults, the fixed-text round
 trip, value checks and Keras Tuner (de)serialisation. No training here."""
 import random
+from pathlib import Path
 
 import keras_tuner
 import pytest
@@ -171,3 +172,30 @@ def test_architecture_file_of_a_trial_is_complete(stages, tmp_path):
     path = tmp_path / "best.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert kblocks.format_text(str(path)) == stages.fixed(values)
+
+
+TUNING = sorted((Path(__file__).resolve().parents[1] / "tuning").glob("*_*.yaml"))
+
+
+@pytest.mark.parametrize("path", TUNING, ids=lambda p: p.stem)
+def test_ready_spaces_say_what_they_search_and_compile(path):
+    from kblocks.search.budget import measure
+
+    assert path.read_text().startswith("# Searches "), "the first line says what it searches"
+    space = SearchSpace(str(path))
+    assert SearchSpace(path.stem).to_dict() == space.to_dict()  # also found by name
+    assert len(space) >= 5 and any(space.conditions.values())
+    assert measure(space, space.defaults()).ok
+    compiled = [measure(space, v) for v in _random_values(space, 8, seed=1)]
+    assert sum(v.ok for v in compiled) >= 4
+    assert all(v.ok or v.reason.startswith("does not compile") for v in compiled)
+
+
+def test_tuning_blocks_examples_build():
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "tuning" / "blocks.yaml"
+    blocks = yaml.safe_load(path.read_text())["blocks"]
+    for name, spec in blocks.items():
+        example = spec["doc"].split("Example:")[1].strip()
+        assert kblocks.analyse(example, blocks=str(path)).params > 0, name

@@ -21,12 +21,27 @@ from kblocks.search.resolver import (BOOLEAN, DiscoveryResolver, ValuesResolver,
 _DATA_KEYS = ("name", "input", "classes", "vars", "blocks", "defaults", "network", "doc")
 
 
+def tuning_path(name: str):
+    """The file of a ready space in ``tuning/`` (package ``kblocks.tuning``), or None."""
+    import importlib.resources
+
+    try:
+        folder = importlib.resources.files("kblocks.tuning")
+    except ModuleNotFoundError:  # a source checkout that is not installed: use the folder
+        folder = Path(__file__).resolve().parents[2] / "tuning"
+    path = folder / f"{name}.yaml"
+    return Path(str(path)) if path.is_file() else None
+
+
 def _read_source(source):
-    """``(mapping, source name)`` for a YAML file path, a mapping, or architecture text."""
+    """``(mapping, source name)`` for a YAML file path, a ready space's name (``tuning/``), a
+    mapping, or architecture text."""
     from kblocks.spec import load_yaml_text
 
     if isinstance(source, dict):
         return copy.deepcopy(source), "<space>"
+    if isinstance(source, str) and source.strip().isidentifier() and tuning_path(source.strip()):
+        source = tuning_path(source.strip())
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source.strip()
                                     and source.strip().lower().endswith((".yaml", ".yml"))):
         path = Path(source)

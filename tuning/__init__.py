@@ -1,0 +1,1 @@
+"""Ready search spaces for ``kblocks search`` (installed as the package ``kblocks.tuning``)."""
