@@ -6,6 +6,7 @@ This is the only module that sees architecture text character by character. Ever
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -85,7 +86,7 @@ class _ToSyntax(Transformer):
         return str(items[0])
 
     def count_int(self, items):
-        return int(items[0])
+        return self._number(items[0], int)
 
     def count_var(self, items):
         return S.Word(str(items[0]), _span(items[0], self.source))
@@ -157,17 +158,30 @@ class _ToSyntax(Transformer):
         name, value = items
         return ("__kw__", (str(name), name), value)
 
+    def _number(self, token, cast):
+        """``int`` or ``float`` of a number token; a number too long for Python (over 4,300 digits)
+        or too large for a float (1e999) is an error at its place, not an exception or ``inf``."""
+        try:
+            value = cast(str(token))
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or (cast is float and not math.isfinite(value)):
+            shown = str(token) if len(token) <= 30 else f"{str(token)[:20]}... ({len(token):,} characters)"
+            raise ParseError(f"the number {shown} is too large", span=_span(token, self.source),
+                             text=self.text, hint="write a number of a sensible size")
+        return value
+
     def int(self, items):
-        return int(items[0])
+        return self._number(items[0], int)
 
     def float(self, items):
-        return float(items[0])
+        return self._number(items[0], float)
 
     def neg_int(self, items):
-        return -int(items[0])
+        return -self._number(items[0], int)
 
     def neg_float(self, items):
-        return -float(items[0])
+        return -self._number(items[0], float)
 
     def word(self, items):
         name = str(items[0])

@@ -123,3 +123,24 @@ def test_unreadable_path_is_a_config_error(tmp_path):
     folder.mkdir()
     with pytest.raises(ConfigError, match="cannot read"):
         kblocks.compile(str(folder))
+
+
+# --- architecture text: numbers the parser cannot hold ---------------------------------------------
+
+def compile_error(text, **kw):
+    kw.setdefault("input_shape", (8, 8, 3))
+    with pytest.raises(KBlocksError) as info:
+        kblocks.compile(text, **kw)
+    return info.value
+
+
+@pytest.mark.parametrize("text,col", [
+    ("CONV(" + "9" * 5000 + ")", 6),          # int() refuses over 4,300 digits: was a ValueError
+    ("CONV*" + "9" * 5000, 6),
+    ("DROPOUT(1e999)", 9),                      # float overflow: was inf, printed back as a word
+    ("LRN(alpha=-1e400)", 12),
+])
+def test_numbers_too_large_for_python_are_parse_errors(text, col):
+    err = compile_error(text)
+    assert type(err).__name__ == "ParseError" and "is too large" in err.message
+    assert (err.span.line, err.span.column) == (1, col)
