@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Create the virtual environment and install kblocks with TensorFlow, Keras Tuner and the test tools.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -e ".[tf,tune,dev]"
 	touch $(STAMP)
 
