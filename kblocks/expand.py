@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 from kblocks import limits
 from kblocks import syntax as S
@@ -41,6 +42,8 @@ class _Ctx:
     scope: str = ""  # outermost block instance name
     text: str = ""  # source text for error context
     source: str = ""
+    depth: int = 0  # nesting, counted through named blocks (limits.MAX_NESTING)
+    copies: int = 1  # product of the enclosing repetition counts (limits.MAX_REPEAT_PRODUCT)
 
 
 class Expander:
@@ -54,6 +57,8 @@ class Expander:
         self.block_counts: dict = {}
         self.input_shape = None
         self.opt_names: dict = {}
+        self.opt_bases: dict = {}  # base name -> how many optional items use it
+        self.items = 0  # items expanded so far (limits.MAX_EXPANDED_ITEMS)
 
     # --- entry ---------------------------------------------------------------------------------
     def expand(self, tree: S.Seq, *, text: str = "", source: str = "") -> Program:
@@ -78,11 +83,33 @@ class Expander:
             out.extend(self._item(item, ctx))
         return out
 
+    def _step(self, span, ctx: _Ctx) -> None:
+        """Count one expanded item: repetitions and named blocks that make nothing (SKIP, *0) can
+        still multiply into billions of steps without ever reaching the layer limit."""
+        self.items += 1
+        if self.items > limits.MAX_EXPANDED_ITEMS:
+            raise self._error(f"the network expands to more than {limits.MAX_EXPANDED_ITEMS:,} items "
+                              f"(layers, groups, SKIPs and block calls)", span, ctx, cls=LimitError,
+                              hint="reduce the repetition counts or the block calls; see 'Limits' in "
+                                   "docs/language.md")
+
+    def _deeper(self, item, ctx: _Ctx) -> _Ctx:
+        """One level more of nesting: brackets, ``*N``, ``?`` and ``@block`` count alike, through
+        named blocks, so that expansion (recursive, like every later stage) stays shallow."""
+        if ctx.depth >= limits.MAX_NESTING:
+            raise self._error(f"the network nests deeper than {limits.MAX_NESTING} levels (brackets, "
+                              f"*N and ? suffixes and named blocks counted together)",
+                              _item_span(item), ctx, cls=LimitError,
+                              hint="flatten the structure: fewer nested groups, suffixes or blocks")
+        return replace(ctx, depth=ctx.depth + 1)
+
     def _item(self, item, ctx: _Ctx) -> list:
-        if isinstance(item, S.Seq):
-            return self._seq(item, ctx)
+        self._step(_item_span(item), ctx)
         if isinstance(item, S.Layer):
             return self._layer(item, ctx)
+        ctx = self._deeper(item, ctx)
+        if isinstance(item, S.Seq):
+            return self._seq(item, ctx)
         if isinstance(item, S.Repeat):
             return self._repeat(item, ctx)
         if isinstance(item, S.Optional):
@@ -112,10 +139,15 @@ class Expander:
 
     def _repeat(self, item: S.Repeat, ctx: _Ctx) -> list:
         count, count_name = self._count(item.count, ctx, item.span)
+        copies = ctx.copies * count
+        if copies > limits.MAX_REPEAT_PRODUCT:
+            raise self._error(f"nested repetitions make {copies:,} copies of this item, more than the "
+                              f"limit of {limits.MAX_REPEAT_PRODUCT:,}", item.span, ctx, what="'*'",
+                              cls=LimitError, hint="reduce the repetition counts; see 'Limits' in "
+                                                   "docs/language.md")
         out = []
         for i in range(count):
-            inner = _Ctx(ctx.variables, ctx.params, ctx.reps + ((count_name, i + 1),), ctx.block_stack,
-                         ctx.scope, ctx.text, ctx.source)
+            inner = replace(ctx, reps=ctx.reps + ((count_name, i + 1),), copies=copies)
             out.extend(self._item(item.item, inner))
         return out
 
@@ -149,6 +181,7 @@ class Expander:
     def _branches(self, item: S.Branches, ctx: _Ctx) -> Merge:
         bodies, proj = [], []
         for seq in item.branches:
+            self._step(seq.span if seq.span.line else item.span, ctx)
             if (len(seq.items) == 1 and isinstance(seq.items[0], S.Layer)
                     and VOCAB.get(seq.items[0].name) is VOCAB["SKIP"]):
                 op = self._bind(seq.items[0], VOCAB["SKIP"], ctx)
@@ -335,8 +368,8 @@ class Expander:
         body = _parse_block_body(block.body, block.source or f"block {block.name}", block.name)
         self.block_counts[call.name] = self.block_counts.get(call.name, 0) + 1
         scope = ctx.scope or f"{call.name}{self.block_counts[call.name]}"
-        inner = _Ctx(ctx.variables, bound, ctx.reps, ctx.block_stack + (call.name,), scope,
-                     block.body, body.span.source)
+        inner = replace(ctx, params=bound, block_stack=ctx.block_stack + (call.name,), scope=scope,
+                        text=block.body, source=body.span.source)
         try:
             return self._seq(body, inner)
         except ArchitectureError as err:
@@ -440,6 +473,19 @@ def _coerce(value, arg, spec, fail):
             raise fail(f"shape of {spec.token} must be a list of whole numbers, got {value!r}")
         return tuple(items)
     return value
+
+
+def _short(value) -> str:
+    """``repr`` for an error message, cut short (a value may be a 4,000-digit number)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + f"... ({len(text):,} characters)"
+
+
+def _item_span(item) -> Span:
+    span = getattr(item, "span", None) or Span()
+    if not span.line and isinstance(item, S.Seq) and item.items:
+        return _item_span(item.items[0])
+    return span
 
 
 def finalize_units(program: Program, classes, *, text="", source="") -> Program:

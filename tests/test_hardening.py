@@ -144,3 +144,59 @@ def test_numbers_too_large_for_python_are_parse_errors(text, col):
     err = compile_error(text)
     assert type(err).__name__ == "ParseError" and "is too large" in err.message
     assert (err.span.line, err.span.column) == (1, col)
+
+
+# --- expansion: nesting through blocks, repetition products, work ----------------------------------
+
+def chain_blocks(n, body_of_last, brackets=0):
+    """Blocks b0 -> b1 -> ... -> b{n-1}, each body wrapping the next call in ``brackets`` brackets."""
+    blocks = {f"b{i}": {"body": "[" * brackets + f"@b{i + 1}" + "]" * brackets} for i in range(n - 1)}
+    blocks[f"b{n - 1}"] = {"body": body_of_last}
+    return blocks
+
+
+@pytest.mark.parametrize("text,kw", [
+    ("CONV" + "*1" * 2000, {}),                 # a suffix chain nests: was RecursionError
+    ("CONV" + "?" * 2000, {}),
+    ("[" * 60 + "CONV" + "]*1" * 60, {}),        # 60 brackets + 60 suffixes
+    ("@b0", {"blocks": chain_blocks(30, "CONV", brackets=60)}),  # 30 blocks x 60 brackets
+])
+def test_nesting_counted_through_suffixes_and_blocks(text, kw):
+    err = compile_error(text, **kw)
+    assert isinstance(err, LimitError), repr(err)
+    assert f"nests deeper than {limits.MAX_NESTING} levels" in err.message and err.span.line >= 1
+
+
+def test_nesting_at_the_limit_still_compiles():
+    for text in ("[" * 64 + "CONV" + "]" * 64, "CONV" + "*1" * 63, "(" * 32 + "CONV" + ")" * 32):
+        kblocks.compile(text, input_shape=(8, 8, 3))
+
+
+@pytest.mark.parametrize("text", [
+    "[[[SKIP]*100]*100]*100",                     # a million SKIPs: was minutes of work
+    "[[[CONV*0]*10000]*10000]*10000",             # 10^12 empty iterations: was a hang
+    "[[(SKIP+SKIP)]*1000]*1000",
+    "CONV" + "*3?" * 20,
+])
+def test_repetition_product_is_limited(text):
+    t0 = time.perf_counter()
+    err = compile_error(text)
+    assert isinstance(err, LimitError) and "nested repetitions make" in err.message
+    assert f"{limits.MAX_REPEAT_PRODUCT:,}" in err.message and err.span.line == 1
+    assert time.perf_counter() - t0 < 2
+
+
+@pytest.mark.parametrize("leaf", ["SKIP", "CONV*0", "[CONV]?*0"])
+def test_block_fan_out_is_limited(leaf):
+    """Four calls per body, 20 blocks deep: 4^20 calls without a single repetition or layer."""
+    blocks = {f"b{i}": {"body": "-".join([f"@b{i + 1}"] * 4)} for i in range(19)}
+    blocks["b19"] = {"body": leaf}
+    t0 = time.perf_counter()
+    err = compile_error("@b0", blocks=blocks)
+    assert isinstance(err, LimitError) and f"more than {limits.MAX_EXPANDED_ITEMS:,} items" in err.message
+    assert time.perf_counter() - t0 < 5
+
+
+def test_wide_branches_under_repetition_are_limited():
+    err = compile_error("[(" + " | ".join(["SKIP"] * 200) + ")]*1000")
+    assert isinstance(err, LimitError) and "items" in err.message
