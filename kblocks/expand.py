@@ -306,7 +306,7 @@ class Expander:
                 value = value.name
         if isinstance(value, tuple):
             value = tuple(self._plain(v, ctx, item.span) for v in value)
-        if value is None:
+        if value is None and arg.default is None:  # FC units, POOL stride: filled in later
             return None
         return _coerce(value, arg, spec, lambda msg: self._error(msg, item.span, ctx, what=item.name))
 
@@ -435,16 +435,23 @@ def _coerce(value, arg, spec, fail):
     t = arg.type
     if t == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise fail(f"{arg.name} of {spec.token} must be a whole number, got {value!r}")
-        if value < 1 and arg.name not in ():
+            if not (isinstance(value, float) and value.is_integer()):
+                raise fail(f"{arg.name} of {spec.token} must be a whole number, got {_short(value)}")
+            value = int(value)  # 32.0 is 32; -0.0 is 0, refused below like 0
+        if value < 1:
             raise fail(f"{arg.name} of {spec.token} must be at least 1, got {value}")
+        if value > limits.MAX_INT:
+            raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got {_short(value)}")
         return value
     if t == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(f"{arg.name} of {spec.token} must be a number, got {value!r}")
-        value = float(value)
+            raise fail(f"{arg.name} of {spec.token} must be a number, got {_short(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise fail(f"{arg.name} of {spec.token} must be a finite number, got {_short(value)}")
         if arg.name == "rate" and not 0.0 <= value < 1.0:
             raise fail(f"rate of {spec.token} must be in [0, 1), got {value}")
         return value
@@ -455,22 +462,28 @@ def _coerce(value, arg, spec, fail):
                        f"got {value!r}")
         minimum = 0 if spec.token == "ZEROPAD" else 1
         if any(v < minimum for v in items):
-            raise fail(f"{arg.name} of {spec.token} must be at least {minimum}, got {value!r}")
+            raise fail(f"{arg.name} of {spec.token} must be at least {minimum}, got {_short(value)}")
+        if any(v > limits.MAX_INT for v in items):
+            raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got "
+                       f"{_short(value)}")
         return value
     if t == "padding":
         if isinstance(value, str) and value.lower() in ("same", "valid"):
             return value.lower()
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limits.MAX_INT:
             return value
-        raise fail(f"padding of {spec.token} must be same, valid or a number of pixels, got {value!r}")
+        raise fail(f"padding of {spec.token} must be same, valid or a number of pixels, got "
+                   f"{_short(value)}")
     if t == "bool":
         if not isinstance(value, bool):
-            raise fail(f"{arg.name} of {spec.token} must be true or false, got {value!r}")
+            raise fail(f"{arg.name} of {spec.token} must be true or false, got {_short(value)}")
         return value
     if t == "shape":
         items = value if isinstance(value, tuple) else (value,)
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in items):
-            raise fail(f"shape of {spec.token} must be a list of whole numbers, got {value!r}")
+        if not items or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= limits.MAX_INT
+                            for v in items):
+            raise fail(f"shape of {spec.token} must be a list of positive whole numbers, got "
+                       f"{_short(value)}")
         return tuple(items)
     return value
 

@@ -200,3 +200,38 @@ def test_block_fan_out_is_limited(leaf):
 def test_wide_branches_under_repetition_are_limited():
     err = compile_error("[(" + " | ".join(["SKIP"] * 200) + ")]*1000")
     assert isinstance(err, LimitError) and "items" in err.message
+
+
+# --- argument values -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,words", [
+    ("CONV(-0.0)", "filters of CONV must be at least 1, got 0"),      # was accepted as 0 filters
+    ("CONV(-3.0)", "filters of CONV must be at least 1, got -3"),     # was accepted as -3 filters
+    ("FC(0.0)", "units of FC must be at least 1"),
+    ("CONV(8, dilation=99999999999)", "must be at most 2,147,483,647"),  # Keras sizes are 32-bit
+    ("CONV(8, stride=[1, 4294967296])", "must be at most 2,147,483,647"),
+    ("CONV(8, padding=3000000000)", "padding of CONV must be same, valid or a number of pixels"),
+    ("RESHAPE([-1, -192])", "must be a list of positive whole numbers"),  # product matched 192
+    ("RESHAPE([])", "must be a list of positive whole numbers"),          # a () shape, IndexError
+    ("CONV(" + "9" * 200 + ")", "characters)"),                           # messages stay short
+])
+def test_argument_values_checked(text, words):
+    err = compile_error(text)
+    assert type(err).__name__ == "ArchitectureError" and words in err.message, err.message
+    assert len(err.message) < 200
+
+
+def test_integral_floats_still_accepted():
+    g = kblocks.compile("CONV(16.0, 3)-FC(4.0)", input_shape=(8, 8, 3))
+    assert g.nodes[0].get("filters") == 16 and g.nodes[-1].get("units") == 4
+
+
+def test_null_yaml_default_is_an_error_not_a_crash(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("network: CONV-GAP-FC(2)\ninput: [8, 8, 3]\ndefaults:\n  CONV: {filters: 4}\n")
+    kblocks.compile(str(path))
+    from kblocks.expand import Expander
+    from kblocks.parser import parse
+
+    with pytest.raises(KBlocksError, match="filters of CONV must be a whole number, got None"):
+        Expander(defaults={"CONV": {"filters": None}}).expand(parse("CONV"))  # was None % 1
