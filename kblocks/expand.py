@@ -133,7 +133,8 @@ class Expander:
             while isinstance(inner, (S.Repeat, S.Optional)):
                 inner = inner.item
             base = (getattr(inner, "name", None) or "group").lower() + "_opt"
-            taken = sum(1 for n in self.opt_names.values() if n.rstrip("0123456789#") == base)
+            taken = self.opt_bases.get(base, 0)  # a count, not a scan: 30,000 'X?' stay linear
+            self.opt_bases[base] = taken + 1
             self.opt_names[key] = base + (str(taken + 1) if taken else "") + "#"
         return self.opt_names[key]
 

@@ -235,3 +235,10 @@ def test_null_yaml_default_is_an_error_not_a_crash(tmp_path):
 
     with pytest.raises(KBlocksError, match="filters of CONV must be a whole number, got None"):
         Expander(defaults={"CONV": {"filters": None}}).expand(parse("CONV"))  # was None % 1
+
+
+def test_many_optional_items_stay_linear():
+    """Naming each optional item scanned every earlier name: 9,000 'RELU?' took 11 s."""
+    t0 = time.perf_counter()
+    graph = kblocks.compile("-".join(["RELU?"] * 9000), input_shape=(8,))
+    assert len(graph.nodes) == 9000 and time.perf_counter() - t0 < 6
