@@ -104,7 +104,10 @@ def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=Non
 
 def _input_shape(written, given, from_file):
     if given is not None:
-        given = tuple(int(d) for d in given)
+        try:
+            given = tuple(int(d) for d in given)
+        except (TypeError, ValueError):
+            raise KBlocksError(f"input_shape must be a list of whole numbers, got {given!r}") from None
         if any(d < 1 for d in given):
             raise KBlocksError(f"input_shape must hold positive sizes, got {given}")
         if written is not None and tuple(written) != given:

@@ -324,6 +324,10 @@ class Expander:
         if item.args.keyword or not dims:
             raise self._error("write INPUT(height, width, channels), e.g. INPUT(32,32,3)", item.span,
                               ctx, what="INPUT")
+        if max(dims) > limits.MAX_INT or math.prod(dims) > limits.MAX_ACTIVATION_ELEMENTS:
+            raise self._error(f"the input has {math.prod(dims):,} elements per image, over the limit "
+                              f"of {limits.MAX_ACTIVATION_ELEMENTS:,}", item.span, ctx, what="INPUT",
+                              cls=LimitError, hint="use a smaller input")
         return tuple(dims)
 
     # --- blocks ----------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class _Builder:
         self.text = text
         self.source = source
         self.counts: dict = {}
+        self.params = 0  # parameters so far (limits.MAX_PARAMS)
 
     def fail(self, msg, span, what, hint=None, cls=ArchitectureError):
         text = self.text if (span and span.source == self.source) else None
@@ -105,9 +106,27 @@ class _Builder:
         index = len(self.nodes)
         base = f"{token.lower()}_{index}"
         name = f"{scope}_{base}" if scope else base
-        self.nodes.append(Node(index, token, tuple(params), tuple(extra), tuple(inputs), tuple(shape),
-                               name, span or Span(), text, note, scope, head))
+        node = Node(index, token, tuple(params), tuple(extra), tuple(inputs), tuple(shape),
+                    name, span or Span(), text, note, scope, head)
+        self.check_weights(node)
+        self.nodes.append(node)
         return index
+
+    def check_weights(self, node):
+        """Weights are tensors too: a layer whose kernel alone is over the per-tensor limit (a
+        CONV(8, kernel=100000, padding=same) keeps its output small), or a model over the parameter
+        limit, is refused here rather than by an out-of-memory error in Keras."""
+        from kblocks.analysis import param_counts  # analysis imports this module
+
+        weights = sum(param_counts(node, self.shape(node.inputs[0])))
+        if weights > limits.MAX_ACTIVATION_ELEMENTS:
+            raise self.fail(f"its weights have {weights:,} elements, over the limit of "
+                            f"{limits.MAX_ACTIVATION_ELEMENTS:,} for one tensor", node.span, node.token,
+                            cls=LimitError, hint="use a smaller kernel or fewer filters/units")
+        self.params += weights
+        if self.params > limits.MAX_PARAMS:
+            raise self.fail(f"the model has more than {limits.MAX_PARAMS:,} parameters", node.span,
+                            node.token, cls=LimitError, hint="use fewer or narrower layers")
 
     # --- walking -------------------------------------------------------------------------------
     def run(self, nodes, current, head=False):
@@ -287,6 +306,13 @@ def build_graph(program: Program, input_shape, *, text: str = "", source: str = 
     if input_shape is None:
         raise ArchitectureError("no input shape: write INPUT(h,w,c) first or give input_shape=",
                                 hint="CLI: --input-shape 32,32,3")
+    dims = tuple(input_shape)
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= limits.MAX_INT
+                       for d in dims):
+        raise ArchitectureError(f"the input shape must be positive whole numbers, got {dims}")
+    if math.prod(dims) > limits.MAX_ACTIVATION_ELEMENTS:
+        raise LimitError(f"the input {sh.dims(dims)} has {math.prod(dims):,} elements per image, over "
+                         f"the limit of {limits.MAX_ACTIVATION_ELEMENTS:,}", hint="use a smaller input")
     b = _Builder(input_shape, text, source)
     main = b.run(program.nodes, INPUT)
     outputs = (main, *b.outputs)

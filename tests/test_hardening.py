@@ -242,3 +242,22 @@ def test_many_optional_items_stay_linear():
     t0 = time.perf_counter()
     graph = kblocks.compile("-".join(["RELU?"] * 9000), input_shape=(8,))
     assert len(graph.nodes) == 9000 and time.perf_counter() - t0 < 6
+
+
+# --- tensor sizes: inputs and weights are tensors too ----------------------------------------------
+
+@pytest.mark.parametrize("text,shape,words", [
+    ("INPUT(100000,100000,3)-CONV", None, "the input has 30,000,000,000 elements per image"),
+    ("CONV", (100000, 100000, 3), "the input 100000x100000x3 has"),
+    ("CONV(8, kernel=100000, padding=same)", (8, 8, 3), "its weights have 240,000,000,008 elements"),
+    ("FC(1000000)-FC(1000000)", (8,), "its weights have 1,000,001,000,000"),
+    ("[FC(40000)]*20", (40000,), "more than 20,000,000,000 parameters"),
+])
+def test_input_and_weight_tensors_limited(text, shape, words):
+    err = compile_error(text, input_shape=shape)
+    assert isinstance(err, LimitError) and words in err.message, err.message
+
+
+@pytest.mark.parametrize("shape", [(), ("a", 2), (8, 8, 0), (2 ** 40, 1)])
+def test_bad_input_shapes_from_the_api(shape):
+    compile_error("CONV-GAP-FC(2)", input_shape=shape)
