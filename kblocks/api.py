@@ -27,7 +27,12 @@ def _as_arch(source) -> ArchitectureFile:
     if isinstance(source, Path) or (isinstance(source, str) and source.strip().lower().endswith(
             (".yaml", ".yml")) and "\n" not in source.strip()):
         path = Path(source)
-        if not path.exists():
+        try:
+            found = path.exists()
+        except (OSError, ValueError) as err:  # a name too long for the file system, a NUL byte
+            reason = getattr(err, "strerror", None) or err
+            raise ConfigError(f"architecture file {str(path)[:200]!r}: {reason}") from None
+        if not found:
             raise ConfigError(f"architecture file {str(path)!r} does not exist")
         return load_architecture(path)
     if not isinstance(source, str):

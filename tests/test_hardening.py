@@ -261,3 +261,12 @@ def test_input_and_weight_tensors_limited(text, shape, words):
 @pytest.mark.parametrize("shape", [(), ("a", 2), (8, 8, 0), (2 ** 40, 1)])
 def test_bad_input_shapes_from_the_api(shape):
     compile_error("CONV-GAP-FC(2)", input_shape=shape)
+
+
+# --- sources, canonical text, error context --------------------------------------------------------
+
+def test_unusable_yaml_path_is_a_config_error():
+    with pytest.raises(ConfigError, match="File name too long"):  # was OSError from Path.exists
+        kblocks.compile("x" * 5000 + ".yaml")
+    with pytest.raises(ConfigError):
+        kblocks.compile("a\x00b.yaml")
