@@ -77,7 +77,8 @@ def format_value(value) -> str:
     if isinstance(value, str):
         if _BARE.match(value) and value.lower() not in ("true", "false"):
             return value
-        return '"' + value + '"'
+        quote = "'" if '"' in value else '"'  # 'a"b' reads back; "a"b" would not
+        return quote + value + quote
     raise TypeError(f"cannot format {value!r}")
 
 

@@ -270,3 +270,9 @@ def test_unusable_yaml_path_is_a_config_error():
         kblocks.compile("x" * 5000 + ".yaml")
     with pytest.raises(ConfigError):
         kblocks.compile("a\x00b.yaml")
+
+
+def test_canonical_text_quotes_strings_that_hold_a_quote():
+    graph = kblocks.compile("CONV(8, name='a\"b')", input_shape=(8, 8, 3))
+    text = graph.canonical_text()  # was name="a"b", which does not parse
+    assert "name='a\"b'" in text and kblocks.compile(text).canonical_text() == text
