@@ -62,7 +62,7 @@ class KBlocksError(ValueError):
         """The offending line of text with a caret under the column, as lark prints it."""
         if not self.text or self.span is None or not self.span.line:
             return ""
-        lines = self.text.splitlines() or [""]
+        lines = self.text.split("\n")  # as the parser counts lines (splitlines also splits at \x0c, \u2028...)
         if self.span.line > len(lines):
             return ""
         line = lines[self.span.line - 1]

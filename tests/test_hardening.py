@@ -276,3 +276,11 @@ def test_canonical_text_quotes_strings_that_hold_a_quote():
     graph = kblocks.compile("CONV(8, name='a\"b')", input_shape=(8, 8, 3))
     text = graph.canonical_text()  # was name="a"b", which does not parse
     assert "name='a\"b'" in text and kblocks.compile(text).canonical_text() == text
+
+
+def test_caret_context_counts_lines_as_the_parser_does():
+    # \x0c is whitespace to the grammar but a line break to str.splitlines()
+    err = compile_error("CONV\x0c-RELUU-POOL")
+    assert (err.span.line, err.span.column) == (1, 7)
+    snippet, caret = err.context().split("\n")  # it was the line "CONV", with no caret under RELUU
+    assert snippet == "  CONV\x0c-RELUU-POOL" and caret == " " * 8 + "^" * 5
