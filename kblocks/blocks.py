@@ -7,12 +7,26 @@ live in ``builtin_blocks.yaml`` next to this file, each with the figure or table
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.errors import ConfigError
 
 REQUIRED = object()  # a parameter with no default
+
+
+def is_plain_value(value, depth: int = 0) -> bool:
+    """A value the architecture language can write: a number, word, quoted string or true/false,
+    or a list of them. YAML also has null, dates, bytes, mappings and infinities, which a layer
+    argument or the canonical text cannot hold."""
+    if isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)) and depth < 8:
+        return all(is_plain_value(v, depth + 1) for v in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -75,9 +89,12 @@ def block_from_mapping(name: str, spec, *, source: str = "", line: int = 0) -> B
         params = {p: REQUIRED for p in params}
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: 'params' of block {name!r} must be a mapping name: default")
-    for p in params:
+    for p, v in params.items():
         if not isinstance(p, str) or not p.isidentifier():
             raise ConfigError(f"{where}: block {name!r} has a bad parameter name {p!r}")
+        if v is not None and v is not REQUIRED and not is_plain_value(v):
+            raise ConfigError(f"{where}: the default of parameter {p!r} of block {name!r} must be a "
+                              f"number, word, true/false or a list of them, got {type(v).__name__}")
     ordered = tuple((p, REQUIRED if v is None else v) for p, v in params.items())
     return BlockDef(name, ordered, body, str(spec.get("doc", "")), source, line)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from kblocks.blocks import BlockLibrary, block_from_mapping, builtin_library
+from kblocks.blocks import BlockLibrary, block_from_mapping, builtin_library, is_plain_value
 from kblocks.errors import ConfigError
 
 MAX_YAML_BYTES = 1_000_000  #: architecture files larger than this are refused
@@ -227,7 +227,7 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
     for k, v in variables.items():
         if not isinstance(k, str) or not k.isidentifier():
             raise ConfigError(f"{where('vars', k)}: variable name {k!r} is not a plain name")
-        if not isinstance(v, (int, float, str, bool)):
+        if not isinstance(v, (int, float, str, bool)) or not is_plain_value(v):
             raise ConfigError(f"{where('vars', k)}: variable {k!r} must be a number, word or "
                               f"true/false, got {type(v).__name__}")
     arch.variables = dict(variables)
@@ -250,6 +250,11 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
         if bad is not None or not isinstance(token, str):
             raise ConfigError(f"{where('defaults', token)}: 'defaults' needs plain names: a layer token "
                               f"and its keywords, got {bad!r}")
+        for key, value in values.items():
+            if not is_plain_value(value):
+                raise ConfigError(f"{where('defaults', token)}: the default {token}: {key} must be a "
+                                  f"number, word, true/false or a list of them, got "
+                                  f"{type(value).__name__}")
     arch.defaults = defaults
     arch.meta = {k: data[k] for k in ("source", "doc", "family", "reference") if k in data}
     return arch

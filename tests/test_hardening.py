@@ -284,3 +284,17 @@ def test_caret_context_counts_lines_as_the_parser_does():
     assert (err.span.line, err.span.column) == (1, 7)
     snippet, caret = err.context().split("\n")  # it was the line "CONV", with no caret under RELUU
     assert snippet == "  CONV\x0c-RELUU-POOL" and caret == " " * 8 + "^" * 5
+
+
+@pytest.mark.parametrize("value", ["{a: 1}", "null", ".inf", "[1, {b: 2}]", "2001-01-01", "!!binary aGk="])
+def test_yaml_values_the_language_cannot_write_are_refused(tmp_path, value):
+    """They reached the graph and crashed its canonical text (TypeError: cannot format)."""
+    for text, line in ((f"network: CONV-GAP-FC(2)\ninput: [8, 8, 3]\ndefaults:\n  CONV: "
+                        f"{{kernel_initializer: {value}}}\n", 4),
+                       (f"network: '@b'\ninput: [8, 8, 3]\nblocks:\n  b:\n    params: {{f: {value}}}\n"
+                        f"    body: CONV(8, kernel_initializer=$f)\n", 4),
+                       (f"network: CONV\ninput: [8, 8, 3]\nvars:\n  x: {value}\n", 4)):
+        if value == "null" and "params" in text:
+            continue  # a null parameter default means 'required'
+        msg = load(tmp_path, text)
+        assert f"line {line}:" in msg
