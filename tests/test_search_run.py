@@ -100,3 +100,21 @@ def test_errors_in_the_space_and_folders_exit_2(tmp_path):
     assert resume.exit_code == 2 and "holds no search" in resume.output
     report = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert report.exit_code == 2 and "not a search folder" in report.output
+
+
+@pytest.mark.slow
+def test_python_api_as_the_issue_writes_it(tmp_path):
+    from kblocks.data import load_data, split_data
+
+    train, val = split_data(load_data("digits"), 0.2, seed=0)
+    space = kblocks.SearchSpace("[CONV({f#: 8|16})-RELU]*{n: 1..2}-POOL?-FC(classes)",
+                                classes=10, input_shape=(8, 8, 1))
+    tuner = space.tuner("bayesian", objective="val_accuracy", max_trials=2,
+                        directory=str(tmp_path), project_name="api")
+    tuner.search(train.x, train.y, validation_data=(val.x, val.y), epochs=2, batch_size=64)
+    best = tuner.get_best_hyperparameters()[0]
+    best_text = space.fixed(best)
+    assert "{" not in best_text and best_text.startswith("INPUT(8, 8, 1) - CONV(")
+    assert kblocks.build(best_text).count_params() == space.build(best).count_params()
+    model = tuner.get_best_models()[0]  # Keras Tuner's own reload of the trained weights
+    assert model.evaluate(val.x, val.y, verbose=0)[1] > 0.3

@@ -48,6 +48,18 @@ class TrialRecipe:
         shape = tuple(int(d) for d in x.shape[1:]) if x.ndim == 4 else tuple(x.shape[1:]) + (1,)
         return cls(config, shape, int(classes), mean, var, len(x), int(seed), int(verbose))
 
+    @property
+    def needs_statistics(self) -> bool:
+        """Standardisation without the training images' statistics yet."""
+        return self.config.normalize == "standardize" and self.mean is None
+
+    def with_statistics(self, x) -> "TrialRecipe":
+        """A copy whose mean, variance and epoch length come from the training images ``x``."""
+        from dataclasses import replace
+
+        other = TrialRecipe.for_data(self.config, x, classes=self.classes, seed=self.seed)
+        return replace(self, mean=other.mean, variance=other.variance, train_size=len(x))
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["config"] = asdict(self.config)
@@ -82,13 +94,12 @@ class TrialRecipe:
         from kblocks.training import wrap
 
         cfg = self.config
-        if cfg.normalize == "standardize" and self.mean is None:
-            raise ConfigError("normalize='standardize' needs the training images' statistics",
-                              what="normalize",
-                              hint="make the recipe with TrialRecipe.for_data(config, x_train), "
-                                   "or use TrainConfig(normalize='scale')")
+        mean, variance = self.mean, self.variance
+        if self.needs_statistics:  # until the data is seen (SpaceHyperModel.fit rebuilds)
+            channels = self.input_shape[-1]
+            mean, variance = [0.0] * channels, [1.0] * channels
         augment = parse_augment(cfg.augment, seed=self.seed)
-        return wrap(network, self.input_shape, mean=self.mean, variance=self.variance,
+        return wrap(network, self.input_shape, mean=mean, variance=variance,
                     normalize=cfg.normalize, augment=augment)
 
     def compile(self, model, network, *, epochs: int, train_size=None):
@@ -111,7 +122,7 @@ class TrialRecipe:
             weight_decay=decay, loss_scale=self.precision == "fp16")
         loss, accuracy, _ = make_loss(not _output_is_probability(network), cfg.label_smoothing)
         model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
-        model._kblocks_train_size = train_size or self.train_size
+        model._kblocks_schedule = (train_size or self.train_size, max(1, int(epochs)))
         return model
 
     @property

@@ -170,7 +170,7 @@ def _prepare_folder(cfg: SearchConfig, record: dict, echo) -> dict:
         old = load_record(out)
         a, b = _fingerprint(old), _fingerprint(record)
         if a != b:
-            raise ConfigError(f"--resume: the search in {out} was started with other options "
+            raise ConfigError(f"the search in {out} was started with other options "
                               f"({_describe_change(a, b)})", what="--resume",
                               hint="resume with the same options, or start a new --out folder")
         old["tuner"]["trials"] = record["tuner"]["trials"] or old["tuner"]["trials"]
@@ -179,7 +179,7 @@ def _prepare_folder(cfg: SearchConfig, record: dict, echo) -> dict:
         write_json_atomic(path, old)
         return old
     if cfg.resume:
-        raise ConfigError(f"--resume: {out} holds no search to continue", what="--resume",
+        raise ConfigError(f"{out} holds no search to continue", what="--resume",
                           hint="drop --resume to start a new search there")
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise ConfigError(f"{out} is not empty" + (" (it holds a search)" if path.exists() else ""),
@@ -330,7 +330,7 @@ def _from_folder(cfg: SearchConfig) -> SearchConfig:
                           hint="give architecture text with placeholders or a YAML file "
                                "(or --resume with the --out folder of a search)")
     if not (Path(cfg.out) / SEARCH_FILE).exists():
-        raise ConfigError(f"--resume: {cfg.out} holds no search to continue", what="--resume",
+        raise ConfigError(f"{cfg.out} holds no search to continue", what="--resume",
                           hint="give the --out folder of a kblocks search")
     stored = load_record(cfg.out)
     tuner = stored["tuner"]

@@ -58,15 +58,21 @@ class SpaceHyperModel(keras_tuner.HyperModel):
 
         from kblocks.callbacks import NaNGuard
 
-        train_size = len(x)
-        if getattr(model, "_kblocks_train_size", None) != train_size:
-            self.recipe.compile(model, model._kblocks_network, epochs=self._epochs(hp),
-                                train_size=train_size)
+        if self.recipe.needs_statistics:  # space.tuner(...) without data=: learn them from x
+            self.recipe = self.recipe.with_statistics(x)
+            model = self.build(hp)
+        kwargs.setdefault("epochs", int(self.recipe.config.epochs))
+        epochs = int(kwargs["epochs"]) - int(kwargs.get("initial_epoch", 0))
+        if getattr(model, "_kblocks_schedule", None) != (len(x), epochs):
+            self.recipe.compile(model, model._kblocks_network, epochs=epochs, train_size=len(x))
         guard = NaNGuard()
         callbacks = list(kwargs.pop("callbacks", [])) + [guard]
         kwargs.setdefault("batch_size", int(self.recipe.config.batch_size))
-        kwargs.setdefault("epochs", int(self.recipe.config.epochs))
         kwargs.setdefault("verbose", self.recipe.verbose)
+        val = kwargs.get("validation_data")
+        if val is not None:
+            kwargs.setdefault("validation_batch_size", _even_batch(len(val[0]),
+                                                                   kwargs["batch_size"]))
         if self.recipe.config.early_stopping:
             monitor = self.objective if isinstance(self.objective, str) else "val_accuracy"
             callbacks.append(keras.callbacks.EarlyStopping(
@@ -82,6 +88,15 @@ class SpaceHyperModel(keras_tuner.HyperModel):
                 + "; lower --lr or add --warmup")
         return summarise(history.history, self.objective, seconds=seconds,
                          initial_epoch=int(kwargs.get("initial_epoch", 0)))
+
+
+def _even_batch(n: int, batch: int) -> int:
+    """A batch size near ``batch`` that divides ``n``, so evaluation has no ragged last batch
+    (on JAX a ragged batch compiles the step a second time); ``batch`` if there is none."""
+    for size in range(min(n, 2 * batch), max(1, batch // 2) - 1, -1):
+        if n % size == 0:
+            return size
+    return batch
 
 
 def summarise(history: dict, objective="val_accuracy", *, seconds=0.0, initial_epoch=0) -> dict:
