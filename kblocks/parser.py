@@ -134,7 +134,8 @@ class _ToSyntax(Transformer):
         return S.Branches(str(ops[0]), tuple(seqs), span)
 
     # --- arguments ---------------------------------------------------------------------------
-    def args(self, items):
+    @v_args(meta=True)
+    def args(self, meta, items):
         positional, keyword, seen = [], [], set()
         for it in items:
             if isinstance(it, tuple) and len(it) == 3 and it[0] == "__kw__":
@@ -145,9 +146,11 @@ class _ToSyntax(Transformer):
                 seen.add(name)
                 keyword.append((name, value, _span(tok, self.source)))
             else:
-                if keyword:
+                if keyword:  # a number has no position of its own: point at the argument list
+                    span = self._value_span(it)
                     raise ParseError("a positional argument follows a keyword argument",
-                                     span=self._value_span(it), text=self.text)
+                                     span=span if span.line else _span(meta, self.source),
+                                     text=self.text)
                 positional.append(it)
         return S.Args(tuple(positional), tuple(keyword))
 

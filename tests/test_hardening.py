@@ -298,3 +298,8 @@ def test_yaml_values_the_language_cannot_write_are_refused(tmp_path, value):
             continue  # a null parameter default means 'required'
         msg = load(tmp_path, text)
         assert f"line {line}:" in msg
+
+
+def test_positional_after_keyword_names_the_place():
+    err = compile_error("CONV(8, pad=2, 3)")  # a bare number has no position: was no line at all
+    assert (err.span.line, err.span.column) == (1, 5) and "positional argument follows" in err.message
