@@ -395,6 +395,8 @@ class Expander:
                                  raw.high, raw.step, raw.log, raw.span)
         if isinstance(raw, S.Word):
             return raw.name
+        if isinstance(raw, tuple):  # [4, $f]: its $f is the caller's, resolved here (a $f left in
+            return tuple(self._arg_value(v, ctx) for v in raw)  # the list recursed forever)
         return raw
 
 

@@ -303,3 +303,13 @@ def test_yaml_values_the_language_cannot_write_are_refused(tmp_path, value):
 def test_positional_after_keyword_names_the_place():
     err = compile_error("CONV(8, pad=2, 3)")  # a bare number has no position: was no line at all
     assert (err.span.line, err.span.column) == (1, 5) and "positional argument follows" in err.message
+
+
+def test_parameter_inside_a_list_argument_is_the_callers():
+    # '$f' in a list given to a block was resolved inside the block, to the list itself: recursion
+    err = compile_error("INPUT(32,32,3)-@bottleneck([4, $f], false)", input_shape=None)
+    assert "$f is not a parameter of the network" in err.message and err.span.column == 32
+    blocks = {"outer": {"params": {"f": 8}, "body": "@inner([$f, 2])"},
+              "inner": {"params": {"k": None}, "body": "CONV(4, kernel=$k)"}}
+    graph = kblocks.compile("@outer(3)", input_shape=(8, 8, 3), blocks=blocks)
+    assert graph.nodes[0].get("kernel") == (3, 2)
