@@ -288,10 +288,10 @@ def plot_search(report: SearchReport, path):
         xs = list(range(1, len(order) + 1))
         ys = [r.score for r in order]
         ax.plot(xs, ys, "o", markersize=4, alpha=0.7, label="trial")
-        running, best = [], float("-inf")
-        for y in ys:
-            best = max(best, y)
-            running.append(best)
+        better = max if "loss" not in report.objective else min
+        running = [ys[0]]
+        for y in ys[1:]:
+            running.append(better(running[-1], y))
         ax.step(xs, running, where="post", color="C3", label="best so far")
         ax.legend(fontsize=8)
     ax.set_xlabel("trial (in order)")

@@ -127,6 +127,7 @@ class SearchSpace:
         if name is not None:
             data["name"] = str(name)
         data.setdefault("name", Path(origin).stem if origin else "space")
+        parse_architecture(data, {}, origin or "<space>")  # every key checked, even unused ones
         self._data = {k: data[k] for k in _DATA_KEYS if data.get(k) not in (None, {}, [])}
         self.origin = origin
         self.arch = parse_architecture(self._data, {}, origin or "<space>")

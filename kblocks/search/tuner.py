@@ -6,8 +6,10 @@
   ``epochs`` and ``seconds``, which Keras Tuner stores with the trial (so the chief of a
   distributed search knows them too).
 * :class:`SearchTuner` is ``keras_tuner.Tuner`` with the whole space declared up front (no model
-  is built to discover it), atomic state files, a one-line summary per trial, and memory released
-  after every trial (``clear_session`` before each build, as Keras Tuner does, and ``gc`` after).
+  is built to discover it), atomic state files, a one-line summary per trial, a time budget, and
+  memory released after every trial (``clear_session`` before each build, as Keras Tuner does;
+  TensorFlow's per-trace custom gradients, garbage and freed heap pages after; see
+  :func:`release_memory`).
 * :func:`make_tuner` pairs a budget-aware oracle (:mod:`kblocks.search.oracles`) with the tuner;
   ``hyperband`` uses Keras Tuner's Hyperband tuner logic (epochs per round, weights carried from
   the trial a candidate continues).
@@ -74,10 +76,9 @@ class SpaceHyperModel(keras_tuner.HyperModel):
             kwargs.setdefault("validation_batch_size", _even_batch(len(val[0]),
                                                                    kwargs["batch_size"]))
         if self.recipe.config.early_stopping:
-            monitor = self.objective if isinstance(self.objective, str) else "val_accuracy"
             callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=int(self.recipe.config.early_stopping),
-                mode="min" if "loss" in monitor else "max"))
+                monitor=self.objective, patience=int(self.recipe.config.early_stopping),
+                mode="min" if "loss" in self.objective else "max"))
         started = time.perf_counter()
         history = model.fit(x, y, callbacks=callbacks, shuffle=True, **kwargs)
         seconds = time.perf_counter() - started
