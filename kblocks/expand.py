@@ -8,6 +8,7 @@ Keras Tuner hyperparameters.
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 import functools
 import inspect
 import math
@@ -370,7 +371,8 @@ class Expander:
                     raise self._error(f"@{call.name} needs its parameter {pname!r}", call.span, ctx,
                                       what=f"@{call.name}")
                 bound[pname] = default
-        body = _parse_block_body(block.body, block.source or f"block {block.name}", block.name)
+        where = f"{Path(block.source).name if block.source else 'blocks='}: body of block @{block.name}"
+        body = _parse_block_body(block.body, where, block.name)
         self.block_counts[call.name] = self.block_counts.get(call.name, 0) + 1
         scope = ctx.scope or f"{call.name}{self.block_counts[call.name]}"
         inner = replace(ctx, params=bound, block_stack=ctx.block_stack + (call.name,), scope=scope,

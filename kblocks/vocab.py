@@ -145,7 +145,7 @@ VOCAB.register(LayerSpec("LRN", "lrn", "kblocks>LRN", (
     Arg("alpha", 1e-4, "float", "alpha"), Arg("beta", 0.75, "float", "beta"),
     Arg("k", 2.0, "float", "k", ("bias",)),
 ), doc="local response normalisation across channels (Krizhevsky et al. 2012)"))
-for _tok, _act in (("RELU", "relu"), ("SELU", "selu"), ("GELU", "gelu"), ("SWISH", "silu"),
+for _tok, _act in (("RELU", "relu"), ("RELU6", "relu6"), ("SELU", "selu"), ("GELU", "gelu"), ("SWISH", "silu"),
                    ("SIGMOID", "sigmoid"), ("TANH", "tanh"), ("SOFTMAX", "softmax"), ("LINEAR", "linear")):
     VOCAB.register(LayerSpec(_tok, "act", "Activation", fixed=(("activation", _act),),
                              aliases=("SILU",) if _tok == "SWISH" else ()))

@@ -26,6 +26,7 @@ CASES = {
     "GN": ("GN(groups=2)", (8, 8, 6)),
     "LRN": ("LRN", (8, 8, 6)),
     "RELU": ("RELU", (8, 8, 3)),
+    "RELU6": ("RELU6", (8, 8, 3)),
     "LRELU": ("LRELU(0.1)", (8, 8, 3)),
     "PRELU": ("PRELU", (8, 8, 3)),
     "ELU": ("ELU", (8, 8, 3)),
