@@ -292,7 +292,7 @@ def parse(text: str, *, source: str = "") -> S.Seq:
 
 
 def _eof_span(text: str, source: str) -> Span:
-    lines = text.splitlines() or [""]
+    lines = text.split("\n")  # lines as lark counts them: splitlines() also breaks at \r, \x0c...
     return Span(len(lines), len(lines[-1]) + 1, 0, source)
 
 

@@ -313,3 +313,9 @@ def test_parameter_inside_a_list_argument_is_the_callers():
               "inner": {"params": {"k": None}, "body": "CONV(4, kernel=$k)"}}
     graph = kblocks.compile("@outer(3)", input_shape=(8, 8, 3), blocks=blocks)
     assert graph.nodes[0].get("kernel") == (3, 2)
+
+
+def test_end_of_text_position_counts_lines_as_the_parser_does():
+    err = compile_error("CONV(8, stride=\r2")  # '\r' ended a line for splitlines(): line 2 of 1
+    assert (err.span.line, err.span.column) == (1, 18) and "never closed" in err.message
+
