@@ -4,11 +4,13 @@ alias bombs and oversized files, and reports problems as ``file, line N: ...``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from kblocks import limits
 from kblocks.blocks import BlockLibrary, block_from_mapping, builtin_library, is_plain_value
 from kblocks.errors import ConfigError
 
@@ -196,6 +198,9 @@ def _int_list(value, key, where):
             any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
         raise ConfigError(f"{where}: '{key}' must be a list of positive whole numbers like [32, 32, 3], "
                           f"got {value!r}")
+    if math.prod(value) > limits.MAX_ACTIVATION_ELEMENTS:
+        raise ConfigError(f"{where}: '{key}' {value!r} has {math.prod(value):,} elements, over the "
+                          f"limit of {limits.MAX_ACTIVATION_ELEMENTS:,} for one tensor")
     return tuple(value)
 
 

@@ -319,3 +319,7 @@ def test_end_of_text_position_counts_lines_as_the_parser_does():
     err = compile_error("CONV(8, stride=\r2")  # '\r' ended a line for splitlines(): line 2 of 1
     assert (err.span.line, err.span.column) == (1, 18) and "never closed" in err.message
 
+
+def test_yaml_input_over_the_tensor_limit_names_its_line(tmp_path):
+    msg = load(tmp_path, "network: CONV\ninput: [1000000, 1000000, 3]\n")
+    assert "line 2" in msg and "3,000,000,000,000 elements" in msg
