@@ -116,8 +116,8 @@ def _format_nodes(nodes) -> str:
             for body, proj in zip(node.branches, node.skip_proj or (True,) * len(node.branches)):
                 branches.append(_format_nodes(body) if body else ("SKIP" if proj else "SKIP(proj=false)"))
             out.append("(" + f" {node.op} ".join(branches) + ")")
-        elif isinstance(node, Aux):
-            out.append("AUX[" + _format_nodes(node.body) + "]")
+        elif isinstance(node, Aux):  # an empty tap (AUX[CONV*0]) reads back from AUX[SKIP]
+            out.append("AUX[" + (_format_nodes(node.body) or "SKIP") + "]")
         else:
             raise TypeError(node)
     return " - ".join(out)

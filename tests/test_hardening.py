@@ -323,3 +323,10 @@ def test_end_of_text_position_counts_lines_as_the_parser_does():
 def test_yaml_input_over_the_tensor_limit_names_its_line(tmp_path):
     msg = load(tmp_path, "network: CONV\ninput: [1000000, 1000000, 3]\n")
     assert "line 2" in msg and "3,000,000,000,000 elements" in msg
+
+
+def test_empty_aux_tap_round_trips():
+    graph = kblocks.compile("INPUT(64, 3)-AUX[CONV3D*0]-SIGMOID")  # printed AUX[], which does not parse
+    text = graph.canonical_text()
+    assert "AUX[SKIP]" in text and kblocks.compile(text).canonical_text() == text
+    assert len(graph.outputs) == 2
