@@ -33,6 +33,10 @@ def atomic_path(path, suffix=None):
     os.unlink(tmp)  # writers such as keras' save want to create the file themselves
     try:
         yield Path(tmp)
+        if os.path.isfile(tmp):  # on the disk before the rename: a crash leaves old or new
+            from kblocks.saving import fsync_file
+
+            fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -49,9 +53,10 @@ def write_json(path, obj):
 
 
 def save_model(model, path):
-    """``model.save(path)`` atomically (keras wants the ``.keras`` suffix on the temporary too)."""
-    with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
+    """``model.save(path)`` atomically: :func:`kblocks.saving.save_model`."""
+    from kblocks.saving import save_model as _save
+
+    return _save(model, path)
 
 
 def _jsonable(obj):

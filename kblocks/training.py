@@ -69,6 +69,7 @@ class TrainConfig:
     variables: dict = field(default_factory=dict)
     tensorboard: bool = True
     verbose: object = "auto"
+    unsafe: bool = False  # load .keras files with Lambda layers (--unsafe): runs code from the file
 
     def replace(self, **changes) -> "TrainConfig":
         known = {f.name for f in fields(self)}
@@ -232,12 +233,12 @@ def one_hot(y, classes: int) -> np.ndarray:
     return out
 
 
-def load_model(path, *, compile=False):
-    """``keras.saving.load_model(path, safe_mode=True)`` after registering kblocks' layers."""
-    import keras
+def load_model(path, *, compile=False, unsafe=False):
+    """``keras.saving.load_model(path, safe_mode=True)`` after registering kblocks' layers
+    (:func:`kblocks.saving.load_model`: a file with a Lambda layer needs ``unsafe=True``)."""
+    from kblocks import saving
 
-    _register_custom_objects()
-    return keras.saving.load_model(str(path), compile=compile, safe_mode=True)
+    return saving.load_model(path, compile=compile, unsafe=unsafe)
 
 
 def set_seed(seed: int, deterministic: bool):
@@ -456,9 +457,9 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         # folder, which also proves it loads with safe_mode=True).
         best_model = model
         if files and files["best"].exists() and not diverged:
-            import keras as _k
+            from kblocks import saving
 
-            best_model = _k.saving.load_model(str(files["best"]), safe_mode=True)
+            best_model = saving.load_model(files["best"], compile=True, unsafe=cfg.unsafe)
         final = {}
         last = history_cb.rows[-1] if history_cb.rows else {}
         for key in ("loss", "accuracy"):
@@ -597,7 +598,7 @@ def _write_end(path, final, info, diverged, started):
 # -- evaluation --------------------------------------------------------------------------------
 
 def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split=None, seed=0,
-             batch_size=256, subset=None) -> dict:
+             batch_size=256, subset=None, unsafe=False) -> dict:
     """Accuracy and loss of a saved model on ``data`` (or on its seeded validation split)."""
     import keras
 
@@ -608,10 +609,7 @@ def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split
     path = Path(model_path)
     if not path.exists():
         raise DataError(f"model file {path} does not exist", what="MODEL")
-    try:
-        model = load_model(path)
-    except Exception as err:  # noqa: BLE001
-        raise DataError(f"cannot load {path}: {err}", what="MODEL") from None
+    model = load_model(path, unsafe=unsafe)  # a KBlocksError names the file (and --unsafe)
     dataset = load_data(data, data_dir=data_dir, image_size=image_size)
     if subset:
         dataset = stratified_subset(dataset, subset, seed=seed)

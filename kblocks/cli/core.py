@@ -122,13 +122,10 @@ def build(architecture, input_shape, classes, blocks, variables, output):
     if out.suffix != ".keras":
         raise KBlocksError(f"-o {output}: the file name must end in .keras (for SavedModel use "
                            f"'kblocks export')")
+    from kblocks.saving import save_model
+
     model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
-    tmp = atomic_target(out)
-    try:
-        model.save(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_model(model, out)  # atomic: a temporary file, fsync, os.replace
     click.echo(f"saved {out} ({model.count_params():,} params)")
 
 

@@ -45,30 +45,18 @@ def _shape(text):
     return dims
 
 
-def _register_saved_classes():
-    """Import the kblocks modules whose layer classes trained models refer to (safe_mode loading)."""
-    import importlib
+def load_model(spec: str, *, weights=None, input_shape=None, classes=None, unsafe=False):
+    """MODEL: a ``.keras`` file, or architecture text / YAML file / zoo name (+ ``--weights``).
 
-    for name in ("kblocks.augment", "kblocks.schedules", "kblocks.layers"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-
-
-def load_model(spec: str, *, weights=None, input_shape=None, classes=None):
-    """MODEL: a ``.keras`` file, or architecture text / YAML file / zoo name (+ ``--weights``)."""
-    import keras
-
+    A ``.keras`` file loads with ``safe_mode=True`` (:func:`kblocks.saving.load_model`): one with
+    a Lambda layer is refused unless ``unsafe``."""
     if spec.strip().lower().endswith(".keras") and "\n" not in spec:
         if not os.path.isfile(spec):
             raise KBlocksError(f"MODEL: file not found: {spec}",
                                hint="give a .keras file saved by kblocks train or model.save()")
-        _register_saved_classes()
-        try:
-            model = keras.saving.load_model(spec, compile=False, safe_mode=True)
-        except Exception as err:  # noqa: BLE001 - any load failure is a bad input file
-            raise KBlocksError(f"MODEL: cannot load {spec}: {err}") from None
+        from kblocks.saving import load_model as load_keras_file
+
+        model = load_keras_file(spec, compile=False, unsafe=unsafe)
     else:
         try:
             from kblocks import api
@@ -140,8 +128,11 @@ def _default_output(method):
               help="Number of classes when MODEL is architecture text.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="PNG to write (default: METHOD.png).")
+@click.option("--unsafe", is_flag=True,
+              help="Load a MODEL file even if it holds a Lambda layer, whose Python code then "
+                   "runs: only for files you trust.")
 def inspect_command(model_spec, method, image, layer, class_spec, class_names, data, samples, eps,
-                    window, stride, seed, weights, input_shape, classes, output):
+                    window, stride, seed, weights, input_shape, classes, output, unsafe):
     """Look inside a trained CNN: write a PNG of one visualisation method.
 
     \b
@@ -177,7 +168,8 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
     from kblocks.inspect import plotting
     from kblocks.inspect.layers import as_view, input_shape as model_input_shape, num_classes
 
-    model = load_model(model_spec, weights=weights, input_shape=_shape(input_shape), classes=classes)
+    model = load_model(model_spec, weights=weights, input_shape=_shape(input_shape), classes=classes,
+                       unsafe=unsafe)
     view = as_view(model)
     names = kc.parse_class_names(class_names)
     if names is None and model_spec.lower().endswith(".keras"):

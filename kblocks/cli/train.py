@@ -181,8 +181,11 @@ def train_command(source, data, data_dir, image_size, val_split, val_data, subse
 @click.option("--subset", default=None, help="A stratified subset (count or fraction).")
 @click.option("--batch-size", default=256, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--unsafe", is_flag=True,
+              help="Load MODEL even if it holds a Lambda layer, whose Python code then runs: only "
+                   "for files you trust.")
 def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split, seed, subset,
-                     batch_size, as_json):
+                     batch_size, as_json, unsafe):
     """Accuracy and loss of a saved MODEL (.keras) on --data.
 
     \b
@@ -217,7 +220,8 @@ def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split,
                           hint="pass --data SOURCE or --run RUN_FOLDER")
 
     scores = evaluate(model_path, data, data_dir=data_dir, image_size=image_size,
-                      val_split=val_split, seed=seed, batch_size=batch_size, subset=subset)
+                      val_split=val_split, seed=seed, batch_size=batch_size, subset=subset,
+                      unsafe=unsafe)
     if as_json:
         click.echo(json.dumps(scores))
         return
