@@ -7,7 +7,7 @@ import time
 import keras
 import numpy as np
 
-from kblocks import runfolder
+from kblocks import interrupts, runfolder, saving
 
 
 def _scalar(value):
@@ -18,44 +18,79 @@ def _scalar(value):
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save ``best.keras`` when ``monitor`` improves and ``last.keras`` every epoch, atomically."""
+    """Save ``best.keras`` when ``monitor`` improves and ``last.keras`` every epoch, atomically,
+    then ``state.json`` (the epochs done, the best value): what ``kblocks train --resume`` reads.
 
-    def __init__(self, best_path=None, last_path=None, monitor="val_loss", mode="auto"):
+    An epoch whose loss is not finite (or that ``guard``, a :class:`NaNGuard`, stopped) saves
+    nothing, so the files keep the last good epoch. The three writes are one unit for Ctrl-C
+    (:func:`kblocks.interrupts.deferred`): a SIGINT during them waits until all three are done."""
+
+    def __init__(self, best_path=None, last_path=None, monitor="val_loss", mode="auto",
+                 state_path=None, guard=None, best=None, best_epoch=None):
         super().__init__()
         self.best_path = best_path
         self.last_path = last_path
+        self.state_path = state_path
+        self.guard = guard
         self.monitor = monitor
         if mode == "auto":
             mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) \
                 else "min"
         self.mode = mode
         self.best = math.inf if mode == "min" else -math.inf
-        self.best_epoch = None
+        if best is not None:  # resuming: the best value of the epochs before
+            self.best = float(best)
+        self.best_epoch = best_epoch
         self.best_logs = None
+        self.epochs_done = 0
 
     def _improved(self, value):
         return value < self.best if self.mode == "min" else value > self.best
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.guard is not None and self.guard.where is not None:
+            return  # the loss diverged in this epoch: keep the last good checkpoints
+        loss = _scalar(logs.get("loss"))
+        if loss is not None and not math.isfinite(loss):
+            return
         value = _scalar(logs.get(self.monitor))
-        if self.best_path is not None and value is not None and math.isfinite(value) \
-                and self._improved(value):
-            self.best = value
-            self.best_epoch = epoch + 1
-            self.best_logs = {k: _scalar(v) for k, v in logs.items()}
-            runfolder.save_model(self.model, self.best_path)
-        if self.last_path is not None:
-            runfolder.save_model(self.model, self.last_path)
+        with interrupts.deferred():
+            if self.best_path is not None and value is not None and math.isfinite(value) \
+                    and self._improved(value):
+                self.best = value
+                self.best_epoch = epoch + 1
+                self.best_logs = {k: _scalar(v) for k, v in logs.items()}
+                saving.save_model(self.model, self.best_path)
+            if self.last_path is not None:
+                saving.save_model(self.model, self.last_path)
+            self.epochs_done = epoch + 1
+            if self.state_path is not None:
+                runfolder.write_json(self.state_path, self.state())
+
+    def state(self) -> dict:
+        return {"epochs_done": self.epochs_done, "monitor": self.monitor, "mode": self.mode,
+                "best": self.best if math.isfinite(self.best) else None,
+                "best_epoch": self.best_epoch, "last": "last.keras",
+                "optimizer_iterations": _iterations(self.model),
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _iterations(model):
+    opt = getattr(model, "optimizer", None)
+    try:
+        return int(np.asarray(opt.iterations))
+    except Exception:  # noqa: BLE001
+        return None
 
 
 class HistoryWriter(keras.callbacks.Callback):
     """Rewrite ``history.csv`` (atomically) after every epoch: epoch, metrics, lr, seconds."""
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, rows=()):
         super().__init__()
         self.path = path
-        self.rows = []
+        self.rows = list(rows)  # resuming: the epochs before
         self._t0 = None
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -19,7 +19,7 @@ from pathlib import Path
 from kblocks.errors import ConfigError
 
 RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "run.json",
-             "architecture.txt", "summary.txt", "logs")
+             "architecture.txt", "summary.txt", "logs", "state.json")
 
 
 @contextmanager
@@ -91,6 +91,54 @@ def write_history(path, rows: list):
     for row in rows:
         writer.writerow({k: _fmt(row.get(k, "")) for k in columns})
     write_text(path, buf.getvalue())
+
+
+def read_history(path) -> list:
+    """``history.csv`` back as rows of ``{column: float or None}`` (``epoch`` an int)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for raw in csv.DictReader(f):
+            row = {}
+            for key, value in raw.items():
+                if key is None:
+                    continue
+                try:
+                    row[key] = int(value) if key == "epoch" else float(value)
+                except (TypeError, ValueError):
+                    row[key] = None if value in ("", None) else value
+            rows.append(row)
+    return rows
+
+
+def read_resume_state(path) -> dict:
+    """What ``kblocks train --resume`` continues from: ``run.json`` (the run's options), ``state.json``
+    (epochs done, best value; absent if no epoch finished) and the rows of ``history.csv``."""
+    path = Path(path)
+    record_path, state_path = path / "run.json", path / "state.json"
+    if not record_path.is_file():
+        raise ConfigError(f"{path} is not a run folder: it has no run.json", what="--resume",
+                          hint="give the --out folder of an earlier kblocks train")
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{record_path} is not a kblocks run record", what="--resume") from None
+    state = {}
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise ConfigError(f"{state_path} is damaged", what="--resume") from None
+    done = int(state.get("epochs_done") or 0)
+    if done and not (path / "last.keras").is_file():
+        raise ConfigError(f"{path}/state.json says {done} epoch(s) finished but last.keras is "
+                          f"missing", what="--resume")
+    rows = [r for r in read_history(path / "history.csv") if (r.get("epoch") or 0) <= done]
+    return {"record": record, "state": state, "epochs_done": done, "rows": rows}
 
 
 def _fmt(v):

@@ -33,6 +33,30 @@ class TrainingDiverged(KBlocksError):
     """The loss became NaN or infinite during training."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; the run folder holds the last completed epoch and can resume."""
+
+    def __init__(self, run_dir, epochs_done: int, epochs: int):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.epochs_done = int(epochs_done)
+        self.epochs = int(epochs)
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        if self.run_dir is None:
+            return f"interrupted after {self.epochs_done} of {self.epochs} epochs"
+        if self.epochs_done:
+            saved = (f"{self.run_dir}/last.keras and state.json hold epoch {self.epochs_done} of "
+                     f"{self.epochs} (optimizer state included)")
+        else:
+            saved = f"no epoch had finished; resuming starts epoch 1 again"
+        return (f"interrupted: {saved}.\nresume with: kblocks train --resume {self.run_dir}")
+
+
+#: options a resumed run may change; everything else comes from the run's run.json
+RESUME_OPTIONS = ("epochs", "verbose", "unsafe", "tensorboard")
+
+
 @dataclass
 class TrainConfig:
     """Every option of ``kblocks train`` (the command line fills one of these)."""
@@ -304,19 +328,48 @@ def prepare_data(cfg: TrainConfig, seed: int):
 # -- training ----------------------------------------------------------------------------------
 
 def train(model_or_source, config: TrainConfig | None = None, *, out=None, overwrite=False,
-          command=None, **overrides) -> TrainResult:
+          command=None, resume=False, **overrides) -> TrainResult:
     """Train ``model_or_source`` as ``config`` says; write the run folder ``out`` if given.
 
     ``model_or_source`` is architecture text, a YAML path, a zoo name, or a ``keras.Model`` whose
     input takes float pixels (the seam for hand-written models). With ``config.transfer`` it may be
     ``None`` (the network then comes from the transfer file).
+
+    ``resume=True`` continues the run in the folder ``out`` from its ``last.keras`` (weights and
+    optimizer state) and ``state.json``, with the run's own options (``run.json``); only
+    :data:`RESUME_OPTIONS` may be changed (``epochs=`` to train longer). Ctrl-C raises
+    :class:`TrainingInterrupted` after the files hold the last completed epoch.
     """
-    cfg = (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
+    from kblocks import runfolder as _rf
+
+    resumed = None
+    if resume:
+        if out is None:
+            raise ConfigError("resuming needs the run folder", what="--resume")
+        resumed = _rf.read_resume_state(out)
+        bad = sorted(set(overrides) - set(RESUME_OPTIONS))
+        if bad:
+            raise ConfigError(f"a resumed run keeps its own options; cannot change "
+                              f"{', '.join(bad)}", what="--resume",
+                              hint="only " + ", ".join(RESUME_OPTIONS) + " may be given")
+        stored = {k: v for k, v in resumed["record"].get("config", {}).items()
+                  if k in {f.name for f in fields(TrainConfig)}}
+        cfg = TrainConfig(**stored).replace(**overrides)
+        model_or_source = resumed["record"].get("architecture")
+        if cfg.seed is None:
+            cfg = cfg.replace(seed=resumed["record"].get("seed"))
+        if resumed["epochs_done"] >= int(cfg.epochs):
+            raise ConfigError(f"{out} has already trained {resumed['epochs_done']} of "
+                              f"{cfg.epochs} epochs", what="--resume",
+                              hint="give --epochs N (more than that) to train longer")
+    else:
+        cfg = (config or TrainConfig()).replace(**overrides) if overrides else \
+            (config or TrainConfig())
     _validate_config(cfg)
     import keras
 
     from kblocks import callbacks as kcb
-    from kblocks import distribute, runfolder, schedules, transfer
+    from kblocks import distribute, interrupts, runfolder, schedules, transfer
     from kblocks.augment import parse_augment
     from kblocks.data import check_fits
 
@@ -325,7 +378,12 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     seed = int(cfg.seed) if cfg.seed is not None else secrets.randbelow(2 ** 31 - 1)
     precision = resolve_precision(cfg.precision)
     augment_layers = parse_augment(cfg.augment, seed=seed)  # option errors before any work
-    run_dir = runfolder.check_run_dir(out, overwrite=overwrite) if out is not None else None
+    if resumed is not None:
+        run_dir = Path(out)
+        seed = int(resumed["record"]["seed"])
+    else:
+        run_dir = runfolder.check_run_dir(out, overwrite=overwrite) if out is not None else None
+    epochs_done = resumed["epochs_done"] if resumed is not None else 0
 
     set_seed(seed, cfg.deterministic)
     train_data, val_data = prepare_data(cfg, seed)
@@ -338,7 +396,11 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
 
     is_model = isinstance(model_or_source, keras.Model)
     source_text = None if is_model or model_or_source is None else str(model_or_source)
-    if model_or_source is None and not cfg.transfer:
+    if model_or_source is None and not cfg.transfer and not epochs_done:
+        if resumed is not None:
+            raise ConfigError(f"{run_dir} trained a keras.Model given in Python and stopped before "
+                              f"its first epoch ended: there is nothing to resume from",
+                              what="--resume", hint="start the run again")
         raise ConfigError("no architecture given", hint="give architecture text, a YAML file, a "
                                                         "zoo name, or --transfer MODEL.keras")
 
@@ -361,10 +423,16 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     with distribute.scope(cfg.distribute, batch_size=int(cfg.batch_size)) as placement:
         keras.config.set_dtype_policy(PRECISIONS[precision])
         try:
-            if cfg.transfer:
+            if epochs_done:  # resuming: the whole trained model, compiled, optimizer state included
+                from kblocks import saving
+
+                model = saving.load_model(run_dir / "last.keras", compile=True, unsafe=cfg.unsafe)
+                network = transfer.unwrap_trained(model)
+            elif cfg.transfer:
                 network, transfer_report = transfer.prepare(
                     cfg.transfer, classes=classes, input_shape=input_shape,
-                    build=build if source_text is not None else None, reset_head=cfg.reset_head)
+                    build=build if source_text is not None else None, reset_head=cfg.reset_head,
+                    unsafe=cfg.unsafe)
                 if is_model:
                     raise ConfigError("give either a keras.Model or --transfer, not both")
             elif is_model:
@@ -379,16 +447,18 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         if val_data is not None:
             check_fits(network.input_shape[1:], transfer.output_units(network), val_data,
                        what="network")
-        if source_text is not None:
+        if source_text is not None and resumed is None:
             resolved_text, summary_text = _describe(source_text, network, input_shape, classes,
                                                     cfg.variables)
-        if transfer_report is not None:
+        if transfer_report is not None and not epochs_done:
             transfer_report.frozen = transfer.freeze_until(network, cfg.freeze_until)
 
         from_probs = _output_is_probability(network)
-        mean, var = channel_stats(train_data.x) if cfg.normalize == "standardize" else (None, None)
-        model = wrap(network, input_shape, mean=mean, variance=var, normalize=cfg.normalize,
-                     augment=augment_layers)
+        if not epochs_done:
+            mean, var = channel_stats(train_data.x) if cfg.normalize == "standardize" else \
+                (None, None)
+            model = wrap(network, input_shape, mean=mean, variance=var, normalize=cfg.normalize,
+                         augment=augment_layers)
 
         opt_name = cfg.optimizer.lower()
         lr = cfg.lr if cfg.lr is not None else schedules.DEFAULT_LR[opt_name] * (
@@ -403,7 +473,8 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
             opt_name, learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
             weight_decay=weight_decay, loss_scale=precision == "fp16")
         loss, accuracy, needs_one_hot = make_loss(not from_probs, cfg.label_smoothing)
-        model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+        if not epochs_done:
+            model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
         y_train = one_hot(train_data.y, classes) if needs_one_hot else train_data.y
         y_val = None
         if val_data is not None:
@@ -411,14 +482,22 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
 
         files = {}
         if run_dir is not None:
-            run_dir = runfolder.prepare_run_dir(run_dir, overwrite=overwrite)
+            if resumed is None:
+                run_dir = runfolder.prepare_run_dir(run_dir, overwrite=overwrite)
             files = {"best": run_dir / "best.keras", "last": run_dir / "last.keras",
                      "history": run_dir / "history.csv", "curves": run_dir / "curves.png",
                      "run": run_dir / "run.json", "architecture": run_dir / "architecture.txt",
-                     "summary": run_dir / "summary.txt", "logs": run_dir / "logs"}
-        checkpoint = kcb.AtomicCheckpoint(files.get("best"), files.get("last"), monitor=monitor)
-        history_cb = kcb.HistoryWriter(files.get("history"))
+                     "summary": run_dir / "summary.txt", "logs": run_dir / "logs",
+                     "state": run_dir / "state.json"}
         nan_guard = kcb.NaNGuard()
+        state = (resumed or {}).get("state") or {}
+        checkpoint = kcb.AtomicCheckpoint(
+            files.get("best"), files.get("last"), monitor=monitor, state_path=files.get("state"),
+            guard=nan_guard, best=state.get("best") if epochs_done else None,
+            best_epoch=state.get("best_epoch") if epochs_done else None)
+        checkpoint.epochs_done = epochs_done
+        history_cb = kcb.HistoryWriter(files.get("history"),
+                                       rows=(resumed or {}).get("rows", [])[:epochs_done])
         timer = kcb.FitTimer()
         cbs = [nan_guard, history_cb, checkpoint, timer]
         if cfg.schedule.lower() == "plateau":
@@ -438,19 +517,29 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
                                                        profile_batch=0))
             except ImportError:
                 tensorboard_note = "tensorflow or tensorboard not installed: no TensorBoard logs"
-        if run_dir is not None:
+        if run_dir is not None and resumed is None:
             _write_start(run_dir, files, cfg, seed, precision, placement, train_data, val_data,
                          source_text, resolved_text, summary_text, command, transfer_report,
                          network)
+        elif run_dir is not None:
+            _write_resume(files["run"], cfg, epochs_done, command)
 
         verbose = cfg.verbose
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
         fit_kwargs = dict(batch_size=int(cfg.batch_size), epochs=int(cfg.epochs), shuffle=True,
-                          callbacks=cbs, verbose=verbose)
+                          callbacks=cbs, verbose=verbose, initial_epoch=epochs_done)
         if val_data is not None:
             fit_kwargs["validation_data"] = (val_data.x, y_val)
-        model.fit(train_data.x, y_train, **fit_kwargs)
+        try:
+            with interrupts.graceful():  # Ctrl-C waits for a checkpoint being written
+                model.fit(train_data.x, y_train, **fit_kwargs)
+        except KeyboardInterrupt:
+            done = checkpoint.epochs_done
+            if run_dir is not None:
+                runfolder.write_history(files["history"], history_cb.rows[:done])
+                _write_interrupted(files["run"], done, started)
+            raise TrainingInterrupted(run_dir, done, int(cfg.epochs)) from None
 
         diverged = nan_guard.where
         # Final numbers come from the best checkpoint (re-loaded from disk when there is a run
@@ -488,8 +577,12 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     if diverged:
         epoch, step, value = diverged
         where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
+        kept = ""
+        if run_dir is not None and checkpoint.epochs_done:
+            kept = (f"; {run_dir}/last.keras and best.keras keep epoch {checkpoint.epochs_done} and "
+                    f"{checkpoint.best_epoch}, from before the loss diverged")
         raise TrainingDiverged(
-            f"the loss became {value} at {where}; training stopped", what="training",
+            f"the loss became {value} at {where}; training stopped{kept}", what="training",
             hint=f"lower the learning rate (now {lr:g}) or add warm-up (--warmup 1); "
                  + (f"the run folder {run_dir} has the history so far" if run_dir else ""))
     return TrainResult(best_model, model, network, history_cb.rows, checkpoint.best_epoch, final, seed,
@@ -576,6 +669,31 @@ def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, va
         "status": "running",
     }
     runfolder.write_json(files["run"], record)
+
+
+def _write_resume(path, cfg, epochs_done, command):
+    from kblocks import runfolder
+
+    record = json.loads(Path(path).read_text())
+    record["status"] = "running"
+    record["config"]["epochs"] = int(cfg.epochs)
+    record.setdefault("resumed", []).append({
+        "at_epoch": epochs_done, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": list(command) if command is not None else list(sys.argv)})
+    runfolder.write_json(path, record)
+
+
+def _write_interrupted(path, epochs_done, started):
+    from kblocks import runfolder
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return
+    record.update({"status": "interrupted", "epochs_done": epochs_done,
+                   "interrupted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "wall_seconds": round(time.time() - started, 1)})
+    runfolder.write_json(path, record)
 
 
 def _write_end(path, final, info, diverged, started):

@@ -173,7 +173,8 @@ def freeze_until(model, spec) -> list:
     return frozen
 
 
-def prepare(path, *, classes: int, input_shape, build=None, reset_head=False) -> tuple:
+def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
+            unsafe=False) -> tuple:
     """Load the starting point of a transfer run; return ``(network, TransferReport)``.
 
     ``path`` is a ``.keras`` model or a ``.weights.h5`` file. ``build(classes)`` builds the
@@ -204,10 +205,15 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False) ->
     if not name.endswith(".keras"):
         raise ConfigError(f"unknown transfer file type {path.name!r}", what="--transfer",
                           hint="use a .keras model or a .weights.h5 file")
-    try:
-        base = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    from kblocks import saving
+
+    try:  # safe_mode: a file with a Lambda layer needs --unsafe
+        base = saving.load_model(path, compile=False, unsafe=unsafe)
+    except saving.UnsafeModelError:
+        raise
     except Exception as err:  # noqa: BLE001
-        raise DataError(f"cannot load {path}: {err}", what="--transfer") from None
+        raise DataError(f"cannot load {path}: {getattr(err, 'message', err)}",
+                        what="--transfer") from None
     base = unwrap_trained(base)
     report.old_classes = output_units(base)
     if build is not None:

@@ -49,6 +49,9 @@ def test_cli_commands_refuse_lambda_and_accept_it_with_unsafe(lambda_model, tmp_
         "evaluate": ["evaluate", lambda_model, "--data", "digits", "--subset", "100"],
         "inspect": ["inspect", lambda_model, "--method", "filters", "--layer", "conv",
                     "-o", tmp_path / "f.png"],
+        "train --transfer": ["train", "--transfer", lambda_model, "--data", "digits", "--subset",
+                             "200", "--val-split", "40", "--epochs", "1", "--no-tensorboard",
+                             "-q", "--out", tmp_path / "run"],
     }
     for name, args in commands.items():
         refused = _cli(*args)
@@ -57,7 +60,7 @@ def test_cli_commands_refuse_lambda_and_accept_it_with_unsafe(lambda_model, tmp_
         assert "Traceback" not in refused.output
         accepted = _cli(*args, "--unsafe")
         assert accepted.exit_code == 0, (name, accepted.output)
-    assert (tmp_path / "f.png").exists()
+    assert (tmp_path / "f.png").exists() and (tmp_path / "run" / "best.keras").exists()
 
 
 def test_kblocks_build_output_loads_with_safe_mode(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -78,8 +79,9 @@ _SCHEDULES = click.Choice(["constant", "step", "cosine", "onecycle", "plateau"],
 
 @main.command("train", context_settings={"show_default": True})
 @click.argument("source", required=False)
-@click.option("--data", "data", required=True,
-              help="digits | npz:PATH | cifar10:PATH | images:DIR | tfds:NAME (or a path).")
+@click.option("--data", "data", default=None,
+              help="digits | npz:PATH | cifar10:PATH | images:DIR | tfds:NAME (or a path). "
+                   "Required unless --resume.")
 @click.option("--data-dir", default=None, help="Folder of prepared TFDS data sets (tfds:).")
 @click.option("--image-size", default=None, help="Resize the images to H or HxW (any source).")
 @click.option("--val-split", default="0.1", help="Validation count (5000) or fraction (0.1); "
@@ -124,21 +126,38 @@ _SCHEDULES = click.Choice(["constant", "step", "cosine", "onecycle", "plateau"],
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @click.option("--no-tensorboard", is_flag=True, help="Do not write TensorBoard logs.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch progress.")
+@click.option("--resume", "resume", default=None, metavar="RUN",
+              help="Continue the run in folder RUN from its last.keras (weights and optimizer "
+                   "state) with its own options; --epochs N trains longer.")
+@click.option("--unsafe", is_flag=True,
+              help="Load a --transfer (or resumed) .keras file even if it holds a Lambda layer, "
+                   "whose Python code then runs: only for files you trust.")
 def train_command(source, data, data_dir, image_size, val_split, val_data, subset, epochs,
                   batch_size, optimizer, lr, momentum, nesterov, weight_decay, schedule, warmup,
                   step_every, step_gamma, augment, label_smoothing, normalize, precision, seed,
                   deterministic, early_stopping, monitor, transfer, freeze_until, reset_head,
-                  distribute, sets, out, overwrite, no_tensorboard, quiet):
+                  distribute, sets, out, overwrite, no_tensorboard, quiet, resume, unsafe):
     """Train SOURCE (architecture text, YAML file or zoo name) on --data.
 
     \b
     kblocks train "[[CONV(32)-RELU]*2-POOL]*2-FC(10)" --data digits --epochs 10
     kblocks train lenet5 --data digits --epochs 20
     kblocks train --transfer runs/a/best.keras --data images:photos/ --freeze-until backbone
+    kblocks train --resume runs/a            # after Ctrl-C: continue from the last epoch
+
+    Ctrl-C stops at once but never in the middle of writing a checkpoint; the run folder then
+    holds the last completed epoch and the command exits with code 130.
     """
     from kblocks.runfolder import default_run_dir
     from kblocks.training import TrainConfig, train
 
+    ctx = click.get_current_context()
+    if resume is not None:
+        _resume(ctx, resume, epochs, quiet, unsafe, no_tensorboard)
+        return
+    if data is None:
+        raise ConfigError("--data is required", what="--data",
+                          hint="e.g. --data digits, --data cifar10:PATH, --data images:DIR")
     if source is None and transfer is None:
         raise ConfigError("no architecture given", what="SOURCE",
                           hint="give architecture text, a YAML file or a zoo name, or --transfer "
@@ -153,12 +172,66 @@ def train_command(source, data, data_dir, image_size, val_split, val_data, subse
         deterministic=deterministic, early_stopping=early_stopping, monitor=monitor,
         transfer=transfer, freeze_until=freeze_until, reset_head=reset_head,
         distribute=distribute, variables=_variables(sets), tensorboard=not no_tensorboard,
-        verbose=0 if quiet else "auto")
+        verbose=0 if quiet else "auto", unsafe=unsafe)
     name = source or transfer or "run"
     run_dir = out or str(default_run_dir(name if len(name) < 40 else name.split("-")[0]))
     click.echo(f"kblocks train: {name}\n  data {data}, run folder {run_dir}", err=False)
-    result = train(source, config, out=run_dir, overwrite=overwrite,
-                   command=_command_line(click.get_current_context()))
+    try:
+        result = train(source, config, out=run_dir, overwrite=overwrite,
+                       command=_command_line(ctx))
+    except KeyboardInterrupt as err:
+        _interrupted(err, run_dir)
+    _report(result)
+
+
+def _interrupted(err, run_dir):
+    """Ctrl-C: say what the run folder holds and how to resume; exit 130 (128 + SIGINT)."""
+    from pathlib import Path
+
+    from kblocks.training import TrainingInterrupted
+
+    if isinstance(err, TrainingInterrupted):
+        click.echo(f"\n{err.message()}", err=True)
+    elif (Path(run_dir) / "run.json").exists():
+        click.echo(f"\ninterrupted before training started; resume with: kblocks train --resume "
+                   f"{run_dir}", err=True)
+    else:
+        click.echo("\ninterrupted before the run folder was written; nothing to resume", err=True)
+    sys.exit(130)
+
+
+def _resume(ctx, run_dir, epochs, quiet, unsafe, no_tensorboard):
+    """``kblocks train --resume RUN``: only --epochs, --quiet, --unsafe and --no-tensorboard may
+    accompany it; the rest comes from the run's run.json."""
+    from click.core import ParameterSource
+
+    from kblocks.training import train
+
+    allowed = {"resume", "epochs", "quiet", "unsafe", "no_tensorboard"}
+    given = sorted(p.opts[0] if p.opts else p.name for p in ctx.command.params
+                   if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
+                   and p.name not in allowed)
+    if given:
+        raise ConfigError(f"--resume continues a run with its own options; drop {', '.join(given)}",
+                          what="--resume", hint="only --epochs N (to train longer), -q, --unsafe "
+                                                "and --no-tensorboard may be given")
+    overrides = {"unsafe": unsafe}
+    if ctx.get_parameter_source("epochs") == ParameterSource.COMMANDLINE:
+        overrides["epochs"] = epochs
+    if quiet:
+        overrides["verbose"] = 0
+    if no_tensorboard:
+        overrides["tensorboard"] = False
+    click.echo(f"kblocks train --resume {run_dir}")
+    try:
+        result = train(None, None, out=run_dir, resume=True, command=_command_line(ctx),
+                       **overrides)
+    except KeyboardInterrupt as err:
+        _interrupted(err, run_dir)
+    _report(result)
+
+
+def _report(result):
     info = result.info
     click.echo(f"  seed {result.seed}, precision {info['precision']}, "
                f"{info['placement']['replicas']} device(s)")
