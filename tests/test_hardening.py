@@ -330,3 +330,82 @@ def test_empty_aux_tap_round_trips():
     text = graph.canonical_text()
     assert "AUX[SKIP]" in text and kblocks.compile(text).canonical_text() == text
     assert len(graph.outputs) == 2
+
+
+# --- every documented limit holds before any Keras object is made -----------------------------------
+
+FAN_OUT = {f"b{i}": {"body": "-".join([f"@b{i + 1}"] * 4)} for i in range(19)}
+FAN_OUT["b19"] = {"body": "SKIP"}
+BLOCK_CHAIN = {f"c{i}": {"body": f"@c{i + 1}"} for i in range(40)}
+BLOCK_CHAIN["c40"] = {"body": "RELU"}
+LIMIT_CASES = {  # limit -> (text, compile keywords, words of the message)
+    "text size": ("CONV-" * 25_000 + "CONV", {}, "the limit is 100,000"),
+    "bracket nesting": ("[" * 65 + "CONV" + "]" * 65, {}, "nest deeper than 64 levels"),
+    "nesting through suffixes": ("CONV" + "*1" * 65, {}, "nests deeper than 64 levels"),
+    "one repetition count": ("CONV*10001", {}, "over the limit of 10,000"),
+    "layers after expansion": ("[RELU-RELU]*5001", {}, "more than 10,000 layers"),
+    "repetition product": ("[[[SKIP]*100]*100]*100", {}, "copies of this item"),
+    "expanded items": ("@b0", {"blocks": FAN_OUT}, "more than 100,000 items"),
+    "named-block depth": ("@c0", {"blocks": BLOCK_CHAIN}, "blocks nest deeper than 32"),
+    "activation tensor": ("CONV(100000)-CONV(100000)", {"input_shape": (512, 512, 3)},
+                          "elements per image"),
+    "weight tensor": ("CONV(8, kernel=100000, padding=same)", {}, "its weights have"),
+    "input tensor": ("INPUT(100000, 100000, 3)-CONV", {"input_shape": None}, "the input has"),
+    "whole-number argument": ("FC(4294967296)", {}, "at most 2,147,483,647"),
+}
+
+
+def test_limits_hold_without_importing_keras(tmp_path):
+    """In a fresh process: each limit is a LimitError (or ArchitectureError for an argument) and
+    kblocks.compile never imported Keras, so no Keras object can have been made."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = tmp_path / "limits.py"
+    script.write_text(f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+import kblocks
+from tests_limits import LIMIT_CASES
+out = {{}}
+for name, (text, kw, words) in LIMIT_CASES.items():
+    kw = dict(kw)
+    kw.setdefault("input_shape", (8, 8, 3))
+    try:
+        kblocks.compile(text, **kw)
+        out[name] = "compiled"
+    except kblocks.KBlocksError as err:
+        out[name] = [type(err).__name__, str(err)]
+out["keras imported"] = "keras" in sys.modules
+print(json.dumps(out))
+""")
+    (tmp_path / "tests_limits.py").write_text(
+        "FAN_OUT = " + repr(FAN_OUT) + "\nBLOCK_CHAIN = " + repr(BLOCK_CHAIN) +
+        "\nLIMIT_CASES = " + repr(LIMIT_CASES) + "\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out.pop("keras imported") is False
+    for name, (text, kw, words) in LIMIT_CASES.items():
+        kind, msg = out[name]
+        assert words in msg, (name, msg)
+        assert kind == ("ArchitectureError" if name == "whole-number argument" else "LimitError"), name
+
+
+@pytest.mark.parametrize("name", sorted(LIMIT_CASES))
+def test_build_stops_at_each_limit_before_emitting(monkeypatch, name):
+    import kblocks.emit
+
+    def no_keras(*args, **kwargs):
+        raise AssertionError("a Keras model was being made")
+
+    monkeypatch.setattr(kblocks.emit, "emit", no_keras)
+    text, kw, words = LIMIT_CASES[name]
+    kw = dict(kw)
+    kw.setdefault("input_shape", (8, 8, 3))
+    with pytest.raises(KBlocksError, match=re.escape(words)):
+        kblocks.build(text, **kw)
