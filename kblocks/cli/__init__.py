@@ -37,7 +37,7 @@ def main():
 
 def _register():
     # Each module adds its commands to ``main``; import order is the order in --help.
-    from kblocks.cli import core  # noqa: F401  summary, build, plot, export, zoo
+    from kblocks.cli import core  # noqa: F401  summary, build, plot
 
     for optional in ("train", "inspect", "search", "zoo"):
         try:

@@ -49,8 +49,21 @@ def _literal(value: str):
     return value
 
 
+def _merge_variables(fn):
+    """Fold NAME=VALUE words after the architecture (as in --set N=2 M=3) into --set."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, more_variables=(), variables=(), **kwargs):
+        return fn(*args, variables=tuple(variables) + tuple(more_variables), **kwargs)
+
+    return wrapper
+
+
 def architecture_options(fn):
-    """The options every command that compiles an architecture takes."""
+    """The options every command that compiles an architecture takes; the command receives one
+    ``variables`` tuple holding both --set values and NAME=VALUE words after the architecture."""
+    fn = _merge_variables(fn)
     fn = click.option("--set", "variables", multiple=True, metavar="NAME=VALUE",
                       help="Bind variables: --set N=2 M=3 K=1 (values may follow one --set).")(fn)
     fn = click.option("--blocks", type=click.Path(dir_okay=False), default=None,
@@ -61,17 +74,6 @@ def architecture_options(fn):
                       help="Input shape, e.g. 32,32,3 (overrides a YAML input).")(fn)
     fn = click.argument("more_variables", nargs=-1, metavar="[NAME=VALUE]...")(fn)
     return click.argument("architecture")(fn)
-
-
-def _merge_variables(fn):
-    """Fold NAME=VALUE words after the architecture (as in --set N=2 M=3) into --set."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, more_variables=(), variables=(), **kwargs):
-        return fn(*args, variables=tuple(variables) + tuple(more_variables), **kwargs)
-
-    return wrapper
 
 
 def compile_kwargs(input_shape, classes, blocks, variables):
@@ -88,7 +90,6 @@ def atomic_target(path: Path):
 
 @main.command()
 @architecture_options
-@_merge_variables
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--text", "show_text", is_flag=True, help="Also print the canonical expanded text.")
 def summary(architecture, input_shape, classes, blocks, variables, as_json, show_text):
@@ -111,7 +112,6 @@ def summary(architecture, input_shape, classes, blocks, variables, as_json, show
 
 @main.command()
 @architecture_options
-@_merge_variables
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model (.keras).")
 def build(architecture, input_shape, classes, blocks, variables, output):
@@ -131,7 +131,6 @@ def build(architecture, input_shape, classes, blocks, variables, output):
 
 @main.command()
 @architecture_options
-@_merge_variables
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="PNG (or SVG/PDF) file to write.")
 def plot(architecture, input_shape, classes, blocks, variables, output):

@@ -105,13 +105,11 @@ def export_saved_model(model, path, *, overwrite: bool = False) -> Path:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder to write the SavedModel to.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
-def export(architecture, input_shape, classes, blocks, variables, output, overwrite,
-           more_variables=()):
+def export(architecture, input_shape, classes, blocks, variables, output, overwrite):
     """Build ARCHITECTURE (text, YAML, zoo name, or a saved .keras file) and write a TensorFlow
     SavedModel for serving (tf.saved_model.load(path).serve(x))."""
     import kblocks
 
-    variables = tuple(variables) + tuple(more_variables)  # NAME=VALUE words after ARCHITECTURE
     try:
         import tensorflow  # noqa: F401  model.export writes a TensorFlow SavedModel
     except ModuleNotFoundError:
