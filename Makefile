@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python -m kblocks.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not gpu"
+	$(BIN)/python -m pytest -q -m "not gpu" --durations=20
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not gpu" -x
