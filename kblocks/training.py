@@ -49,7 +49,7 @@ class TrainingInterrupted(KeyboardInterrupt):
             saved = (f"{self.run_dir}/last.keras and state.json hold epoch {self.epochs_done} of "
                      f"{self.epochs} (optimizer state included)")
         else:
-            saved = f"no epoch had finished; resuming starts epoch 1 again"
+            saved = "no epoch had finished; resuming starts epoch 1 again"
         return (f"interrupted: {saved}.\nresume with: kblocks train --resume {self.run_dir}")
 
 

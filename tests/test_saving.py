@@ -9,7 +9,6 @@ import textwrap
 import time
 
 import keras
-import numpy as np
 import pytest
 from click.testing import CliRunner
 

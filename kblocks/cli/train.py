@@ -192,9 +192,13 @@ def _interrupted(err, run_dir):
 
     if isinstance(err, TrainingInterrupted):
         click.echo(f"\n{err.message()}", err=True)
-    elif (Path(run_dir) / "run.json").exists():
-        click.echo(f"\ninterrupted before training started; resume with: kblocks train --resume "
-                   f"{run_dir}", err=True)
+    elif (Path(run_dir) / "run.json").exists():  # before or after the epochs (loading, scoring)
+        try:
+            done = int(json.loads((Path(run_dir) / "state.json").read_text())["epochs_done"])
+        except (OSError, ValueError, KeyError, TypeError):
+            done = 0
+        click.echo(f"\ninterrupted: {run_dir} holds {done} completed epoch(s); resume with: "
+                   f"kblocks train --resume {run_dir}", err=True)
     else:
         click.echo("\ninterrupted before the run folder was written; nothing to resume", err=True)
     sys.exit(130)
