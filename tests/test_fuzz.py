@@ -75,7 +75,7 @@ options = st.fixed_dictionaries({
 
 # --- texts -------------------------------------------------------------------------------------------
 
-@fuzz_settings(700)
+@fuzz_settings(600)
 @given(st.sampled_from(SEEDS), st.randoms(use_true_random=False), options)
 def test_mutated_texts(seed, rng, opts):
     """The mutation engine of bench/fuzz.py: tokens, characters, deletions, duplicated slices, huge
@@ -83,7 +83,7 @@ def test_mutated_texts(seed, rng, opts):
     check("text", fuzz.mutate_text(rng, seed), opts)
 
 
-@fuzz_settings(500)
+@fuzz_settings(400)
 @given(st.sampled_from(SEEDS),
        st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 12),
                           st.one_of(st.sampled_from(fuzz.TOKENS), st.text(max_size=6))),
@@ -98,7 +98,7 @@ def test_edited_texts(seed, edits, opts):
     check("text", text, opts)
 
 
-@fuzz_settings(600)
+@fuzz_settings(550)
 @given(st.randoms(use_true_random=False), options)
 def test_generated_programs(rng, opts):
     """Random programs of the language (layers, arguments, groups, branches, blocks, AUX,
@@ -120,7 +120,7 @@ def test_huge_and_deep_texts(unit, times, seed):
 
 # --- YAML ----------------------------------------------------------------------------------------------
 
-@fuzz_settings(500)
+@fuzz_settings(450)
 @given(st.sampled_from(DOCS), st.randoms(use_true_random=False))
 def test_mutated_yaml_files(folder, doc, rng):
     """Edits, wrong types in every key and under blocks/vars/defaults, mutated networks, duplicate
