@@ -32,6 +32,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from _common import cpu_model  # noqa: E402
+
 # zoo name (and spellings the zoo might use) -> keras.applications constructor
 PAIRS = {
     "vgg16": (("vgg16", "vgg_16"), "VGG16"),
@@ -138,16 +140,6 @@ def environment():
         except ImportError:
             pass
     return env
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None):

@@ -31,16 +31,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# ResNet-50 v1 as keras.applications builds it, used when the zoo has no resnet50.yaml
-RESNET50_TEXT = """
-ZEROPAD(3) - CONV(64, 7, stride=2, padding=valid) - BN(epsilon=1.001e-5) - RELU
-- ZEROPAD(1) - POOL(3, 2)
-- @bottleneck(64, 256, proj=1) - [@bottleneck(64, 256)]*2
-- @bottleneck(128, 512, stride=2, proj=1) - [@bottleneck(128, 512)]*3
-- @bottleneck(256, 1024, stride=2, proj=1) - [@bottleneck(256, 1024)]*5
-- @bottleneck(512, 2048, stride=2, proj=1) - [@bottleneck(512, 2048)]*2
-- GAP - FC(classes) - SOFTMAX
-"""
+from _common import RESNET50_TEXT, cpu_model  # noqa: E402
+
 DEEP_TEXT = "[CONV(64) - BN - RELU]*60 - GAP - FC(classes)"   # 182 layers
 QUICK_TEXT = "[CONV(4) - BN - RELU]*50 - GAP - FC(classes)"   # 152 layers, tiny weights
 
@@ -188,16 +180,6 @@ def cold_process(source, kwargs, label):
     out = json.loads(lines[-1])
     out.update({"label": label, "process_seconds": wall})
     return out
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None):

@@ -47,17 +47,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# ResNet-50 v1 as keras.applications builds it (25,636,712 parameters), used only while the zoo
-# has no resnet50.yaml; the table says which source was used.
-RESNET50_TEXT = """
-ZEROPAD(3) - CONV(64, 7, stride=2, padding=valid) - BN(epsilon=1.001e-5) - RELU
-- ZEROPAD(1) - POOL(3, 2)
-- @bottleneck(64, 256, proj=1) - [@bottleneck(64, 256)]*2
-- @bottleneck(128, 512, stride=2, proj=1) - [@bottleneck(128, 512)]*3
-- @bottleneck(256, 1024, stride=2, proj=1) - [@bottleneck(256, 1024)]*5
-- @bottleneck(512, 2048, stride=2, proj=1) - [@bottleneck(512, 2048)]*2
-- GAP - FC(classes) - SOFTMAX
-"""
+from _common import RESNET50_TEXT  # noqa: E402
+
 VGG16_TEXT = """
 @vgg(64) - @vgg(128) - @vgg(256, 3) - @vgg(512, 3) - @vgg(512, 3)
 - FC(4096) - RELU - DROPOUT(0.5) - FC(4096) - RELU - DROPOUT(0.5) - FC(classes) - SOFTMAX
