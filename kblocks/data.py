@@ -121,6 +121,13 @@ class DataSource:
     def load(self) -> ArrayData:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _open_npz(self, path: Path):
+        """``np.load`` of an .npz without pickles; an unreadable file is a DataError naming --data."""
+        try:
+            return np.load(path, allow_pickle=False)
+        except Exception as err:  # noqa: BLE001
+            raise DataError(f"{self.spec}: cannot read as .npz ({err})", what="--data") from None
+
     def path(self) -> Path:
         path = Path(os.path.expanduser(self.argument))
         if not path.exists():
@@ -284,11 +291,7 @@ class Npz(DataSource):
 
     def load(self) -> ArrayData:
         path = self.path()
-        try:
-            z = np.load(path, allow_pickle=False)
-        except Exception as err:  # noqa: BLE001
-            raise DataError(f"{self.spec}: cannot read as .npz ({err})", what="--data") from None
-        with z:
+        with self._open_npz(path) as z:
             missing = [k for k in ("x", "y") if k not in z.files]
             if missing:
                 raise DataError(f"{self.spec}: missing array(s) {', '.join(missing)}; "
@@ -311,11 +314,7 @@ class Cifar10(DataSource):
 
     def load(self) -> ArrayData:
         path = self.path()
-        try:
-            z = np.load(path, allow_pickle=False)
-        except Exception as err:  # noqa: BLE001
-            raise DataError(f"{self.spec}: cannot read as .npz ({err})", what="--data") from None
-        with z:
+        with self._open_npz(path) as z:
             missing = [k for k in ("jpeg", "offsets", "labels") if k not in z.files]
             if missing:
                 raise DataError(f"{self.spec}: not a JPEG container, missing {', '.join(missing)}",
