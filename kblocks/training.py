@@ -90,6 +90,8 @@ class TrainConfig:
     freeze_until: str | None = None
     reset_head: bool = False
     distribute: bool = False
+    feed: str = "auto"  # auto | host | device (kblocks.feed)
+    steps_per_execution: object = "auto"  # a count, or auto (32 on an accelerator, else 1)
     variables: dict = field(default_factory=dict)
     tensorboard: bool = True
     verbose: object = "auto"
@@ -251,6 +253,38 @@ def make_loss(from_logits: bool, label_smoothing: float):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"), False)
 
 
+def compile_for_training(model, network, cfg: TrainConfig, *, precision: str,
+                         steps_per_epoch: int, epochs: int, lr=None, warmup=None,
+                         steps_per_execution: int = 1, compile: bool = True):
+    """The trainer's optimiser, learning-rate schedule (spanning ``epochs`` epochs of
+    ``steps_per_epoch`` steps) and loss for ``cfg``; ``model`` (the wrapped ``network``) is compiled
+    with them unless ``compile`` is false (a resumed model keeps its own). ``lr`` and ``warmup``
+    override ``cfg``'s. Returns ``(lr, weight_decay, needs_one_hot)``.
+
+    ``kblocks train`` and every search trial compile through this one function, so
+    ``kblocks train best.yaml`` with a search's options repeats a trial's training."""
+    from kblocks import schedules
+
+    name = cfg.optimizer.lower()
+    if lr is None:
+        lr = cfg.lr if cfg.lr is not None else schedules.DEFAULT_LR[name]
+    weight_decay = cfg.weight_decay if cfg.weight_decay is not None else \
+        schedules.DEFAULT_WEIGHT_DECAY[name]
+    learning_rate = schedules.make_schedule(
+        cfg.schedule, lr, steps_per_epoch=int(steps_per_epoch), epochs=max(1, int(epochs)),
+        warmup_epochs=cfg.warmup if warmup is None else warmup, step_every=cfg.step_every,
+        step_gamma=cfg.step_gamma)
+    optimizer = schedules.make_optimizer(
+        name, learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        weight_decay=weight_decay, loss_scale=precision == "fp16")
+    loss, accuracy, needs_one_hot = make_loss(not _output_is_probability(network),
+                                              cfg.label_smoothing)
+    if compile:
+        model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy],
+                      steps_per_execution=int(steps_per_execution))
+    return lr, weight_decay, needs_one_hot
+
+
 def one_hot(y, classes: int) -> np.ndarray:
     out = np.zeros((len(y), classes), np.float32)
     out[np.arange(len(y)), y] = 1.0
@@ -299,6 +333,12 @@ def _validate_config(cfg: TrainConfig):
     if cfg.normalize not in NORMALIZE:
         raise ConfigError(f"unknown normalisation {cfg.normalize!r}", what="--normalize",
                           hint="use one of " + ", ".join(NORMALIZE))
+    from kblocks import feed
+
+    if str(cfg.feed).lower() not in feed.FEEDS:
+        raise ConfigError(f"unknown feed {cfg.feed!r}", what="--feed",
+                          hint="use " + ", ".join(feed.FEEDS))
+    feed.resolve_steps_per_execution(cfg.steps_per_execution, 1, False)  # errors early
     if cfg.freeze_until and not cfg.transfer:
         raise ConfigError("--freeze-until needs --transfer (a model or weights to start from)",
                           what="--freeze-until")
@@ -358,6 +398,9 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         model_or_source = resumed["record"].get("architecture")
         if cfg.seed is None:
             cfg = cfg.replace(seed=resumed["record"].get("seed"))
+        kind = (resumed["record"].get("feed") or {}).get("kind")
+        if kind:  # the same feed, so an epoch has the steps the saved schedule counts on
+            cfg = cfg.replace(feed=kind)
         if resumed["epochs_done"] >= int(cfg.epochs):
             raise ConfigError(f"{out} has already trained {resumed['epochs_done']} of "
                               f"{cfg.epochs} epochs", what="--resume",
@@ -369,7 +412,7 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     import keras
 
     from kblocks import callbacks as kcb
-    from kblocks import distribute, interrupts, runfolder, schedules, transfer
+    from kblocks import distribute, feed, interrupts, runfolder, schedules, transfer
     from kblocks.augment import parse_augment
     from kblocks.data import check_fits
 
@@ -460,21 +503,19 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
             model = wrap(network, input_shape, mean=mean, variance=var, normalize=cfg.normalize,
                          augment=augment_layers)
 
-        opt_name = cfg.optimizer.lower()
-        lr = cfg.lr if cfg.lr is not None else schedules.DEFAULT_LR[opt_name] * (
-            0.1 if cfg.transfer else 1.0)
-        weight_decay = cfg.weight_decay if cfg.weight_decay is not None else \
-            schedules.DEFAULT_WEIGHT_DECAY[opt_name]
-        steps_per_epoch = max(1, math.ceil(len(train_data) / int(cfg.batch_size)))
-        learning_rate = schedules.make_schedule(
-            cfg.schedule, lr, steps_per_epoch=steps_per_epoch, epochs=int(cfg.epochs),
-            warmup_epochs=cfg.warmup, step_every=cfg.step_every, step_gamma=cfg.step_gamma)
-        optimizer = schedules.make_optimizer(
-            opt_name, learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
-            weight_decay=weight_decay, loss_scale=precision == "fp16")
-        loss, accuracy, needs_one_hot = make_loss(not from_probs, cfg.label_smoothing)
-        if not epochs_done:
-            model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+        plan = feed.choose(cfg.feed, nbytes=train_data.x.nbytes, batch_size=int(cfg.batch_size),
+                           train_size=len(train_data), distributed=cfg.distribute,
+                           steps_per_execution=cfg.steps_per_execution)
+        steps_per_epoch = feed.steps_per_epoch(plan.kind, len(train_data), int(cfg.batch_size))
+        default_lr = None
+        if cfg.lr is None and cfg.transfer:  # fine-tuning starts ten times lower
+            default_lr = schedules.DEFAULT_LR[cfg.optimizer.lower()] * 0.1
+        lr, weight_decay, needs_one_hot = compile_for_training(
+            model, network, cfg, precision=precision, steps_per_epoch=steps_per_epoch,
+            epochs=int(cfg.epochs), lr=default_lr, steps_per_execution=plan.steps_per_execution,
+            compile=not epochs_done)
+        if epochs_done:  # the resumed model was compiled when saved; this machine decides this
+            model.steps_per_execution = plan.steps_per_execution
         y_train = one_hot(train_data.y, classes) if needs_one_hot else train_data.y
         y_val = None
         if val_data is not None:
@@ -520,20 +561,22 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         if run_dir is not None and resumed is None:
             _write_start(run_dir, files, cfg, seed, precision, placement, train_data, val_data,
                          source_text, resolved_text, summary_text, command, transfer_report,
-                         network)
+                         network, plan)
         elif run_dir is not None:
             _write_resume(files["run"], cfg, epochs_done, command)
 
         verbose = cfg.verbose
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
-        fit_kwargs = dict(batch_size=int(cfg.batch_size), epochs=int(cfg.epochs), shuffle=True,
-                          callbacks=cbs, verbose=verbose, initial_epoch=epochs_done)
-        if val_data is not None:
-            fit_kwargs["validation_data"] = (val_data.x, y_val)
+        fit_kwargs = feed.fit_arguments(
+            plan, train_data.x, y_train, batch_size=int(cfg.batch_size), seed=seed,
+            validation=(val_data.x, y_val) if val_data is not None else None,
+            initial_epoch=epochs_done)
+        fit_kwargs.update(epochs=int(cfg.epochs), verbose=verbose, initial_epoch=epochs_done,
+                          callbacks=fit_kwargs["callbacks"] + cbs)
         try:
             with interrupts.graceful():  # Ctrl-C waits for a checkpoint being written
-                model.fit(train_data.x, y_train, **fit_kwargs)
+                model.fit(**fit_kwargs)
         except KeyboardInterrupt:
             done = checkpoint.epochs_done
             if run_dir is not None:
@@ -568,6 +611,7 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     info = {"precision": precision, "placement": placement.as_dict(), "seed": seed,
             "monitor": monitor, "from_logits": not from_probs, "lr": lr,
             "weight_decay": weight_decay, "steps_per_epoch": steps_per_epoch,
+            "feed": plan.as_dict(),
             "transfer": transfer_report.as_dict() if transfer_report else None,
             "tensorboard": tensorboard_note or (str(files.get("logs")) if files else None)}
     if run_dir is not None:
@@ -637,7 +681,8 @@ def _describe(source_text, network, input_shape, classes, variables):
 
 
 def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, val_data,
-                 source_text, resolved_text, summary_text, command, transfer_report, network):
+                 source_text, resolved_text, summary_text, command, transfer_report, network,
+                 plan):
     from kblocks import runfolder
 
     import keras
@@ -662,6 +707,7 @@ def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, va
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
         "placement": placement.as_dict(),
+        "feed": plan.as_dict(),
         "data": {"train": train_data.describe(),
                  "val": val_data.describe() if val_data is not None else None},
         "transfer": transfer_report.as_dict() if transfer_report else None,

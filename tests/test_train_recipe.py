@@ -45,7 +45,7 @@ def test_optimizers_and_decoupled_weight_decay():
     # biases and BN parameters are not decayed
     dense = keras.layers.Dense(2, kernel_initializer="ones", bias_initializer="ones")
     dense.build((None, 3))
-    zeros = [keras.ops.zeros_like(dense.kernel), keras.ops.zeros_like(dense.bias)]
+    zeros = [keras.ops.zeros(dense.kernel.shape), keras.ops.zeros(dense.bias.shape)]
     sgd.apply(zeros, [dense.kernel, dense.bias])
     np.testing.assert_allclose(np.asarray(dense.kernel), 1 - 0.1 * 5e-3, rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(dense.bias), 1.0)

@@ -81,6 +81,10 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
               type=click.Choice(["standardize", "scale", "none"]))
 @click.option("--precision", default="auto", type=click.Choice(["auto", "bf16", "fp16", "fp32"]))
 @click.option("--early-stopping", default=0, type=int, help="Patience within a trial (0 = off).")
+@click.option("--feed", default="auto", type=click.Choice(["auto", "host", "device"]),
+              help="How batches reach each trial's model (see kblocks train --help).")
+@click.option("--steps-per-execution", default="auto", metavar="N|auto",
+              help="Training steps per compiled call [auto: 32 on a GPU/TPU, 1 on CPU].")
 @click.option("--seed", default=None, type=int,
               help="Seed of the split and of the tuner [default: 1].")
 @click.option("--out", default=None, help="Search folder [default: runs/search-<time>].")
@@ -104,7 +108,7 @@ def search_command(space, blocks, sets, data, data_dir, image_size, val_split, v
                    tuner_kind, trials, epochs, max_epochs, factor, population, sample_size,
                    initial_points, max_params, max_macs, max_activation_mb, batch_size,
                    optimizer, lr, weight_decay, schedule, warmup, augment, label_smoothing,
-                   normalize, precision, early_stopping, seed, out, resume, time_budget,
+                   normalize, precision, early_stopping, feed, steps_per_execution, seed, out, resume, time_budget,
                    overwrite, distributed, port, bind, chief_address, worker_id, chief_timeout,
                    verbose, no_report):
     """Search the architectures of SPACE (text with {placeholders} or a YAML file) on --data.
@@ -133,7 +137,8 @@ def search_command(space, blocks, sets, data, data_dir, image_size, val_split, v
         val_data=val_data, subset=subset, epochs=epochs, batch_size=batch_size,
         optimizer=optimizer.lower(), lr=lr, weight_decay=weight_decay, schedule=schedule.lower(),
         warmup=warmup, augment=augment, label_smoothing=label_smoothing, normalize=normalize,
-        precision=precision, seed=seed, early_stopping=early_stopping, tensorboard=False,
+        precision=precision, seed=seed, early_stopping=early_stopping, feed=feed,
+        steps_per_execution=steps_per_execution, tensorboard=False,
         verbose=2 if verbose else 0)
     budget = Budget(_number(max_params, "--max-params"), _number(max_macs, "--max-macs"),
                     _number(max_activation_mb, "--max-activation-mb"))

@@ -120,6 +120,11 @@ _SCHEDULES = click.Choice(["constant", "step", "cosine", "onecycle", "plateau"],
                    "('backbone' = all but the head).")
 @click.option("--reset-head", is_flag=True, help="New head even if the class count matches.")
 @click.option("--distribute", is_flag=True, help="Data-parallel over all local devices.")
+@click.option("--feed", default="auto", type=click.Choice(["auto", "host", "device"]),
+              help="How batches reach the model: device = uint8 data moved to the accelerator "
+                   "once and batched there; auto = device on JAX with a GPU/TPU, else host.")
+@click.option("--steps-per-execution", default="auto", metavar="N|auto",
+              help="Training steps per compiled call [auto: 32 on a GPU/TPU, 1 on CPU].")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Architecture variable (repeatable).")
 @click.option("--out", default=None, help="Run folder [default: runs/<time>-<name>].")
@@ -136,7 +141,7 @@ def train_command(source, data, data_dir, image_size, val_split, val_data, subse
                   batch_size, optimizer, lr, momentum, nesterov, weight_decay, schedule, warmup,
                   step_every, step_gamma, augment, label_smoothing, normalize, precision, seed,
                   deterministic, early_stopping, monitor, transfer, freeze_until, reset_head,
-                  distribute, sets, out, overwrite, no_tensorboard, quiet, resume, unsafe):
+                  distribute, feed, steps_per_execution, sets, out, overwrite, no_tensorboard, quiet, resume, unsafe):
     """Train SOURCE (architecture text, YAML file or zoo name) on --data.
 
     \b
@@ -171,7 +176,8 @@ def train_command(source, data, data_dir, image_size, val_split, val_data, subse
         label_smoothing=label_smoothing, normalize=normalize, precision=precision, seed=seed,
         deterministic=deterministic, early_stopping=early_stopping, monitor=monitor,
         transfer=transfer, freeze_until=freeze_until, reset_head=reset_head,
-        distribute=distribute, variables=_variables(sets), tensorboard=not no_tensorboard,
+        distribute=distribute, feed=feed, steps_per_execution=steps_per_execution,
+        variables=_variables(sets), tensorboard=not no_tensorboard,
         verbose=0 if quiet else "auto", unsafe=unsafe)
     name = source or transfer or "run"
     run_dir = out or str(default_run_dir(name if len(name) < 40 else name.split("-")[0]))

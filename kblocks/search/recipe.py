@@ -9,8 +9,9 @@ repeats a trial's training.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from kblocks.errors import ConfigError
 
@@ -32,8 +33,6 @@ class TrialRecipe:
     @classmethod
     def for_data(cls, config, x, y=None, *, classes=None, seed=0, verbose=0) -> "TrialRecipe":
         """A recipe whose statistics come from the training images ``x`` (uint8 or float)."""
-        import numpy as np
-
         from kblocks.training import channel_stats
 
         x = np.asarray(x)
@@ -84,9 +83,11 @@ class TrialRecipe:
         finally:
             keras.config.set_dtype_policy(previous)
 
-    def steps_per_epoch(self, train_size=None) -> int:
+    def steps_per_epoch(self, train_size=None, kind="host") -> int:
+        from kblocks import feed
+
         size = train_size or self.train_size or self.config.batch_size
-        return max(1, math.ceil(size / int(self.config.batch_size)))
+        return feed.steps_per_epoch(kind, size, int(self.config.batch_size))
 
     def wrap(self, network):
         """``input -> normalisation -> augmentation -> network`` (uncompiled)."""
@@ -104,26 +105,29 @@ class TrialRecipe:
 
     def compile(self, model, network, *, epochs: int, train_size=None):
         """Compile ``model`` (the wrapped ``network``) with the trainer's loss, optimiser and
-        schedule, the schedule spanning ``epochs`` epochs."""
-        from kblocks import schedules
-        from kblocks.training import _output_is_probability, make_loss
+        schedule (:func:`kblocks.training.compile_for_training`), the schedule spanning
+        ``epochs`` epochs of the recipe's feed."""
+        from kblocks.training import compile_for_training
 
-        cfg = self.config
-        name = cfg.optimizer.lower()
-        lr = cfg.lr if cfg.lr is not None else schedules.DEFAULT_LR[name]
-        decay = cfg.weight_decay if cfg.weight_decay is not None else \
-            schedules.DEFAULT_WEIGHT_DECAY[name]
-        learning_rate = schedules.make_schedule(
-            cfg.schedule, lr, steps_per_epoch=self.steps_per_epoch(train_size),
-            epochs=max(1, int(epochs)), warmup_epochs=min(cfg.warmup, max(0, epochs - 1)),
-            step_every=cfg.step_every, step_gamma=cfg.step_gamma)
-        optimizer = schedules.make_optimizer(
-            name, learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
-            weight_decay=decay, loss_scale=self.precision == "fp16")
-        loss, accuracy, _ = make_loss(not _output_is_probability(network), cfg.label_smoothing)
-        model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
-        model._kblocks_schedule = (train_size or self.train_size, max(1, int(epochs)))
+        epochs = max(1, int(epochs))
+        plan = self.feed(train_size)
+        compile_for_training(
+            model, network, self.config, precision=self.precision,
+            steps_per_epoch=self.steps_per_epoch(train_size, plan.kind), epochs=epochs,
+            warmup=min(self.config.warmup, max(0, epochs - 1)),
+            steps_per_execution=plan.steps_per_execution)
+        model._kblocks_schedule = (train_size or self.train_size, epochs)
         return model
+
+    def feed(self, train_size=None):
+        """The :class:`kblocks.feed.Feed` a trial trains through (``config.feed``)."""
+        from kblocks import feed
+
+        size = int(train_size or self.train_size or self.config.batch_size)
+        nbytes = size * int(np.prod(self.input_shape))  # uint8 images
+        return feed.choose(self.config.feed, nbytes=nbytes, batch_size=int(self.config.batch_size),
+                           train_size=size, distributed=False,
+                           steps_per_execution=self.config.steps_per_execution)
 
     @property
     def one_hot(self) -> bool:

@@ -24,6 +24,7 @@ import warnings
 
 import keras_tuner
 
+from kblocks import feed
 from kblocks.errors import ConfigError
 from kblocks.search.budget import Budget, measure
 from kblocks.search.oracles import make_oracle, write_json_atomic
@@ -69,18 +70,21 @@ class SpaceHyperModel(keras_tuner.HyperModel):
             self.recipe.compile(model, model._kblocks_network, epochs=epochs, train_size=len(x))
         guard = NaNGuard()
         callbacks = list(kwargs.pop("callbacks", [])) + [guard]
-        kwargs.setdefault("batch_size", int(self.recipe.config.batch_size))
+        batch = int(kwargs.pop("batch_size", self.recipe.config.batch_size))
         kwargs.setdefault("verbose", self.recipe.verbose)
-        val = kwargs.get("validation_data")
-        if val is not None:
-            kwargs.setdefault("validation_batch_size", _even_batch(len(val[0]),
-                                                                   kwargs["batch_size"]))
+        kwargs.pop("validation_batch_size", None)  # the feed picks one that divides the split
+        kwargs.pop("shuffle", None)
+        inputs = feed.fit_arguments(self.recipe.feed(len(x)), x, y, batch_size=batch,
+                                    seed=self.recipe.seed, validation=kwargs.pop(
+                                        "validation_data", None),
+                                    initial_epoch=int(kwargs.get("initial_epoch", 0)))
+        callbacks = inputs.pop("callbacks") + callbacks
         if self.recipe.config.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=self.objective, patience=int(self.recipe.config.early_stopping),
                 mode="min" if "loss" in self.objective else "max"))
         started = time.perf_counter()
-        history = model.fit(x, y, callbacks=callbacks, shuffle=True, **kwargs)
+        history = model.fit(callbacks=callbacks, **inputs, **kwargs)
         seconds = time.perf_counter() - started
         if guard.where is not None:
             epoch, step, value = guard.where
@@ -89,15 +93,6 @@ class SpaceHyperModel(keras_tuner.HyperModel):
                 + "; lower --lr or add --warmup")
         return summarise(history.history, self.objective, seconds=seconds,
                          initial_epoch=int(kwargs.get("initial_epoch", 0)))
-
-
-def _even_batch(n: int, batch: int) -> int:
-    """A batch size near ``batch`` that divides ``n``, so evaluation has no ragged last batch
-    (on JAX a ragged batch compiles the step a second time); ``batch`` if there is none."""
-    for size in range(min(n, 2 * batch), max(1, batch // 2) - 1, -1):
-        if n % size == 0:
-            return size
-    return batch
 
 
 def summarise(history: dict, objective="val_accuracy", *, seconds=0.0, initial_epoch=0) -> dict:
