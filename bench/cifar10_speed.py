@@ -70,6 +70,13 @@ def parse_args(argv=None):
                    help="train on a stratified subset of N images (a CPU smoke run)")
     p.add_argument("--loop", default="auto", choices=["auto", "jax", "fit"])
     p.add_argument("--no-tta", action="store_true")
+    p.add_argument("--with-trainer", action="store_true",
+                   help="also train the same network with kblocks train (kblocks.training.train, "
+                        "its default feed: the device-resident fast path on a GPU) and print "
+                        "its seconds per epoch against this loop's, measured in the same run")
+    p.add_argument("--trainer-lr", type=float, default=0.1,
+                   help="peak lr of the --with-trainer run (the trainer has no logit scaling, "
+                        "so --lr 0.4 diverges there)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -282,6 +289,42 @@ def fit_loop(args, model, optimizer, x_train, y_train, x_val, y_val, log):
             "val_accuracy_tta": None if args.no_tta else float(np.mean(tta.argmax(-1) == y_val))}
 
 
+def trainer_run(args, x_train, y_train, x_val, y_val, log):
+    """The same network, recipe and data through ``kblocks.training.train`` (what ``kblocks
+    train`` runs), without per-epoch validation so that its epochs time what the loops time.
+    Returns its steady seconds per epoch (median after the first, which compiles)."""
+    import statistics
+    import tempfile
+
+    import numpy as np
+
+    from kblocks.training import TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.npz"
+        np.savez(path, x=x_train, y=y_train)
+        cfg = TrainConfig(data=f"npz:{path}", val_split=0, epochs=args.epochs,
+                          batch_size=args.batch_size, optimizer="sgd", lr=args.trainer_lr,
+                          weight_decay=args.weight_decay, schedule="onecycle",
+                          warmup=args.warmup * args.epochs, label_smoothing=args.label_smoothing,
+                          augment=args.augment, precision=args.precision, seed=args.seed,
+                          tensorboard=False, verbose=0)
+        t = time.perf_counter()
+        result = train(args.arch, cfg)
+        wall = time.perf_counter() - t
+    epochs = [row["seconds"] for row in result.history]
+    steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
+    logits = np.asarray(result.trained.predict(x_val, batch_size=1000, verbose=0))
+    out = {"trainer_feed": result.info["feed"], "trainer_steps_per_epoch":
+           result.info["steps_per_epoch"], "trainer_first_epoch_seconds": round(epochs[0], 3),
+           "trainer_seconds_per_epoch": round(steady, 4), "trainer_wall_seconds": round(wall, 2),
+           "trainer_val_accuracy": float(np.mean(logits.argmax(-1) == y_val))}
+    log(f"kblocks train: {steady:.3f} s per epoch after the first ({epochs[0]:.1f} s), feed "
+        f"{out['trainer_feed']['kind']} ({out['trainer_feed']['reason']}), "
+        f"val acc {out['trainer_val_accuracy']:.2%}")
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     log = (lambda *a: None) if args.quiet else (lambda m: print(m, flush=True))
@@ -311,6 +354,14 @@ def main(argv=None):
         "total_seconds": round(time.perf_counter() - t_all, 2), "seed": args.seed,
         "cpu_subset": args.cpu_subset or None,
     }
+    if args.with_trainer:
+        record.update(trainer_run(args, x_train, y_train, x_val, y_val, log))
+        loop_epoch = record["train_seconds"] / max(1, args.epochs)
+        record["ratio_trainer_over_loop_seconds_per_epoch"] = round(
+            record["trainer_seconds_per_epoch"] / loop_epoch, 3) if loop_epoch else None
+        print(f"cifar10_speed: kblocks train {record['trainer_seconds_per_epoch']:.3f} s/epoch "
+              f"against the {loop} loop's {loop_epoch:.3f}: ratio "
+              f"{record['ratio_trainer_over_loop_seconds_per_epoch']}", flush=True)
     tta = record["val_accuracy_tta"]
     print(f"cifar10_speed: val acc {record['val_accuracy']:.2%}"
           + (f" (flip TTA {tta:.2%})" if tta is not None else "")

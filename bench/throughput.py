@@ -11,7 +11,7 @@ and, as a smoke test on any CPU with the TensorFlow backend (tiny images and bat
     python bench/throughput.py --cpu-smoke
 
 What is measured, for every implementation alike
-  * synthetic ``uint8`` images and ``int32`` labels, generated once and already on the device;
+  * synthetic ``uint8`` images and ``int32`` labels, generated once and moved to the device once;
   * normalisation (``x / 255``) inside the compiled graph;
   * bf16 compute (Keras ``mixed_bfloat16`` policy; PyTorch ``autocast(bfloat16)``, channels-last);
   * SGD with momentum 0.9, learning rate 0.01, sparse categorical cross-entropy, no metrics;
@@ -19,8 +19,9 @@ What is measured, for every implementation alike
     of ``--steps`` steps; the figure is the median window.
 
 The Keras models are trained with ``model.fit`` (``jit_compile=True``, ``steps_per_execution``)
-on a ``keras.utils.PyDataset`` that hands out the device-resident batches, so the host never
-starves the accelerator. The wrapper around each network (input -> x/255 -> network -> float32)
+on ``kblocks.feed.DeviceBatches``, the trainer's own fast path (``kblocks train --feed device``,
+the default on JAX with a GPU): the uint8 images are moved to the device once and every step's
+shuffled batch is gathered there, so the host never starves the accelerator. The wrapper around each network (input -> x/255 -> network -> float32)
 is ``kblocks.training.wrap(normalize="scale")``, the trainer's own, when it can be imported.
 
 PyTorch runs in a child process started before JAX touches the GPU: its CUDA libraries and
@@ -302,26 +303,16 @@ def hand_written_tiny(shape, classes):
         L.GlobalAveragePooling2D(), L.Dense(classes), L.Softmax(dtype="float32")], name="tiny")
 
 
-def make_data(backend, batch, size, classes, distinct=2):
+def make_data(batch, size, classes, steps, distinct=2):
+    """``steps`` batches of synthetic uint8 images and int32 labels on the host (``distinct``
+    random batches repeated), which :class:`kblocks.feed.DeviceBatches` moves to the device once."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    xs = [rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8) for _ in range(distinct)]
-    ys = [rng.integers(0, classes, (batch,), dtype=np.int32) for _ in range(distinct)]
-    if backend == "jax":
-        import jax
-
-        xs = [jax.device_put(x) for x in xs]
-        ys = [jax.device_put(y) for y in ys]
-        jax.block_until_ready((xs, ys))
-        return xs, ys, "uint8 jax arrays on " + str(jax.devices()[0])
-    if backend == "torch":
-        import keras
-
-        xs = [keras.ops.convert_to_tensor(x) for x in xs]
-        ys = [keras.ops.convert_to_tensor(y) for y in ys]
-        return xs, ys, "uint8 torch tensors on the default device"
-    return xs, ys, "uint8 numpy batches (TensorFlow feeds them through tf.data)"
+    xs = rng.integers(0, 256, (distinct * batch, size, size, 3), dtype=np.uint8)
+    ys = rng.integers(0, classes, (distinct * batch,), dtype=np.int32)
+    reps = -(-steps // distinct)
+    return np.tile(xs, (reps, 1, 1, 1))[:steps * batch], np.tile(ys, reps)[:steps * batch]
 
 
 def block(tree):
@@ -367,18 +358,11 @@ def keras_run(args, name, impl, data, wrap_fn):
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   jit_compile=args.jit, steps_per_execution=args.steps_per_execution)
 
-    xs, ys = data
+    from kblocks.feed import DeviceBatches
 
-    class DeviceBatches(keras.utils.PyDataset):
-        def __init__(self, steps):
-            super().__init__(workers=1, use_multiprocessing=False)
-            self.steps = steps
-
-        def __len__(self):
-            return self.steps
-
-        def __getitem__(self, i):
-            return xs[i % len(xs)], ys[i % len(ys)]
+    # kblocks train's fast path: the uint8 set moved to the device once, each step's shuffled
+    # batch gathered there; one epoch of it is one window of --steps steps.
+    batches = DeviceBatches(*data, batch, seed=0)
 
     class WindowTimer(keras.callbacks.Callback):
         def __init__(self):
@@ -394,7 +378,8 @@ def keras_run(args, name, impl, data, wrap_fn):
 
     timer = WindowTimer()
     epochs = 1 + args.warmup + args.windows
-    model.fit(DeviceBatches(args.steps), epochs=epochs, verbose=0, callbacks=[timer], shuffle=False)
+    model.fit(batches, epochs=epochs, verbose=0, callbacks=[timer, batches.epoch_callback()],
+              shuffle=False)
     ends = [timer.begin] + timer.ends
     times = [ends[i] - ends[i - 1] for i in range(2 + args.warmup, len(ends))]
     res.update(summarise(times, args.steps * batch))
@@ -405,18 +390,18 @@ def keras_run(args, name, impl, data, wrap_fn):
 
         args._traced = True
         with jax.profiler.trace(args.trace_dir):
-            model.fit(DeviceBatches(args.steps), epochs=1, verbose=0, callbacks=[WindowTimer()])
+            model.fit(batches, epochs=1, verbose=0, callbacks=[WindowTimer()], shuffle=False)
         res["trace_dir"] = args.trace_dir
         log(f"  JAX trace of one window of {name} {impl} written to {args.trace_dir}")
     if args.profile:
-        res["profile"] = profile_model(args, model, DeviceBatches, WindowTimer, batch, size,
+        res["profile"] = profile_model(args, model, batches, WindowTimer, batch, size,
                                        classes, res["ms_per_step"])
     del model, network
     keras.backend.clear_session()
     return res
 
 
-def profile_model(args, model, DeviceBatches, WindowTimer, batch, size, classes, fit_ms):
+def profile_model(args, model, batches, WindowTimer, batch, size, classes, fit_ms):
     """Where a step's time goes (ms per step), all on the already-compiled model."""
     import numpy as np
 
@@ -424,7 +409,7 @@ def profile_model(args, model, DeviceBatches, WindowTimer, batch, size, classes,
 
     prof = {"fit_device_batches": fit_ms}
     backend = keras.backend.backend()
-    xs_dev = DeviceBatches(1)[0]
+    xs_dev = batches[0]
     # host numpy uint8, shuffled by Keras each epoch: the way `kblocks train` feeds model.fit
     n_host = 8
     rng = np.random.default_rng(1)
@@ -619,7 +604,9 @@ def main(argv=None):
     results = {}
     for name in args.model_list:
         results[name] = {}
-        data_x, data_y, feed = make_data(backend, args.batches[name], args.image_size, args.classes)
+        data_x, data_y = make_data(args.batches[name], args.image_size, args.classes, args.steps)
+        feed = (f"kblocks.feed.DeviceBatches: {len(data_x)} uint8 images moved to the device "
+                f"once, shuffled batches gathered there")
         impls = ["kblocks"] + ([] if args.skip_keras_apps else ["keras_applications"])
         for impl in impls:
             log(f"Keras {name} / {impl}: build, compile, {args.warmup} warm-up + {args.windows} "
