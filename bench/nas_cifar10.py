@@ -8,16 +8,23 @@
         --out /tmp/nas --restore .data/nas-search/nas.tar.gz --resume \
         --time-budget 420 --final-epochs 30 --archive $OUT/nas.tar.gz        # call 2
     KERAS_BACKEND=tensorflow python bench/nas_cifar10.py --cpu-smoke   # any CPU: checks it runs
+    python bench/nas_cifar10.py --scale 8 --subset 5000 --val 1000 ...  # a reduced CPU search
 
 Between the calls, copy the fetched nas.tar.gz into .data/nas-search/ (carried with the data and
 the wheels); a warm machine still has /tmp/nas, and --restore then leaves it alone.
 
-The space is a family of ResNet-9s (Page's "How to train your ResNet"; the network of
-bench/cifar10_speed.py) written with placeholders: the stem width, three stages each with its
-own width and an optional residual block (kblocks text, below). Every trial trains
+The space (``--space cs231n``, the default) is the CS231n pattern the issue names,
+``[[CONV-RELU]*N-POOL?]*M-[FC-RELU]*K-FC``, with batch normalisation after each convolution:
+M (2..4) stages, stage i with its own width f_i (64|128|256|512) and depth N_i (1..3) and an
+optional 2x2 pool, global average pooling, K (0..1) hidden FC layers of u_j units. ``--space
+resnet9`` is the earlier family of ResNet-9s (Page's "How to train your ResNet"; the network of
+bench/cifar10_speed.py): the stem width and three stages with their widths and an optional
+residual block. ``--scale K`` divides every width by K and ``--subset N`` searches N images of
+the container (a reduced run for a CPU). Every trial trains
 ``--trial-epochs`` epochs with the kblocks trainer's recipe (SGD Nesterov, one-cycle, label
 smoothing, flip + crop augmentation, bf16 on a GPU); regularized evolution picks the next
-architecture; architectures over ``--max-params`` are rejected before training.
+architecture; architectures over ``--max-params`` or ``--max-macs`` are rejected before
+training.
 
 ``--time-budget`` covers the whole call: the search starts no trial the remaining time cannot
 hold, and when ``--final-epochs`` is given, time for the final training is kept back (estimated
@@ -42,7 +49,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+BN = "BN(momentum=0.9)"
 BLOCKS = {
+    "bn_stage": {
+        "doc": "CS231n stage with BN: n x (conv - BN - ReLU), then an optional 2x2 max pool",
+        "params": {"f": 64, "n": 2},
+        "body": f"[CONV($f, 3, bias=false) - {BN} - RELU]*$n - POOL?",
+    },
     "res9_stage": {
         "doc": "conv - BN - ReLU - 2x2 pool, then r residual blocks of two conv-BN-ReLU",
         "params": {"f": 128, "r": 1},
@@ -53,16 +66,31 @@ BLOCKS = {
 }
 
 
-def space_text(scale: int = 1) -> str:
-    """The ResNet-9 family; ``scale`` divides every width (the CPU smoke run uses 8)."""
-    def widths(*ws):
-        return "|".join(str(max(4, w // scale)) for w in ws)
+def _widths(scale, *ws):
+    return "|".join(str(max(4, w // scale)) for w in ws)
 
-    return (f"CONV({{w0: {widths(32, 64)}}}, 3, bias=false) - BN(momentum=0.9) - RELU"
-            f" - @res9_stage({{w1: {widths(64, 128)}}}, {{r1: 0..1}})"
-            f" - @res9_stage({{w2: {widths(128, 256)}}}, {{r2: 0..1}})"
-            f" - @res9_stage({{w3: {widths(256, 512)}}}, {{r3: 0..1}})"
+
+def cs231n_space(scale: int = 1) -> str:
+    """The CS231n pattern with BN; ``scale`` divides every width (a CPU run uses 8)."""
+    units = " | ".join(str(max(8, u // scale)) for u in (128, 256, 384, 512))
+    return (f"[@bn_stage(f={{f#: {_widths(scale, 64, 128, 256, 512)}}}, n={{N#: 1..3}})]*{{M: 2..4}}"
+            f" - GAP - [FC({{u#: {units}}}) - RELU]*{{K: 0..1}} - FC(classes)")
+
+
+def resnet9_space(scale: int = 1) -> str:
+    """The ResNet-9 family; ``scale`` divides every width."""
+    return (f"CONV({{w0: {_widths(scale, 32, 64)}}}, 3, bias=false) - {BN} - RELU"
+            f" - @res9_stage({{w1: {_widths(scale, 64, 128)}}}, {{r1: 0..1}})"
+            f" - @res9_stage({{w2: {_widths(scale, 128, 256)}}}, {{r2: 0..1}})"
+            f" - @res9_stage({{w3: {_widths(scale, 256, 512)}}}, {{r3: 0..1}})"
             " - GMP - FC(classes, bias=false)")
+
+
+SPACES = {"cs231n": cs231n_space, "resnet9": resnet9_space}
+
+
+def space_text(scale: int = 1, space: str = "cs231n") -> str:
+    return SPACES[space](scale)
 
 
 def parse_args(argv=None):
@@ -73,14 +101,22 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument("--time-budget", type=float, default=420.0,
                    help="seconds for this call: search (and final training, if asked)")
-    p.add_argument("--final-epochs", type=int, default=0,
+    p.add_argument("--final-epochs", type=int, default=None,
                    help="train the best architecture this many epochs at the end (0 = no)")
-    p.add_argument("--trials", type=int, default=200, help="trial cap (the budget ends first)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="trial cap [200; the budget ends first]")
     p.add_argument("--trial-epochs", type=int, default=5)
     p.add_argument("--tuner", default="evolution")
     p.add_argument("--population", type=int, default=8)
     p.add_argument("--sample-size", type=int, default=3)
+    p.add_argument("--space", default="cs231n", choices=sorted(SPACES),
+                   help="cs231n: the CS231n pattern with BN; resnet9: ResNet-9 widths/blocks")
+    p.add_argument("--scale", type=int, default=1, help="divide every width by this")
+    p.add_argument("--subset", type=int, default=0,
+                   help="search a stratified subset of N images (train + validation) [all]")
     p.add_argument("--max-params", type=float, default=8e6)
+    p.add_argument("--max-macs", type=float, default=1e9,
+                   help="multiply-adds per image (rejects stages left at full resolution)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=0.1,
                    help="peak of the one-cycle schedule (0.4 diverged on the H100: no logit "
@@ -101,12 +137,13 @@ def parse_args(argv=None):
                    help="keep each trial's weights (by default they are deleted at the end, so "
                         "the search folder stays small enough to carry to the next call)")
     p.add_argument("--cpu-smoke", action="store_true",
-                   help="tiny widths, 600 images, 2 trials of 1 epoch, final 1 epoch")
+                   help="widths / 8, 600 images, trials of 1 epoch (2 unless --trials), final "
+                        "training 1 epoch (unless --final-epochs)")
     return p.parse_args(argv)
 
 
-def smoke_data(path: Path, count: int, seed: int) -> str:
-    """A small .npz of ``count`` images decoded from the container (a CPU smoke run)."""
+def subset_data(path: Path, count: int, seed: int) -> str:
+    """A .npz of ``count`` images (stratified, seeded) decoded from the container."""
     import numpy as np
 
     from kblocks.data import ArrayData, decode_jpeg_container, stratified_subset
@@ -117,7 +154,7 @@ def smoke_data(path: Path, count: int, seed: int) -> str:
     index = ArrayData(np.arange(len(labels)).reshape(-1, 1, 1, 1), labels, classes, "cifar10")
     pick = stratified_subset(index, count, seed=seed)
     x = decode_jpeg_container(jpeg, offsets, pick.x.ravel())
-    target = Path(tempfile.gettempdir()) / f"kblocks-nas-smoke-{count}-{seed}.npz"
+    target = Path(tempfile.gettempdir()) / f"kblocks-nas-subset-{count}-{seed}.npz"
     tmp = target.with_name(f".{target.name}.{os.getpid()}.npz")
     np.savez(tmp, x=x, y=pick.y, classes=np.array(classes))
     os.replace(tmp, target)  # the same path every time, so a smoke run can be resumed
@@ -134,14 +171,17 @@ def main(argv=None):
     from kblocks.search.runner import SearchConfig, run_search
     from kblocks.training import TrainConfig, train
 
-    data = f"cifar10:{args.data}"
-    scale, val = 1, args.val
     if args.cpu_smoke:
-        data = smoke_data(Path(args.data), 600, args.seed)
-        scale, val = 8, 100
-        args.trial_epochs, args.trials, args.batch_size = 1, 2, 64
-        args.final_epochs = 1
+        args.subset, args.scale, args.val = 600, 8, 100
+        args.trial_epochs, args.batch_size = 1, 64
+        args.trials = 2 if args.trials is None else args.trials
+        args.final_epochs = 1 if args.final_epochs is None else args.final_epochs
         args.population, args.sample_size, args.max_params = 2, 2, 1e6
+    args.trials = 200 if args.trials is None else args.trials
+    args.final_epochs = args.final_epochs or 0
+    data = subset_data(Path(args.data), args.subset, args.seed) if args.subset else \
+        f"cifar10:{args.data}"
+    scale, val = args.scale, args.val
     recipe = TrainConfig(data=data, val_split=val, epochs=args.trial_epochs,
                          batch_size=args.batch_size, optimizer="sgd", lr=args.lr,
                          weight_decay=args.weight_decay, schedule="onecycle",
@@ -163,9 +203,10 @@ def main(argv=None):
         per_epoch = _seconds_per_epoch(folder) if args.resume else None
         reserve = 60.0 + 1.25 * args.final_epochs * (per_epoch or 3.0)
     search_budget = max(1.0, args.time_budget - reserve - (time.time() - started))
-    cfg = SearchConfig(space=space_text(scale), blocks=BLOCKS, train=recipe, tuner=args.tuner,
-                       trials=args.trials, population=args.population,
-                       sample_size=args.sample_size, budget=Budget(max_params=args.max_params),
+    cfg = SearchConfig(space=space_text(scale, args.space), blocks=BLOCKS, train=recipe,
+                       tuner=args.tuner, trials=args.trials, population=args.population,
+                       sample_size=args.sample_size,
+                       budget=Budget(max_params=args.max_params, max_macs=args.max_macs),
                        out=str(folder), resume=args.resume and (folder / "search.json").exists(),
                        overwrite=not args.resume, time_budget=search_budget)
     t = time.time()
@@ -179,6 +220,7 @@ def main(argv=None):
     report = report or load_report(folder)
     best = report.best
     record = {"bench": "nas_cifar10", "backend": keras.backend.backend(), "device": _device(),
+              "space": args.space, "scale": args.scale, "subset": args.subset or None,
               "keras": keras.__version__, "trials": len(report.rows),
               "completed": len(report.completed),
               "rejected": (report.rejections or {}).get("count", 0),
