@@ -51,6 +51,7 @@ def test_cli_commands_refuse_lambda_and_accept_it_with_unsafe(lambda_model, tmp_
         "train --transfer": ["train", "--transfer", lambda_model, "--data", "digits", "--subset",
                              "200", "--val-split", "40", "--epochs", "1", "--no-tensorboard",
                              "-q", "--out", tmp_path / "run"],
+        "export": ["export", lambda_model, "-o", tmp_path / "serving"],
     }
     for name, args in commands.items():
         refused = _cli(*args)
@@ -60,6 +61,7 @@ def test_cli_commands_refuse_lambda_and_accept_it_with_unsafe(lambda_model, tmp_
         accepted = _cli(*args, "--unsafe")
         assert accepted.exit_code == 0, (name, accepted.output)
     assert (tmp_path / "f.png").exists() and (tmp_path / "run" / "best.keras").exists()
+    assert (tmp_path / "serving" / "saved_model.pb").is_file()
 
 
 def test_kblocks_build_output_loads_with_safe_mode(tmp_path):

@@ -105,9 +105,15 @@ def export_saved_model(model, path, *, overwrite: bool = False) -> Path:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder to write the SavedModel to.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
-def export(architecture, input_shape, classes, blocks, variables, output, overwrite):
+@click.option("--unsafe", is_flag=True,
+              help="Load a .keras ARCHITECTURE file even if it holds a Lambda layer, whose Python "
+                   "code then runs: only for files you trust.")
+def export(architecture, input_shape, classes, blocks, variables, output, overwrite, unsafe):
     """Build ARCHITECTURE (text, YAML, zoo name, or a saved .keras file) and write a TensorFlow
-    SavedModel for serving (tf.saved_model.load(path).serve(x))."""
+    SavedModel for serving (tf.saved_model.load(path).serve(x)).
+
+    A .keras file loads with safe_mode (kblocks.saving.load_model): one with a Lambda layer is
+    refused unless --unsafe."""
     import kblocks
 
     try:
@@ -121,9 +127,9 @@ def export(architecture, input_shape, classes, blocks, variables, output, overwr
                                f"--blocks and --set do not apply to it")
         if not source.is_file():
             raise KBlocksError(f"model file {architecture!r} does not exist")
-        import keras
+        from kblocks.saving import load_model  # refuses a Lambda layer unless --unsafe
 
-        model = keras.saving.load_model(source, safe_mode=True)
+        model = load_model(source, compile=False, unsafe=unsafe)
     else:
         model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
     target = export_saved_model(model, output, overwrite=overwrite)
