@@ -8,6 +8,8 @@
 * :func:`save_model` writes under a temporary name in the target's folder, flushes it to the disk
   (``fsync``) and moves it over the target with ``os.replace``: a crash or a kill at any moment
   leaves either the previous file or the new one, complete, never a truncated file.
+  :func:`save_weights` does the same for ``model.save_weights`` (``.weights.h5`` files: the search's
+  per-trial checkpoints).
 """
 from __future__ import annotations
 
@@ -123,12 +125,32 @@ def save_model(model, path) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: a model file must end in .keras")
+    return _write_atomically(path, ".keras", model.save)  # Keras wants the .keras suffix
+
+
+WEIGHTS_SUFFIX = ".weights.h5"  #: Keras' ``save_weights`` accepts no other ending
+
+
+def save_weights(model, path) -> Path:
+    """``model.save_weights(path)`` atomically, as :func:`save_model` (``path`` ends in
+    ``.weights.h5``, and so does the temporary file, as Keras requires)."""
+    path = Path(path)
+    if not path.name.endswith(WEIGHTS_SUFFIX) or path.name == WEIGHTS_SUFFIX:
+        raise ModelFileError(f"{path}: a weights file must end in {WEIGHTS_SUFFIX}")
+    return _write_atomically(path, WEIGHTS_SUFFIX, model.save_weights)
+
+
+def _write_atomically(path: Path, ending: str, write) -> Path:
+    """``write(tmp)`` to a temporary ``.{stem}.*{ending}.tmp{ending}`` in ``path``'s folder, then
+    fsync it, ``os.replace`` it onto ``path`` and fsync the folder; on any failure the temporary
+    is removed and ``path`` keeps its previous content."""
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras.tmp.keras", dir=folder)
+    stem = path.name[:-len(ending)]
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f"{ending}.tmp{ending}", dir=folder)
     os.close(fd)
     try:
-        model.save(tmp)  # Keras wants the .keras suffix
+        write(tmp)
         fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(folder)

@@ -83,6 +83,31 @@ def test_not_a_model_file(tmp_path):
         saving.load_model(tmp_path / "missing.keras")
 
 
+def test_save_weights_is_atomic_and_keeps_the_previous_file_on_failure(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    target = tmp_path / "w.weights.h5"
+    assert saving.save_weights(model, target) == target
+    good = target.read_bytes()
+    model.load_weights(target)  # a real Keras weights file
+    assert [p.name for p in tmp_path.iterdir()] == ["w.weights.h5"]
+    written = []
+
+    def dies_half_way(self, filepath, *args, **kwargs):
+        written.append(os.path.basename(filepath))
+        with open(filepath, "wb") as f:
+            f.write(good[:len(good) // 2])
+        raise OSError("killed")
+
+    monkeypatch.setattr(type(model), "save_weights", dies_half_way)
+    with pytest.raises(OSError, match="killed"):
+        saving.save_weights(model, target)
+    assert written[0].startswith(".w.") and written[0].endswith(".weights.h5")  # Keras' rule
+    assert target.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["w.weights.h5"]  # the temporary is removed
+    with pytest.raises(saving.ModelFileError, match="must end in .weights.h5"):
+        saving.save_weights(model, tmp_path / "w.h5")
+
+
 # --- atomic saving under SIGKILL -------------------------------------------------------------------
 
 SLOW_SAVER = textwrap.dedent("""

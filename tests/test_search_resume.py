@@ -83,3 +83,57 @@ def test_resume_refuses_other_options(tmp_path):
                                        "--out", str(out)])
     assert result.exit_code == 2
     assert "--resume to continue" in result.output
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_trial_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    """Keras Tuner's best-epoch checkpoint (trial_NN/checkpoint.weights.h5) goes through
+    kblocks.saving.save_weights: no temporary left after a search, and a write that fails half-way
+    leaves the previous checkpoint intact (Keras Tuner's own SaveBestEpoch writes in place)."""
+    from pathlib import Path
+
+    from keras_tuner.src.engine import tuner_utils
+
+    import kblocks
+    from kblocks import saving
+    from kblocks.data import load_data, split_data
+
+    train, val = split_data(load_data("digits"), 0.2, seed=0)
+    space = kblocks.SearchSpace("CONV({f#: 4|8})-RELU-GAP-FC(classes)", classes=10,
+                                input_shape=(8, 8, 1))
+    tuner = space.tuner("random", max_trials=1, directory=str(tmp_path), project_name="kt")
+    saved, checkpoints = [], []
+    real_save = saving.save_weights
+    monkeypatch.setattr(saving, "save_weights",
+                        lambda model, path: saved.append(str(path)) or real_save(model, path))
+    real_set_model = tuner_utils.SaveBestEpoch.set_model
+
+    def remember(callback, model):  # the checkpoint callback Keras Tuner builds for the trial
+        checkpoints.append(callback)
+        real_set_model(callback, model)
+
+    monkeypatch.setattr(tuner_utils.SaveBestEpoch, "set_model", remember)
+    tuner.search(train.x, train.y, validation_data=(val.x, val.y), epochs=2, batch_size=64,
+                 verbose=0)
+    trial = tuner.oracle.get_best_trials(1)[0]
+    path = Path(tuner._get_checkpoint_fname(trial.trial_id))
+    assert saved and set(saved) == {str(path)}  # every checkpoint write was the atomic one
+    assert [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name] == []
+    good = path.read_bytes()
+    assert good.startswith(b"\x89HDF")
+
+    callback = checkpoints[0]
+    monkeypatch.setattr(saving, "save_weights", real_save)
+
+    def dies_half_way(model, filepath, *args, **kwargs):  # a kill or a full disk mid-write
+        with open(filepath, "wb") as f:
+            f.write(good[:len(good) // 3])
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(type(callback.model), "save_weights", dies_half_way)
+    with pytest.raises(OSError, match="no space left"):
+        callback._save_model()  # what Keras Tuner calls at an epoch that beats the best so far
+    assert path.read_bytes() == good  # the previous checkpoint, complete
+    assert [p.name for p in path.parent.iterdir() if ".tmp" in p.name] == []
+    monkeypatch.undo()
+    assert tuner.get_best_models()[0].count_params() > 0  # Keras Tuner reloads the checkpoint

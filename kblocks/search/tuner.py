@@ -9,7 +9,8 @@
   is built to discover it), atomic state files, a one-line summary per trial, a time budget, and
   memory released after every trial (``clear_session`` before each build, as Keras Tuner does;
   TensorFlow's per-trace custom gradients, garbage and freed heap pages after; see
-  :func:`release_memory`).
+  :func:`release_memory`), and each trial's best-epoch weights (``trial_NN/checkpoint.weights.h5``)
+  written atomically (:class:`AtomicSaveBestEpoch`).
 * :func:`make_tuner` pairs a budget-aware oracle (:mod:`kblocks.search.oracles`) with the tuner;
   ``hyperband`` uses Keras Tuner's Hyperband tuner logic (epochs per round, weights carried from
   the trial a candidate continues).
@@ -23,8 +24,10 @@ import time
 import warnings
 
 import keras_tuner
+from keras_tuner.src import backend as kt_backend
+from keras_tuner.src.engine import tuner_utils
 
-from kblocks import feed
+from kblocks import feed, saving
 from kblocks.errors import ConfigError
 from kblocks.search.budget import Budget, measure
 from kblocks.search.oracles import make_oracle, write_json_atomic
@@ -111,6 +114,35 @@ def summarise(history: dict, objective="val_accuracy", *, seconds=0.0, initial_e
     return out
 
 
+class AtomicSaveBestEpoch(tuner_utils.SaveBestEpoch):
+    """Keras Tuner's best-epoch checkpoint callback, writing through
+    :func:`kblocks.saving.save_weights` (temporary ``.weights.h5`` in the trial folder, fsync,
+    ``os.replace``): a kill during the write leaves the previous checkpoint, never a truncated one.
+
+    Keras Tuner 1.4.8 builds its ``SaveBestEpoch`` inside ``Tuner.run_trial`` and shares that one
+    instance (and its best value) across a trial's executions, so :func:`atomic_checkpoints` turns
+    that instance into this class in place rather than replacing it."""
+
+    def _save_model(self):
+        if not str(self.filepath).endswith(saving.WEIGHTS_SUFFIX):  # Keras 2's TF checkpoints
+            return super()._save_model()
+        path = self.filepath
+        strategy = None
+        if kt_backend.config.backend() == "tensorflow":  # as SaveBestEpoch: a non-chief worker
+            strategy = self.model.distribute_strategy        # writes to a temporary folder
+            path = kt_backend.io.write_filepath(self.filepath, strategy)
+        saving.save_weights(self.model, path)
+        if strategy is not None:
+            kt_backend.io.remove_temp_dir_with_filepath(path, strategy)
+
+
+def atomic_checkpoints(callbacks) -> None:
+    """Make each Keras Tuner ``SaveBestEpoch`` in ``callbacks`` an :class:`AtomicSaveBestEpoch`."""
+    for callback in callbacks or ():
+        if type(callback) is tuner_utils.SaveBestEpoch:
+            callback.__class__ = AtomicSaveBestEpoch
+
+
 class SearchTuner(keras_tuner.Tuner):
     """``keras_tuner.Tuner`` for a search space (see the module doc)."""
 
@@ -144,6 +176,12 @@ class SearchTuner(keras_tuner.Tuner):
             return results
         finally:
             release_memory(before)
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        """Keras Tuner's hook between ``run_trial`` (which adds its checkpoint callback, after
+        Hyperband's epochs) and ``HyperModel.fit``: the checkpoint is made atomic here."""
+        atomic_checkpoints(kwargs.get("callbacks"))
+        return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def pre_create_trial(self):
         """With a deadline, start no trial that the time left cannot hold (judged by the longest
