@@ -106,6 +106,9 @@ def parse_args(argv=None):
     p.add_argument("--trace-dir", default=None,
                    help="with JAX, write a jax.profiler trace of one timed window of the first "
                         "Keras model here (view with TensorBoard's profile plugin or Perfetto)")
+    p.add_argument("--xla-flags", default="",
+                   help="appended to XLA_FLAGS before JAX starts, to try XLA options against "
+                        "the same run's torch figures, e.g. \"--xla_gpu_autotune_level=4\"")
     p.add_argument("--json", default=None, help="also write the JSON result to this file")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -410,7 +413,7 @@ def profile_model(args, model, batches, WindowTimer, batch, size, classes, fit_m
     prof = {"fit_device_batches": fit_ms}
     backend = keras.backend.backend()
     xs_dev = batches[0]
-    # host numpy uint8, shuffled by Keras each epoch: the way `kblocks train` feeds model.fit
+    # host numpy uint8, shuffled by Keras each epoch: kblocks train --feed host
     n_host = 8
     rng = np.random.default_rng(1)
     x_host = rng.integers(0, 256, (n_host * batch, size, size, 3), dtype=np.uint8)
@@ -475,9 +478,9 @@ def print_profile(name, impl, prof, batch):
     host = prof["fit_host_numpy"]
     rows = [
         ("Keras' compiled train step alone (device batch, no fit loop)", step, ""),
-        ("model.fit on the device-resident PyDataset (the benchmark)", fit,
+        ("model.fit on kblocks.feed.DeviceBatches (the benchmark)", fit,
          "" if step is None else f"fit loop and callbacks {fit - step:+.2f}"),
-        ("model.fit on host uint8 numpy, shuffle=True (as kblocks train)", host,
+        ("model.fit on host uint8 numpy, shuffle=True (--feed host)", host,
          f"host feed {host - fit:+.2f}"),
         ("  host gather of one shuffled batch", prof["host_gather_one_batch"], ""),
         ("  host-to-device copy of one uint8 batch", prof["host_to_device_one_batch"], ""),
@@ -586,6 +589,8 @@ def main(argv=None):
         torch_res = {"error": "no torchvision peer for these models"}
     if torch_res is None:  # before JAX claims the GPU
         torch_res = run_torch(args)
+    if args.xla_flags:  # read once, when XLA starts (below, at the first Keras call on JAX)
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {args.xla_flags}".strip()
 
     import keras
 
@@ -635,6 +640,7 @@ def main(argv=None):
                            "warmup": args.warmup, "steps_per_execution": args.steps_per_execution,
                            "image_size": args.image_size, "classes": args.classes,
                            "precision": args.precision, "jit_compile": args.jit,
+                           "xla_flags": os.environ.get("XLA_FLAGS", ""),
                            "batches": {m: args.batches[m] for m in args.model_list},
                            "cpu_smoke": args.cpu_smoke},
               "keras": results, "torch": torch_res}
