@@ -260,6 +260,7 @@ def plot_search(report: SearchReport, path):
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from kblocks import runfolder
 
@@ -277,6 +278,9 @@ def plot_search(report: SearchReport, path):
                    label=f"best (trial {best.trial_id})")
         if max(p for p, _ in pts) > 10 * max(1, min(p for p, _ in pts)):
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 20k, 1.5M
         ax.legend(fontsize=8)
     ax.set_xlabel("parameters")
     ax.set_ylabel(report.objective)
@@ -294,7 +298,8 @@ def plot_search(report: SearchReport, path):
             running.append(better(running[-1], y))
         ax.step(xs, running, where="post", color="C3", label="best so far")
         ax.legend(fontsize=8)
-    ax.set_xlabel("trial (in order)")
+    ax.set_xlabel("completed trial (in order)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(report.objective)
     ax.set_title("accuracy in trial order")
     ax.grid(True, alpha=0.3)
