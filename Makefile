@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# pytest-xdist workers for `make test` (CI has 2 cores); each test file stays in one worker.
+JOBS   ?= 2
 
 .PHONY: demo test test-fast bench-build clean docs
 
@@ -19,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m kblocks.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not gpu" --durations=20
+	$(BIN)/python -m pytest -q -m "not gpu" -n $(JOBS) --dist loadfile --durations=20
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not gpu" -x
