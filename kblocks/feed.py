@@ -126,24 +126,26 @@ def even_batch(n: int, batch: int) -> int:
 
 
 def fit_arguments(feed: Feed, x, y, *, batch_size: int, seed: int = 0, validation=None,
-                  initial_epoch: int = 0) -> dict:
+                  validation_batch_size=None, initial_epoch: int = 0) -> dict:
     """Keyword arguments for ``model.fit`` that train on ``(x, y)`` through ``feed`` and validate
-    on ``validation`` (an ``(x, y)`` pair or ``None``) with a batch that divides it. With the
+    on ``validation`` (an ``(x, y)`` pair or ``None``) with ``validation_batch_size``, by default
+    a batch near ``batch_size`` that divides the validation set. With the
     device feed ``callbacks`` holds the callback that tells the batches which epoch it is: add
     your own callbacks to that list."""
     batch = int(batch_size)
+    if validation is not None and validation_batch_size is None:
+        validation_batch_size = even_batch(len(validation[0]), batch)
     if feed.kind == "device":
         batches = DeviceBatches(x, y, batch, seed=seed, first_epoch=initial_epoch)
         out = {"x": batches, "shuffle": False, "callbacks": [batches.epoch_callback()]}
         if validation is not None:
             vx, vy = validation
-            out["validation_data"] = DeviceBatches(vx, vy, even_batch(len(vx), batch),
-                                                   shuffle=False)
+            out["validation_data"] = DeviceBatches(vx, vy, validation_batch_size, shuffle=False)
         return out
     out = {"x": x, "y": y, "batch_size": batch, "shuffle": True, "callbacks": []}
     if validation is not None:
         out["validation_data"] = tuple(validation)
-        out["validation_batch_size"] = even_batch(len(validation[0]), batch)
+        out["validation_batch_size"] = int(validation_batch_size)
     return out
 
 

@@ -75,12 +75,12 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         callbacks = list(kwargs.pop("callbacks", [])) + [guard]
         batch = int(kwargs.pop("batch_size", self.recipe.config.batch_size))
         kwargs.setdefault("verbose", self.recipe.verbose)
-        kwargs.pop("validation_batch_size", None)  # the feed picks one that divides the split
-        kwargs.pop("shuffle", None)
-        inputs = feed.fit_arguments(self.recipe.feed(len(x)), x, y, batch_size=batch,
-                                    seed=self.recipe.seed, validation=kwargs.pop(
-                                        "validation_data", None),
-                                    initial_epoch=int(kwargs.get("initial_epoch", 0)))
+        kwargs.pop("shuffle", None)  # the feed shuffles (seeded, every epoch)
+        inputs = feed.fit_arguments(
+            self.recipe.feed(len(x)), x, y, batch_size=batch, seed=self.recipe.seed,
+            validation=kwargs.pop("validation_data", None),
+            validation_batch_size=kwargs.pop("validation_batch_size", None),
+            initial_epoch=int(kwargs.get("initial_epoch", 0)))
         callbacks = inputs.pop("callbacks") + callbacks
         if self.recipe.config.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
