@@ -62,10 +62,7 @@ def choose(feed="auto", *, nbytes: int, batch_size: int, train_size: int, distri
     cannot work (``device`` with ``--distribute``) or an unknown name."""
     from kblocks.distribute import accelerator_present
 
-    choice = str(feed or "auto").lower()
-    if choice not in FEEDS:
-        raise ConfigError(f"unknown feed {feed!r}", what="--feed",
-                          hint="use auto, host or device")
+    choice = check(feed, steps_per_execution)
     accelerator = accelerator_present()
     if choice == "device" and distributed:
         raise ConfigError("--feed device keeps the data on one device, which --distribute "
@@ -90,6 +87,17 @@ def choose(feed="auto", *, nbytes: int, batch_size: int, train_size: int, distri
     steps = steps_per_epoch(choice, train_size, batch_size)
     return Feed(choice, reason, resolve_steps_per_execution(steps_per_execution, steps,
                                                             accelerator))
+
+
+def check(feed="auto", steps_per_execution="auto") -> str:
+    """The feed's name in lower case, after checking both options (a :class:`ConfigError` names
+    the option at fault); nothing is imported or measured, so option mistakes fail at once."""
+    choice = str(feed or "auto").lower()
+    if choice not in FEEDS:
+        raise ConfigError(f"unknown feed {feed!r}", what="--feed",
+                          hint="use " + ", ".join(FEEDS))
+    resolve_steps_per_execution(steps_per_execution, 1, False)
+    return choice
 
 
 def resolve_steps_per_execution(value, steps: int, accelerator: bool) -> int:
@@ -169,8 +177,8 @@ class DeviceBatches(keras.utils.PyDataset):
         self.epoch = int(first_epoch)
         self.x = ops.convert_to_tensor(np.asarray(x))  # dtype kept: uint8 images stay uint8
         self.y = None if y is None else ops.convert_to_tensor(np.asarray(y))
-        self.steps = (self.size // self.batch_size) if self.shuffle else \
-            math.ceil(self.size / self.batch_size)
+        self.steps = steps_per_epoch("device" if self.shuffle else "host", self.size,
+                                     self.batch_size)
         self._order, self._drawn = None, None
         self._began = self._told = False
         self._draw()
@@ -200,12 +208,6 @@ class DeviceBatches(keras.utils.PyDataset):
 
     def __len__(self):
         return self.steps
-
-    def indices(self, i: int) -> np.ndarray:
-        """The image indices of batch ``i`` of the current epoch, on the host (for tests)."""
-        if self.shuffle:
-            return np.asarray(ops.convert_to_numpy(self._order[i]))
-        return np.arange(i * self.batch_size, min(self.size, (i + 1) * self.batch_size))
 
     def __getitem__(self, i):
         if not 0 <= i < self.steps:

@@ -335,10 +335,7 @@ def _validate_config(cfg: TrainConfig):
                           hint="use one of " + ", ".join(NORMALIZE))
     from kblocks import feed
 
-    if str(cfg.feed).lower() not in feed.FEEDS:
-        raise ConfigError(f"unknown feed {cfg.feed!r}", what="--feed",
-                          hint="use " + ", ".join(feed.FEEDS))
-    feed.resolve_steps_per_execution(cfg.steps_per_execution, 1, False)  # errors early
+    feed.check(cfg.feed, cfg.steps_per_execution)
     if cfg.freeze_until and not cfg.transfer:
         raise ConfigError("--freeze-until needs --transfer (a model or weights to start from)",
                           what="--freeze-until")
