@@ -80,7 +80,7 @@ def zoo_source(spellings):
                 return name
         except Exception:  # noqa: BLE001
             pass
-        direct = REPO / "architectures" / f"{name}.yaml"
+        direct = REPO / "kblocks" / "zoo" / "architectures" / f"{name}.yaml"
         if direct.exists():
             return str(direct)
     return None

@@ -85,7 +85,7 @@ def load(args):
     """uint8 train/val arrays; only the images needed are decoded."""
     import numpy as np
 
-    from kblocks.data import ArrayData, decode_jpeg_container, split_data, stratified_subset
+    from kblocks.training.data import ArrayData, decode_jpeg_container, split_data, stratified_subset
 
     path = Path(args.data)
     if not path.exists():
@@ -109,9 +109,9 @@ def build_model(args, x_train, steps_per_epoch):
     import keras
     import numpy as np
 
-    from kblocks import api
-    from kblocks.augment import parse_augment
-    from kblocks.schedules import make_optimizer, make_schedule
+    from kblocks.lang import api
+    from kblocks.training.augment import parse_augment
+    from kblocks.training.schedules import make_optimizer, make_schedule
     from kblocks.training import PRECISIONS, channel_stats
 
     keras.config.set_dtype_policy(PRECISIONS[args.precision])

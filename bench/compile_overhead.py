@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Share of build time that kblocks itself spends (parse + expand + layer graph + analysis) against
-the time Keras spends constructing the layers (``kblocks.emit.emit``), measured in one run.
+the time Keras spends constructing the layers (``kblocks.lang.emit.emit``), measured in one run.
 
     python bench/compile_overhead.py                 # ResNet-50 (zoo) and a deep [...]*N text
     python bench/compile_overhead.py --quick         # one small 150+ layer text, for CI
@@ -8,7 +8,7 @@ the time Keras spends constructing the layers (``kblocks.emit.emit``), measured 
     python bench/compile_overhead.py --scaling 100,400,1600   # kblocks time vs depth, no Keras
 
 For each text: ``kblocks.compile`` (parse, expand, graph; parse is also timed alone),
-``kblocks.analyse`` of that graph, and ``kblocks.emit.emit`` of the same graph, median of
+``kblocks.analyse`` of that graph, and ``kblocks.lang.emit.emit`` of the same graph, median of
 ``--repeats`` after one warm-up (the first, cold call is reported separately: it builds the
 grammar and reads the built-in blocks). Target: kblocks' share < 10%. The last line of output is
 one JSON object.
@@ -69,8 +69,8 @@ def resnet50_source():
             path = zoo.path(name)
         except Exception:  # noqa: BLE001 - the zoo package may not import from a source tree
             path = None
-        if path is None and (REPO / "architectures" / f"{name}.yaml").exists():
-            path = REPO / "architectures" / f"{name}.yaml"
+        if path is None and (REPO / "kblocks" / "zoo" / "architectures" / f"{name}.yaml").exists():
+            path = REPO / "kblocks" / "zoo" / "architectures" / f"{name}.yaml"
         if path is not None:
             return str(path), f"zoo {Path(path).name}"
     return RESNET50_TEXT, "ResNet-50 text (bench; zoo has no resnet50 yet)"
@@ -78,7 +78,7 @@ def resnet50_source():
 
 def network_text(source):
     """The architecture text of a source (for timing the parser alone)."""
-    from kblocks.api import _as_arch
+    from kblocks.lang.api import _as_arch
 
     return _as_arch(source).network
 
@@ -87,7 +87,7 @@ def once(source, kwargs):
     import keras
 
     import kblocks
-    from kblocks.emit import emit
+    from kblocks.lang.emit import emit
 
     t0 = time.perf_counter()
     text = network_text(source)
@@ -257,7 +257,7 @@ def main(argv=None):
         print(line)
         print("  compile = kblocks.compile (read + parse + expand + layer graph; reading the source "
               "and parsing it\n  also shown alone), analyse = kblocks.analyse, emit = "
-              "kblocks.emit.emit (Keras layer construction)")
+              "kblocks.lang.emit.emit (Keras layer construction)")
         for r in results:
             print(f"  {r['label']}: share {r['share']:.4f} (ratio kblocks/total), target < 0.10; "
                   f"params {r['params']:,} ({'match Keras' if r['params_match'] else 'DIFFER'})")

@@ -9,7 +9,7 @@ the examples of the docs) by inserting, deleting, replacing and duplicating char
 huge numbers, unicode, NUL bytes, deep nesting, anchors/aliases, duplicate keys and wrong types.
 Every case goes through ``kblocks.compile`` + ``kblocks.analyse`` (never Keras emission) and the
 canonical text of a success is compiled again. The property: every failure is a
-``kblocks.errors.KBlocksError`` (errors about text carry a line and column that lie inside the
+``kblocks.common.errors.KBlocksError`` (errors about text carry a line and column that lie inside the
 text), no other exception, no case slower than ``--time-limit`` seconds, no case that grows the
 peak memory of the process by more than ``--memory-limit`` MB.
 
@@ -43,7 +43,7 @@ import yaml  # noqa: E402
 
 # --- the corpus: valid texts and files -------------------------------------------------------------
 
-ARCH_DIR = ROOT / "architectures"
+ARCH_DIR = ROOT / "kblocks" / "zoo" / "architectures"
 
 DOC_TEXTS = [
     "INPUT(32,32,3) -> [[CONV(32) -> RELU]*2 -> POOL]*3 -> [FC(256) -> RELU]*2 -> FC(10) -> SOFTMAX",
@@ -447,7 +447,7 @@ WHOLE_TEXT_MESSAGES = ("the architecture text is empty", "characters long; the l
 
 def check_error_position(err, text: str | None) -> str | None:
     """An error about the text names a line and column inside it; None when all is well."""
-    from kblocks.errors import ArchitectureError, ParseError
+    from kblocks.common.errors import ArchitectureError, ParseError
 
     if not isinstance(err, (ParseError, ArchitectureError)):
         return None
@@ -468,7 +468,7 @@ def check_error_position(err, text: str | None) -> str | None:
 def run_text(text: str, *, input_shape=None, classes=None, recompile=True, **variables) -> Outcome:
     """Compile and analyse one text; raise AssertionError-like failures as exceptions."""
     import kblocks
-    from kblocks.errors import KBlocksError
+    from kblocks.common.errors import KBlocksError
 
     t0 = time.perf_counter()
     try:
@@ -481,7 +481,7 @@ def run_text(text: str, *, input_shape=None, classes=None, recompile=True, **var
             raise FuzzFailure(problem, err) from err
         str(err)  # renders
         return Outcome(type(err).__name__, time.perf_counter() - t0, err.message[:80])
-    from kblocks import limits
+    from kblocks.lang import limits
 
     if recompile and len(canonical) > limits.MAX_TEXT_CHARS:
         # a valid network of up to 10,000 layers written out can pass the text limit, which is for
@@ -501,7 +501,7 @@ def run_text(text: str, *, input_shape=None, classes=None, recompile=True, **var
 def run_yaml(doc: str, folder: Path) -> Outcome:
     """Write ``doc`` to a file and compile it (as ``kblocks summary FILE.yaml`` does)."""
     import kblocks
-    from kblocks.errors import KBlocksError
+    from kblocks.common.errors import KBlocksError
 
     path = folder / "fuzz.yaml"
     path.write_text(doc, encoding="utf-8", errors="surrogatepass")
@@ -535,8 +535,8 @@ def peak_rss_mb() -> float:
 def warm_up():
     """Import once what some cases import (a keyword missing from kblocks' table makes the expander
     read the installed Keras' signatures): that one-off import is not a slow case."""
-    from kblocks import expand
-    from kblocks.vocab import VOCAB
+    from kblocks.lang import expand
+    from kblocks.lang.vocab import VOCAB
 
     for spec in VOCAB:
         for name in ("_keras_keywords", "_installed_keras_keywords"):

@@ -146,7 +146,7 @@ def subset_data(path: Path, count: int, seed: int) -> str:
     """A .npz of ``count`` images (stratified, seeded) decoded from the container."""
     import numpy as np
 
-    from kblocks.data import ArrayData, decode_jpeg_container, stratified_subset
+    from kblocks.training.data import ArrayData, decode_jpeg_container, stratified_subset
 
     with np.load(path, allow_pickle=False) as z:
         jpeg, offsets, labels = z["jpeg"], z["offsets"], z["labels"].astype(np.int64)

@@ -19,7 +19,7 @@ What is measured, for every implementation alike
     of ``--steps`` steps; the figure is the median window.
 
 The Keras models are trained with ``model.fit`` (``jit_compile=True``, ``steps_per_execution``)
-on ``kblocks.feed.DeviceBatches``, the trainer's own fast path (``kblocks train --feed device``,
+on ``kblocks.training.feed.DeviceBatches``, the trainer's own fast path (``kblocks train --feed device``,
 the default on JAX with a GPU): the uint8 images are moved to the device once and every step's
 shuffled batch is gathered there, so the host never starves the accelerator. The wrapper around each network (input -> x/255 -> network -> float32)
 is ``kblocks.training.wrap(normalize="scale")``, the trainer's own, when it can be imported.
@@ -264,7 +264,7 @@ def resolve_kblocks_source(name):
         except Exception:  # noqa: BLE001 - e.g. kblocks.architectures not importable from source
             pass
         if path is None:
-            direct = REPO / "architectures" / f"{candidate}.yaml"
+            direct = REPO / "kblocks" / "zoo" / "architectures" / f"{candidate}.yaml"
             path = direct if direct.exists() else None
         if path is not None:
             return str(path), f"zoo {Path(path).name}"
@@ -308,7 +308,7 @@ def hand_written_tiny(shape, classes):
 
 def make_data(batch, size, classes, steps, distinct=2):
     """``steps`` batches of synthetic uint8 images and int32 labels on the host (``distinct``
-    random batches repeated), which :class:`kblocks.feed.DeviceBatches` moves to the device once."""
+    random batches repeated), which :class:`kblocks.training.feed.DeviceBatches` moves to the device once."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -361,7 +361,7 @@ def keras_run(args, name, impl, data, wrap_fn):
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   jit_compile=args.jit, steps_per_execution=args.steps_per_execution)
 
-    from kblocks.feed import DeviceBatches
+    from kblocks.training.feed import DeviceBatches
 
     # kblocks train's fast path: the uint8 set moved to the device once, each step's shuffled
     # batch gathered there; one epoch of it is one window of --steps steps.
@@ -478,7 +478,7 @@ def print_profile(name, impl, prof, batch):
     host = prof["fit_host_numpy"]
     rows = [
         ("Keras' compiled train step alone (device batch, no fit loop)", step, ""),
-        ("model.fit on kblocks.feed.DeviceBatches (the benchmark)", fit,
+        ("model.fit on kblocks.training.feed.DeviceBatches (the benchmark)", fit,
          "" if step is None else f"fit loop and callbacks {fit - step:+.2f}"),
         ("model.fit on host uint8 numpy, shuffle=True (--feed host)", host,
          f"host feed {host - fit:+.2f}"),
@@ -610,7 +610,7 @@ def main(argv=None):
     for name in args.model_list:
         results[name] = {}
         data_x, data_y = make_data(args.batches[name], args.image_size, args.classes, args.steps)
-        feed = (f"kblocks.feed.DeviceBatches: {len(data_x)} uint8 images moved to the device "
+        feed = (f"kblocks.training.feed.DeviceBatches: {len(data_x)} uint8 images moved to the device "
                 f"once, shuffled batches gathered there")
         impls = ["kblocks"] + ([] if args.skip_keras_apps else ["keras_applications"])
         for impl in impls:

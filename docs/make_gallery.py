@@ -56,7 +56,7 @@ def main(argv=None):
     from kblocks.inspect.layers import as_view, default_spatial_layer, input_shape, output_shape
     from kblocks.inspect.occlusion import occlusion_map
     from kblocks.inspect.saliency import saliency_map
-    from kblocks.errors import KBlocksError
+    from kblocks.common.errors import KBlocksError
 
     plotting.DPI = args.dpi
     os.makedirs(args.out, exist_ok=True)

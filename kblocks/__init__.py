@@ -4,9 +4,9 @@
     model = kblocks.build("[[CONV(64)-RELU]*2-POOL]*2-FC(10)", input_shape=(32, 32, 3))
     print(kblocks.summary(model_or_text, input_shape=(32, 32, 3)))
 """
-# Importing kblocks does not import Keras: only building a model (kblocks.emit) does.
-from kblocks.api import analyse, build, compile, format_text, parse, summary  # noqa: F401
-from kblocks.errors import KBlocksError  # noqa: F401
+# Importing kblocks does not import Keras: only building a model (kblocks.lang.emit) does.
+from kblocks.lang.api import analyse, build, compile, format_text, parse, summary  # noqa: F401
+from kblocks.common.errors import KBlocksError  # noqa: F401
 
 __version__ = "0.1.0"
 

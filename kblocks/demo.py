@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    from kblocks import api
+    from kblocks.lang import api
     from kblocks.training import TrainConfig, load_model, train
 
     print(f"kblocks demo (Keras {keras.__version__}, backend {keras.backend.backend()})\n")
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     print(result.table())
 
     # Reload the saved models the safe way and compare predictions on the validation images.
-    from kblocks.data import load_data, split_data
+    from kblocks.training.data import load_data, split_data
 
     _, val = split_data(load_data("digits"), 0.1, seed=result.seed)
     last = load_model(result.run_dir / "last.keras")  # keras.saving.load_model(safe_mode=True)

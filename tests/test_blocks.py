@@ -1,4 +1,4 @@
-"""Built-in named blocks (kblocks/builtin_blocks.yaml).
+"""Built-in named blocks (kblocks/lang/builtin_blocks.yaml).
 
 Parametrised over the block library, so a new block is tested without writing a test: it must
 have a doc citing a paper (year) and its figure or table, and end with an example that compiles,
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import kblocks
-from kblocks.blocks import REQUIRED, builtin_library
-from kblocks.errors import ArchitectureError, KBlocksError
+from kblocks.lang.blocks import REQUIRED, builtin_library
+from kblocks.common.errors import ArchitectureError, KBlocksError
 
 LIB = builtin_library()
 NAMES = LIB.names()

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kblocks.data import (ArrayData, check_fits, load_data, parse_image_size, sources, split_data,
+from kblocks.training.data import (ArrayData, check_fits, load_data, parse_image_size, sources, split_data,
                           stratified_subset)
-from kblocks.errors import ConfigError, DataError
+from kblocks.common.errors import ConfigError, DataError
 
 
 def test_registry_lists_every_source():

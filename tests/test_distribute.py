@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from kblocks.errors import ConfigError
+    from kblocks.common.errors import ConfigError
     from kblocks.training import TrainConfig, train
     cfg = TrainConfig(data="digits", subset=400, val_split=80, epochs=1, batch_size=64, seed=5,
                       lr=0.05, schedule="constant", verbose=0, tensorboard=False)
@@ -47,7 +47,7 @@ def test_mirrored_two_devices_matches_single_device():
 
 
 def test_single_device_scope_is_a_no_op():
-    from kblocks.distribute import scope
+    from kblocks.training.distribute import scope
 
     with scope(False, batch_size=7) as placement:
         assert placement.replicas == 1 and placement.kind == "single"

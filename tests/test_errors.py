@@ -5,8 +5,8 @@ import sys
 import pytest
 
 import kblocks
-from kblocks import limits
-from kblocks.errors import ArchitectureError, LimitError, ParseError
+from kblocks.lang import limits
+from kblocks.common.errors import ArchitectureError, LimitError, ParseError
 
 
 def err(text, **kw):

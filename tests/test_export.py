@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 import kblocks
 from kblocks import zoo
-from kblocks.blocks import builtin_library
-from kblocks.errors import KBlocksError
+from kblocks.lang.blocks import builtin_library
+from kblocks.common.errors import KBlocksError
 
 tf = pytest.importorskip("tensorflow")
 
@@ -126,7 +126,7 @@ def test_cli_export_of_a_zoo_name(tmp_path):
 
 
 def test_cli_build_googlenet_yaml_then_export_the_keras_file(tmp_path):
-    """kblocks build architectures/googlenet.yaml ... -o g.keras, then kblocks export g.keras."""
+    """kblocks build kblocks/zoo/architectures/googlenet.yaml ... -o g.keras, then kblocks export g.keras."""
     import keras
 
     yaml_path = zoo.path("googlenet")

@@ -1,12 +1,12 @@
-"""The device-resident feed (kblocks.feed): batches, epochs, resume, steps per execution."""
+"""The device-resident feed (kblocks.training.feed): batches, epochs, resume, steps per execution."""
 import json
 
 import keras
 import numpy as np
 import pytest
 
-from kblocks import feed
-from kblocks.errors import ConfigError
+from kblocks.training import feed
+from kblocks.common.errors import ConfigError
 from kblocks.training import TrainConfig, train
 
 SMALL = "CONV(4)-RELU-POOL(4)-FC"

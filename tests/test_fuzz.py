@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import kblocks
 from conftest import ROOT
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 
 _spec = importlib.util.spec_from_file_location("kblocks_bench_fuzz", ROOT / "bench" / "fuzz.py")
 fuzz = importlib.util.module_from_spec(_spec)

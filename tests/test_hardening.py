@@ -9,8 +9,8 @@ import time
 import pytest
 
 import kblocks
-from kblocks import limits, spec
-from kblocks.errors import ConfigError, KBlocksError, LimitError
+from kblocks.lang import limits, spec
+from kblocks.common.errors import ConfigError, KBlocksError, LimitError
 
 
 # --- YAML: safe loading only, refusals name the file and the line ------------------------------------
@@ -104,7 +104,7 @@ def test_duplicate_keys_refused(tmp_path):
 @pytest.mark.parametrize("payload", [
     "!!python/object/apply:os.system ['echo owned']",
     "!!python/name:os.system",
-    "!!python/object:kblocks.errors.Span {}",
+    "!!python/object:kblocks.common.errors.Span {}",
 ])
 def test_only_safe_yaml(tmp_path, payload):
     marker = tmp_path / "owned"
@@ -230,8 +230,8 @@ def test_null_yaml_default_is_an_error_not_a_crash(tmp_path):
     path = tmp_path / "a.yaml"
     path.write_text("network: CONV-GAP-FC(2)\ninput: [8, 8, 3]\ndefaults:\n  CONV: {filters: 4}\n")
     kblocks.compile(str(path))
-    from kblocks.expand import Expander
-    from kblocks.parser import parse
+    from kblocks.lang.expand import Expander
+    from kblocks.lang.parser import parse
 
     with pytest.raises(KBlocksError, match="filters of CONV must be a whole number, got None"):
         Expander(defaults={"CONV": {"filters": None}}).expand(parse("CONV"))  # was None % 1
@@ -398,12 +398,12 @@ print(json.dumps(out))
 
 @pytest.mark.parametrize("name", sorted(LIMIT_CASES))
 def test_build_stops_at_each_limit_before_emitting(monkeypatch, name):
-    import kblocks.emit
+    import kblocks.lang.emit
 
     def no_keras(*args, **kwargs):
         raise AssertionError("a Keras model was being made")
 
-    monkeypatch.setattr(kblocks.emit, "emit", no_keras)
+    monkeypatch.setattr(kblocks.lang.emit, "emit", no_keras)
     text, kw, words = LIMIT_CASES[name]
     kw = dict(kw)
     kw.setdefault("input_shape", (8, 8, 3))

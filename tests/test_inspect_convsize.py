@@ -7,7 +7,7 @@ from click.testing import CliRunner
 import keras
 
 from kblocks.cli import main
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect.convsize import conv_output_size, explain_conv_size
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import keras
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect import (class_activation_map, class_probabilities, feature_maps, filter_tiles,
                              grad_cam, gradient, occlusion_map, resolve_layer, saliency_map)
 from kblocks.inspect.layers import as_view, default_spatial_layer, logits_model

@@ -9,13 +9,14 @@ import pytest
 from conftest import ROOT
 
 
-def test_every_subpackage_is_listed_in_setup_cfg():
+def test_every_folder_of_python_files_is_a_package_that_setup_finds():
+    """setup.cfg lists packages with ``find:``, which skips a folder without ``__init__.py``."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
-    listed = set(cfg["options"]["packages"].split())
-    found = {"kblocks." + ".".join(p.parent.relative_to(ROOT / "kblocks").parts)
-             for p in (ROOT / "kblocks").rglob("__init__.py") if p.parent != ROOT / "kblocks"}
-    assert found <= listed, f"add to setup.cfg packages: {sorted(found - listed)}"
+    assert cfg["options"]["packages"].strip() == "find:"
+    folders = {p.parent for p in (ROOT / "kblocks").rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").exists())
+    assert not missing, f"add __init__.py to {missing}"
 
 
 @pytest.mark.slow
@@ -25,7 +26,9 @@ def test_wheel_contents(tmp_path):
     assert r.returncode == 0, r.stderr
     wheel = next(tmp_path.glob("kblocks-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("kblocks/grammar.lark", "kblocks/builtin_blocks.yaml", "kblocks/cli/__init__.py",
-                     "kblocks/inspect/__init__.py", "kblocks/search/__init__.py",
-                     "kblocks/architectures/resnet50.yaml", "kblocks/tuning/cs231n_pattern.yaml"):
+    for required in ("kblocks/lang/grammar.lark", "kblocks/lang/builtin_blocks.yaml",
+                     "kblocks/cli/__init__.py", "kblocks/inspect/__init__.py", "kblocks/search/__init__.py",
+                     "kblocks/training/__init__.py", "kblocks/common/__init__.py",
+                     "kblocks/zoo/architectures/resnet50.yaml", "kblocks/zoo/architectures/README.md",
+                     "kblocks/search/spaces/cs231n_pattern.yaml"):
         assert required in names, required

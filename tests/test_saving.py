@@ -1,5 +1,5 @@
 """Models: everything kblocks writes loads with safe_mode=True, a Lambda layer is refused unless
---unsafe, and saving is atomic even under SIGKILL (issue 8; kblocks/saving.py)."""
+--unsafe, and saving is atomic even under SIGKILL (issue 8; kblocks/common/saving.py)."""
 import os
 import random
 import signal
@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT
-from kblocks import saving
+from kblocks.common import saving
 from kblocks.cli import main
 
 
@@ -113,7 +113,7 @@ def test_save_weights_is_atomic_and_keeps_the_previous_file_on_failure(tmp_path,
 SLOW_SAVER = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r})
-    from kblocks.saving import save_model
+    from kblocks.common.saving import save_model
 
     class Model:  # what save_model needs of a Keras model: save(path), here slow and big
         def __init__(self, i):
@@ -173,7 +173,7 @@ KERAS_SAVER = textwrap.dedent("""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     sys.path.insert(0, {root!r})
     import keras, numpy as np
-    from kblocks.saving import save_model
+    from kblocks.common.saving import save_model
 
     inputs = keras.Input((1000,))
     x = keras.layers.Dense(4000, name="big")(inputs)

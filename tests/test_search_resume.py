@@ -88,15 +88,15 @@ def test_resume_refuses_other_options(tmp_path):
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_trial_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     """Keras Tuner's best-epoch checkpoint (trial_NN/checkpoint.weights.h5) goes through
-    kblocks.saving.save_weights: no temporary left after a search, and a write that fails half-way
+    kblocks.common.saving.save_weights: no temporary left after a search, and a write that fails half-way
     leaves the previous checkpoint intact (Keras Tuner's own SaveBestEpoch writes in place)."""
     from pathlib import Path
 
     from keras_tuner.src.engine import tuner_utils
 
     import kblocks
-    from kblocks import saving
-    from kblocks.data import load_data, split_data
+    from kblocks.common import saving
+    from kblocks.training.data import load_data, split_data
 
     train, val = split_data(load_data("digits"), 0.2, seed=0)
     space = kblocks.SearchSpace("CONV({f#: 4|8})-RELU-GAP-FC(classes)", classes=10,

@@ -104,7 +104,7 @@ def test_errors_in_the_space_and_folders_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_python_api_as_the_issue_writes_it(tmp_path):
-    from kblocks.data import load_data, split_data
+    from kblocks.training.data import load_data, split_data
 
     train, val = split_data(load_data("digits"), 0.2, seed=0)
     space = kblocks.SearchSpace("[CONV({f#: 8|16})-RELU]*{n: 1..2}-POOL?-FC(classes)",

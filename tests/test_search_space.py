@@ -7,7 +7,7 @@ import keras_tuner
 import pytest
 
 import kblocks
-from kblocks.errors import ArchitectureError, KBlocksError
+from kblocks.common.errors import ArchitectureError, KBlocksError
 from kblocks.search import SearchSpace
 
 NESTED = "[[CONV({f#: 32|64})-RELU]*{n#: 1..3}-POOL?]*{stages: 1..4}-FC(10)"
@@ -174,7 +174,7 @@ def test_architecture_file_of_a_trial_is_complete(stages, tmp_path):
     assert kblocks.format_text(str(path)) == stages.fixed(values)
 
 
-TUNING = sorted((Path(__file__).resolve().parents[1] / "tuning").glob("*_*.yaml"))
+TUNING = sorted((Path(__file__).resolve().parents[1] / "kblocks" / "search" / "spaces").glob("*_*.yaml"))
 
 
 @pytest.mark.parametrize("path", TUNING, ids=lambda p: p.stem)
@@ -194,7 +194,7 @@ def test_ready_spaces_say_what_they_search_and_compile(path):
 def test_tuning_blocks_examples_build():
     import yaml
 
-    path = Path(__file__).resolve().parents[1] / "tuning" / "blocks.yaml"
+    path = Path(__file__).resolve().parents[1] / "kblocks" / "search" / "spaces" / "blocks.yaml"
     blocks = yaml.safe_load(path.read_text())["blocks"]
     for name, spec in blocks.items():
         example = spec["doc"].split("Example:")[1].strip()

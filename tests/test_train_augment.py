@@ -3,8 +3,8 @@ import keras
 import numpy as np
 import pytest
 
-from kblocks.augment import Cutout, RandomCrop, RandomFlip, parse_augment
-from kblocks.errors import ConfigError
+from kblocks.training.augment import Cutout, RandomCrop, RandomFlip, parse_augment
+from kblocks.common.errors import ConfigError
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def test_run_folder_artefacts(lenet_run):
     import keras
     from PIL import Image
 
-    import kblocks.augment  # noqa: F401 - registers the augmentation layers for safe loading
+    import kblocks.training.augment  # noqa: F401 - registers the augmentation layers for safe loading
 
     out, _ = lenet_run
     record = json.loads((out / "run.json").read_text())

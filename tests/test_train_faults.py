@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT
-from kblocks import interrupts, saving
+from kblocks.training import interrupts
+from kblocks.common import saving
 from kblocks.cli import main
 from kblocks.training import TrainConfig, TrainingDiverged, train
 

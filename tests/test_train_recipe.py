@@ -5,9 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from kblocks import runfolder
-from kblocks.errors import ConfigError
-from kblocks.schedules import make_optimizer, make_schedule
+from kblocks.training import runfolder
+from kblocks.common.errors import ConfigError
+from kblocks.training.schedules import make_optimizer, make_schedule
 from kblocks.training import TrainConfig, TrainingDiverged, train
 
 SMALL = "CONV(4)-RELU-POOL(4)-FC"
@@ -126,7 +126,7 @@ def test_zoo_entry_declaring_32x32_trains_on_resized_digits():
 
 
 def test_separate_validation_source_and_image_size(tmp_path):
-    from kblocks.data import load_data
+    from kblocks.training.data import load_data
 
     digits = load_data("digits")
     np.savez(tmp_path / "val.npz", x=digits.x[:50], y=digits.y[:50])

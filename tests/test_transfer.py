@@ -3,10 +3,10 @@ import keras
 import numpy as np
 import pytest
 
-from kblocks.data import load_data
-from kblocks.errors import ConfigError, DataError
+from kblocks.training.data import load_data
+from kblocks.common.errors import ConfigError, DataError
 from kblocks.training import TrainConfig, train
-from kblocks.transfer import (find_head, freeze_until, leaf_layers, resolve_freeze, unwrap_trained)
+from kblocks.training.transfer import (find_head, freeze_until, leaf_layers, resolve_freeze, unwrap_trained)
 
 ARCH = "CONV(8)-BN-RELU-POOL-CONV(16)-BN-RELU-POOL-FC(32)-RELU-FC"
 

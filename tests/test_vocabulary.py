@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import kblocks
-from kblocks.vocab import VOCAB
+from kblocks.lang.vocab import VOCAB
 
 # One small text per user token, on an input it accepts.
 CASES = {
@@ -70,7 +70,7 @@ def test_aliases_and_case(alias, token):
 
 
 def test_registry_refuses_duplicates():
-    from kblocks.vocab import LayerSpec, Vocabulary
+    from kblocks.lang.vocab import LayerSpec, Vocabulary
 
     v = Vocabulary()
     v.register(LayerSpec("A", "act", "Activation", aliases=("B",)))
@@ -87,7 +87,7 @@ def test_keyword_arguments_pass_through_to_keras():
 
 
 def test_lrn_matches_the_paper_formula():
-    from kblocks.layers import LRN
+    from kblocks.lang.layers import LRN
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 3, 3, 7)).astype("float32")
@@ -112,7 +112,7 @@ def test_lrn_model_round_trips_with_safe_mode(tmp_path):
 
 def test_static_keyword_table_matches_installed_keras():
     """The pass-through keyword table (no Keras import at compile time) only lists real keywords."""
-    from kblocks.expand import _installed_keras_keywords, _keras_keywords
+    from kblocks.lang.expand import _installed_keras_keywords, _keras_keywords
 
     for spec in VOCAB:
         if spec.keras_class and not spec.keras_class.startswith("kblocks>"):

@@ -1,4 +1,4 @@
-"""The zoo (architectures/*.yaml): every file is checked by the parametrised tests here, so a new file
+"""The zoo (kblocks/zoo/architectures/*.yaml): every file is checked by the parametrised tests here, so a new file
 is tested without writing a test.
 
 * metadata: name, family, source (a paper with its year and table or figure), reference;
@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 import kblocks
 from kblocks import zoo
-from kblocks.errors import ConfigError, KBlocksError
+from kblocks.common.errors import ConfigError, KBlocksError
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = zoo.names()
@@ -68,21 +68,17 @@ def test_the_zoo_holds_the_networks_of_the_seeds():
 
 
 def test_path_and_load_are_forgiving_about_case_and_dashes_and_name_the_closest():
-    assert zoo.path("ResNet50") == zoo.path("resnet50") == ROOT / "architectures" / "resnet50.yaml"
+    assert zoo.path("ResNet50") == zoo.path("resnet50") == ROOT / "kblocks/zoo/architectures/resnet50.yaml"
     assert zoo.path("SE-ResNet50").name == "se_resnet50.yaml"
     assert zoo.path("resnet-51") is None
     with pytest.raises(ConfigError, match="did you mean resnet50"):
         zoo.load("resnet5")
 
 
-def test_zoo_works_from_a_source_checkout_that_is_not_installed(monkeypatch):
-    """With PYTHONPATH=repo (as on the GPU machine) kblocks.architectures is not a package."""
-    def missing(package):
-        raise ModuleNotFoundError(f"No module named {package!r}")
-
-    monkeypatch.setattr(zoo.importlib.resources, "files", missing)
-    assert zoo.names() == NAMES
-    assert zoo.path("resnet50") == ROOT / "architectures" / "resnet50.yaml"
+def test_the_zoo_files_are_package_data_next_to_the_zoo_module():
+    """Installed or on PYTHONPATH (as on the GPU machine), the files are found inside kblocks.zoo."""
+    assert zoo.path("resnet50") == Path(zoo.__file__).resolve().parent / "architectures" / "resnet50.yaml"
+    assert len(NAMES) == len(list((Path(zoo.__file__).parent / "architectures").glob("*.yaml")))
 
 
 @pytest.mark.parametrize("name", NAMES)

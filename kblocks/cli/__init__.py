@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 
 
 class _Group(click.Group):

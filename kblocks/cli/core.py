@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from kblocks.cli import main
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 
 
 def _shape(text):
@@ -95,7 +95,7 @@ def atomic_target(path: Path):
 def summary(architecture, input_shape, classes, blocks, variables, as_json, show_text):
     """Per-layer table: shapes, parameters, activation memory, MACs, receptive field."""
     import kblocks
-    from kblocks.table import Summary
+    from kblocks.lang.table import Summary
 
     kwargs = compile_kwargs(input_shape, classes, blocks, variables)
     graph = kblocks.compile(architecture, **kwargs)
@@ -122,7 +122,7 @@ def build(architecture, input_shape, classes, blocks, variables, output):
     if out.suffix != ".keras":
         raise KBlocksError(f"-o {output}: the file name must end in .keras (for SavedModel use "
                            f"'kblocks export')")
-    from kblocks.saving import save_model
+    from kblocks.common.saving import save_model
 
     model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
     save_model(model, out)  # atomic: a temporary file, fsync, os.replace
@@ -136,7 +136,7 @@ def build(architecture, input_shape, classes, blocks, variables, output):
 def plot(architecture, input_shape, classes, blocks, variables, output):
     """Draw the layer graph as a picture (boxes with shapes; branches side by side)."""
     import kblocks
-    from kblocks.plot import plot_graph
+    from kblocks.lang.plot import plot_graph
 
     graph = kblocks.compile(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
     out = Path(output)

@@ -18,7 +18,7 @@ import os
 import click
 
 from kblocks.cli import main
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 
 METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm")
 NEEDS_IMAGE = ("featuremaps", "saliency", "gradcam", "cam", "occlusion", "fgsm")
@@ -48,21 +48,21 @@ def _shape(text):
 def load_model(spec: str, *, weights=None, input_shape=None, classes=None, unsafe=False):
     """MODEL: a ``.keras`` file, or architecture text / YAML file / zoo name (+ ``--weights``).
 
-    A ``.keras`` file loads with ``safe_mode=True`` (:func:`kblocks.saving.load_model`): one with
+    A ``.keras`` file loads with ``safe_mode=True`` (:func:`kblocks.common.saving.load_model`): one with
     a Lambda layer is refused unless ``unsafe``."""
     if spec.strip().lower().endswith(".keras") and "\n" not in spec:
         if not os.path.isfile(spec):
             raise KBlocksError(f"MODEL: file not found: {spec}",
                                hint="give a .keras file saved by kblocks train or model.save()")
-        from kblocks.saving import load_model as load_keras_file
+        from kblocks.common.saving import load_model as load_keras_file
 
         model = load_keras_file(spec, compile=False, unsafe=unsafe)
     else:
         try:
-            from kblocks import api
+            from kblocks.lang import api
         except ImportError:
             raise KBlocksError(f"MODEL {spec!r} is not a .keras file, and this kblocks cannot build "
-                               "architectures (kblocks.api is missing)",
+                               "architectures (kblocks.lang.api is missing)",
                                hint="give a .keras model file") from None
         model = api.build(spec, input_shape=input_shape, classes=classes)
         if weights is None:

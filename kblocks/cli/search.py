@@ -6,7 +6,7 @@ import sys
 import click
 
 from kblocks.cli import main
-from kblocks.errors import ConfigError
+from kblocks.common.errors import ConfigError
 
 
 def _number(text, option):
@@ -37,7 +37,7 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
 @main.command("search", context_settings={"show_default": True})
 @click.argument("space", required=False)
 @click.option("--blocks", default=None, type=click.Path(dir_okay=False),
-              help="YAML file with named blocks (e.g. tuning/blocks.yaml).")
+              help="YAML file with named blocks (e.g. kblocks/search/spaces/blocks.yaml).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Bind variables of the space (repeatable).")
 @click.option("--data", default=None,
@@ -116,11 +116,11 @@ def search_command(space, blocks, sets, data, data_dir, image_size, val_split, v
     \b
     kblocks search "[[CONV({f#: 16|32})-RELU]*{n#: 1..2}-POOL?]*{m: 1..3}-FC(classes)" \\
         --data digits --tuner random --trials 10 --out runs/s
-    kblocks search tuning/cs231n_pattern.yaml --data digits --tuner evolution --trials 30
+    kblocks search kblocks/search/spaces/cs231n_pattern.yaml --data digits --tuner evolution --trials 30
     kblocks search ... --out runs/s --resume        # after a crash or Ctrl-C
     kblocks report runs/s
     """
-    from kblocks.runfolder import default_run_dir
+    from kblocks.training.runfolder import default_run_dir
     from kblocks.search.budget import Budget
     from kblocks.search.runner import SearchConfig, run_search
     from kblocks.training import TrainConfig

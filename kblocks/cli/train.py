@@ -7,7 +7,7 @@ import sys
 import click
 
 from kblocks.cli import main
-from kblocks.errors import ConfigError
+from kblocks.common.errors import ConfigError
 
 
 def _parse_value(text: str):
@@ -61,7 +61,7 @@ def _print_table(title: str, rows: dict):
     from rich.console import Console
     from rich.table import Table
 
-    from kblocks.training import _fmt_value
+    from kblocks.training.trainer import _fmt_value
 
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
@@ -153,7 +153,7 @@ def train_command(source, data, data_dir, image_size, val_split, val_data, subse
     Ctrl-C stops at once but never in the middle of writing a checkpoint; the run folder then
     holds the last completed epoch and the command exits with code 130.
     """
-    from kblocks.runfolder import default_run_dir
+    from kblocks.training.runfolder import default_run_dir
     from kblocks.training import TrainConfig, train
 
     ctx = click.get_current_context()

@@ -11,7 +11,7 @@ import click
 
 from kblocks.cli import main
 from kblocks.cli.core import architecture_options, compile_kwargs
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 
 _HEAD = ("name", "family", "input", "params", "MACs", "source")
 _SOURCE_WIDTH = 60
@@ -112,7 +112,7 @@ def export(architecture, input_shape, classes, blocks, variables, output, overwr
     """Build ARCHITECTURE (text, YAML, zoo name, or a saved .keras file) and write a TensorFlow
     SavedModel for serving (tf.saved_model.load(path).serve(x)).
 
-    A .keras file loads with safe_mode (kblocks.saving.load_model): one with a Lambda layer is
+    A .keras file loads with safe_mode (kblocks.common.saving.load_model): one with a Lambda layer is
     refused unless --unsafe."""
     import kblocks
 
@@ -127,7 +127,7 @@ def export(architecture, input_shape, classes, blocks, variables, output, overwr
                                f"--blocks and --set do not apply to it")
         if not source.is_file():
             raise KBlocksError(f"model file {architecture!r} does not exist")
-        from kblocks.saving import load_model  # refuses a Lambda layer unless --unsafe
+        from kblocks.common.saving import load_model  # refuses a Lambda layer unless --unsafe
 
         model = load_model(source, compile=False, unsafe=unsafe)
     else:

@@ -20,7 +20,7 @@ import numpy as np
 
 import keras
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect.classes import check_class_index, class_probabilities
 from kblocks.inspect.gradients import gradient
 from kblocks.inspect.inputs import as_batch, prepare_image

@@ -23,7 +23,7 @@ import numpy as np
 
 import keras
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect.classes import check_class_index, predicted_class
 from kblocks.inspect.featuremaps import spatial_layer
 from kblocks.inspect.gradients import gradient

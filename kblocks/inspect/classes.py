@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect.inputs import as_batch
 from kblocks.inspect.layers import logits_model, num_classes, predict, to_probabilities
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 
 __all__ = ["ConvSize", "conv_output_size", "explain_conv_size"]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 import keras
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect.inputs import prepare_image
 from kblocks.inspect.layers import as_view, input_shape, predict, resolve_layer
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect.inputs import as_batch, prepare_image
 from kblocks.inspect.layers import (as_view, default_spatial_layer, describe_layers, feature_model,
                                     input_shape, output_shape, predict, resolve_layer)

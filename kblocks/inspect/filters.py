@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect.layers import (conv_kernel, conv_layers, describe_layers, layer_index,
                                     resolve_layer)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 import keras
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 
 __all__ = ["Gradient", "gradient", "SUPPORTED_BACKENDS"]
 

@@ -7,7 +7,7 @@ to the model's input size (bilinear), its channels adapted (grey <-> RGB), and *
 ``_load_samples`` is a deliberately small private loader for the t-SNE picture (``--data``):
 ``digits`` (scikit-learn's 8x8 handwritten digits, 0..16 scaled to 0..255) and ``cifar10:PATH``
 (the npz container of JPEG bytes: keys ``jpeg``, ``offsets``, ``labels``, ``classes``).
-TODO(merge): once ``kblocks.data`` (the general loader) lands, replace ``_load_samples`` by it; it
+TODO(merge): once ``kblocks.training.data`` (the general loader) lands, replace ``_load_samples`` by it; it
 is kept here so that this feature does not depend on that module while both are written.
 
 Reference: the preprocessing convention follows the Keras applications ("inputs are pixels in
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kblocks.errors import DataError, KBlocksError
+from kblocks.common.errors import DataError, KBlocksError
 
 __all__ = ["load_image", "prepare_image", "as_batch", "Samples"]
 

@@ -30,7 +30,7 @@ import numpy as np
 
 import keras
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 
 __all__ = [
     "ModelView", "as_view", "model_layers", "resolve_layer", "layer_index", "describe_layers",

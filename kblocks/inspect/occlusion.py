@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kblocks.errors import KBlocksError
+from kblocks.common.errors import KBlocksError
 from kblocks.inspect.classes import check_class_index, class_probabilities
 from kblocks.inspect.inputs import as_batch, prepare_image
 from kblocks.inspect.layers import input_shape, logits_model, num_classes, predict, to_probabilities

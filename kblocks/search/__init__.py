@@ -1,6 +1,6 @@
 """Mini-NAS: search spaces written in the architecture language, searched with Keras Tuner.
 
-    space = kblocks.SearchSpace(text, blocks="tuning/blocks.yaml", classes=10, input_shape=(32, 32, 3))
+    space = kblocks.SearchSpace(text, blocks="kblocks/search/spaces/blocks.yaml", classes=10, input_shape=(32, 32, 3))
     space.hyperparameters()                 # names, kinds, ranges, conditions
     tuner = space.tuner("bayesian", objective="val_accuracy", max_trials=30,
                         directory="runs", project_name="nas")

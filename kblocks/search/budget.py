@@ -1,7 +1,7 @@
 """Static budgets: an architecture is measured from its layer graph before anything is trained.
 
 ``--max-params``, ``--max-macs`` and ``--max-activation-mb`` use the figures of
-:mod:`kblocks.analysis` (the numbers ``kblocks summary`` prints): parameters as Keras counts them,
+:mod:`kblocks.lang.analysis` (the numbers ``kblocks summary`` prints): parameters as Keras counts them,
 multiply-adds per image, activation memory per image in MiB (float32, each tensor counted once).
 An architecture whose shapes collapse (a compile error) is rejected the same way.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from kblocks.errors import ConfigError, KBlocksError
+from kblocks.common.errors import ConfigError, KBlocksError
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Verdict:
 
 def measure(space, values, budget: Budget | None = None) -> Verdict:
     """Compile one architecture of ``space``, measure it and hold it against ``budget``."""
-    from kblocks.analysis import analyse
+    from kblocks.lang.analysis import analyse
 
     try:
         graph = space.compile(values)

@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from kblocks.errors import ConfigError
+from kblocks.common.errors import ConfigError
 
 
 def serve(oracle, host: str, port: int, *, echo=print, poll: float = 0.5):

@@ -23,7 +23,7 @@ import tempfile
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from kblocks.errors import ConfigError
+from kblocks.common.errors import ConfigError
 from kblocks.search.evolution import RegularizedEvolutionOracle
 
 TUNERS = ("random", "grid", "bayesian", "hyperband", "evolution")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from kblocks.errors import ConfigError
+from kblocks.common.errors import ConfigError
 
 
 @dataclass
@@ -74,7 +74,7 @@ class TrialRecipe:
         """The trial's network, built under the recipe's precision policy."""
         import keras
 
-        from kblocks.training import PRECISIONS, _main_output
+        from kblocks.training.trainer import PRECISIONS, _main_output
 
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(PRECISIONS[self.precision])
@@ -84,14 +84,14 @@ class TrialRecipe:
             keras.config.set_dtype_policy(previous)
 
     def steps_per_epoch(self, train_size=None, kind="host") -> int:
-        from kblocks import feed
+        from kblocks.training import feed
 
         size = train_size or self.train_size or self.config.batch_size
         return feed.steps_per_epoch(kind, size, int(self.config.batch_size))
 
     def wrap(self, network):
         """``input -> normalisation -> augmentation -> network`` (uncompiled)."""
-        from kblocks.augment import parse_augment
+        from kblocks.training.augment import parse_augment
         from kblocks.training import wrap
 
         cfg = self.config
@@ -120,8 +120,8 @@ class TrialRecipe:
         return model
 
     def feed(self, train_size=None):
-        """The :class:`kblocks.feed.Feed` a trial trains through (``config.feed``)."""
-        from kblocks import feed
+        """The :class:`kblocks.training.feed.Feed` a trial trains through (``config.feed``)."""
+        from kblocks.training import feed
 
         size = int(train_size or self.train_size or self.config.batch_size)
         nbytes = size * int(np.prod(self.input_shape))  # uint8 images

@@ -196,7 +196,7 @@ def _trial_key(name: str):
 
 def write_report(out, *, space=None) -> SearchReport:
     """Read the folder and write leaderboard.txt, trials.csv, best.yaml and search.png."""
-    from kblocks import runfolder
+    from kblocks.training import runfolder
     from kblocks.search.space import SearchSpace
 
     out = Path(out)
@@ -262,7 +262,7 @@ def plot_search(report: SearchReport, path):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from kblocks import runfolder
+    from kblocks.training import runfolder
 
     done = [r for r in report.completed if r.params is not None]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)

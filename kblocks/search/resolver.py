@@ -1,6 +1,6 @@
 """Placeholders (DSL section 6) as Keras Tuner hyperparameters, and the resolvers the expander asks.
 
-Three resolvers implement :class:`kblocks.expand.Resolver`:
+Three resolvers implement :class:`kblocks.lang.expand.Resolver`:
 
 * :class:`DiscoveryResolver` expands a space once with every count and range at its upper end,
   every choice at its largest number and every optional item present, so each placeholder is
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kblocks import syntax as S
-from kblocks.errors import ArchitectureError
-from kblocks.expand import Resolver
+from kblocks.lang import syntax as S
+from kblocks.common.errors import ArchitectureError
+from kblocks.lang.expand import Resolver
 
 BOOLEAN = "boolean"
 
@@ -35,7 +35,7 @@ class HPSpec:
     """What one hyperparameter is, independent of where it is used.
 
     ``kind`` is ``choice``, ``int``, ``float`` or ``boolean``; ``values`` are the DSL values of a
-    choice (numbers, booleans, strings or :class:`~kblocks.syntax.Word`), ``tuner_values`` the same
+    choice (numbers, booleans, strings or :class:`~kblocks.lang.syntax.Word`), ``tuner_values`` the same
     values as Keras Tuner holds them (one Python type; mixed choices become text).
     """
 

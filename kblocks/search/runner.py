@@ -1,7 +1,7 @@
 """One search, start to finish: the search folder, data, tuner, resume, distribution, report.
 
     from kblocks.search.runner import SearchConfig, run_search
-    run_search(SearchConfig(space="tuning/cs231n_pattern.yaml", train=TrainConfig(data="digits"),
+    run_search(SearchConfig(space="kblocks/search/spaces/cs231n_pattern.yaml", train=TrainConfig(data="digits"),
                             tuner="random", trials=10, out="runs/s"))
 
 The search folder (``--out``) holds::
@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kblocks.errors import ConfigError, DataError, KBlocksError
+from kblocks.common.errors import ConfigError, DataError, KBlocksError
 from kblocks.search.budget import Budget
 from kblocks.search.oracles import TUNERS, write_json_atomic
 from kblocks.search.tuner import PROJECT
@@ -210,7 +210,7 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
     """Run (or resume, or join) the search ``cfg`` describes; return the report (or None)."""
     import numpy as np
 
-    from kblocks.data import check_fits
+    from kblocks.training.data import check_fits
     from kblocks.search.space import SearchSpace
     from kblocks.training import TrainConfig, one_hot, prepare_data, set_seed
 

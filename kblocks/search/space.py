@@ -15,28 +15,25 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from kblocks.errors import ConfigError, KBlocksError
+from kblocks.common.errors import ConfigError, KBlocksError
 from kblocks.search.resolver import (BOOLEAN, DiscoveryResolver, ValuesResolver, conditions_of)
 
 _DATA_KEYS = ("name", "input", "classes", "vars", "blocks", "defaults", "network", "doc")
 
 
 def tuning_path(name: str):
-    """The file of a ready space in ``tuning/`` (package ``kblocks.tuning``), or None."""
+    """The file of a ready space in ``kblocks/search/spaces/`` (package data), or None."""
     import importlib.resources
 
-    try:
-        folder = importlib.resources.files("kblocks.tuning")
-    except ModuleNotFoundError:  # a source checkout that is not installed: use the folder
-        folder = Path(__file__).resolve().parents[2] / "tuning"
+    folder = importlib.resources.files("kblocks.search") / "spaces"
     path = folder / f"{name}.yaml"
     return Path(str(path)) if path.is_file() else None
 
 
 def _read_source(source):
-    """``(mapping, source name)`` for a YAML file path, a ready space's name (``tuning/``), a
+    """``(mapping, source name)`` for a YAML file path, a ready space's name (``kblocks/search/spaces/``), a
     mapping, or architecture text."""
-    from kblocks.spec import load_yaml_text
+    from kblocks.lang.spec import load_yaml_text
 
     if isinstance(source, dict):
         return copy.deepcopy(source), "<space>"
@@ -58,7 +55,7 @@ def _read_source(source):
 
 def _read_blocks(blocks) -> dict:
     """The raw ``name: body`` mapping of ``blocks=`` (a YAML path or a mapping)."""
-    from kblocks.spec import load_yaml_text
+    from kblocks.lang.spec import load_yaml_text
 
     if blocks is None:
         return {}
@@ -104,7 +101,7 @@ class SearchSpace:
 
     def __init__(self, source, *, blocks=None, classes=None, input_shape=None, name=None,
                  **variables):
-        from kblocks.spec import parse_architecture
+        from kblocks.lang.spec import parse_architecture
 
         data, origin = _read_source(source)
         extra = _read_blocks(blocks)
@@ -135,8 +132,8 @@ class SearchSpace:
 
     # -- construction -----------------------------------------------------------------------------
     def _discover(self):
-        from kblocks import parser
-        from kblocks.expand import Expander
+        from kblocks.lang import parser
+        from kblocks.lang.expand import Expander
 
         arch = self.arch
         env = dict(arch.variables)
@@ -245,14 +242,14 @@ class SearchSpace:
 
     def compile(self, values=None):
         """The layer graph of one architecture of the space (defaults where values are missing)."""
-        from kblocks import api
+        from kblocks.lang import api
 
         resolver = ValuesResolver(self.specs, self._checked(values))
         return api.compile(self.arch, resolver=resolver)
 
     def build(self, values=None, *, name=None):
         """The ``keras.Model`` of one architecture (float pixels in, no preprocessing)."""
-        from kblocks.emit import emit
+        from kblocks.lang.emit import emit
 
         graph = self.compile(values)
         model = emit(graph, name=name or _model_name(self.name))

@@ -27,8 +27,10 @@ import keras_tuner
 from keras_tuner.src import backend as kt_backend
 from keras_tuner.src.engine import tuner_utils
 
-from kblocks import feed, saving
-from kblocks.errors import ConfigError
+from kblocks.training import feed
+
+from kblocks.common import saving
+from kblocks.common.errors import ConfigError
 from kblocks.search.budget import Budget, measure
 from kblocks.search.oracles import make_oracle, write_json_atomic
 from kblocks.search.recipe import TrialRecipe
@@ -62,7 +64,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
     def fit(self, hp, model, x, y=None, **kwargs):
         import keras
 
-        from kblocks.callbacks import NaNGuard
+        from kblocks.training.callbacks import NaNGuard
 
         if self.recipe.needs_statistics:  # space.tuner(...) without data=: learn them from x
             self.recipe = self.recipe.with_statistics(x)
@@ -116,7 +118,7 @@ def summarise(history: dict, objective="val_accuracy", *, seconds=0.0, initial_e
 
 class AtomicSaveBestEpoch(tuner_utils.SaveBestEpoch):
     """Keras Tuner's best-epoch checkpoint callback, writing through
-    :func:`kblocks.saving.save_weights` (temporary ``.weights.h5`` in the trial folder, fsync,
+    :func:`kblocks.common.saving.save_weights` (temporary ``.weights.h5`` in the trial folder, fsync,
     ``os.replace``): a kill during the write leaves the previous checkpoint, never a truncated one.
 
     Keras Tuner 1.4.8 builds its ``SaveBestEpoch`` inside ``Tuner.run_trial`` and shares that one

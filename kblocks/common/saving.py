@@ -1,0 +1,196 @@
+"""Loading and saving ``.keras`` files: safe loading and atomic saving (issue 8).
+
+* :func:`load_model` loads with ``safe_mode=True`` after importing kblocks' own layer classes
+  (``kblocks.lang.layers``, ``kblocks.training.augment``, ``kblocks.training.schedules``), so every model kblocks writes
+  loads without running code from the file. A file holding a ``Lambda`` layer (Python code that
+  Keras would run on loading) is refused with a :class:`UnsafeModelError` naming the file and the
+  ``--unsafe`` flag, unless the caller passes ``unsafe=True``.
+* :func:`save_model` writes under a temporary name in the target's folder, flushes it to the disk
+  (``fsync``) and moves it over the target with ``os.replace``: a crash or a kill at any moment
+  leaves either the previous file or the new one, complete, never a truncated file.
+  :func:`save_weights` does the same for ``model.save_weights`` (``.weights.h5`` files: the search's
+  per-trial checkpoints).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from kblocks.common.errors import KBlocksError
+
+CUSTOM_MODULES = ("kblocks.lang.layers", "kblocks.training.augment", "kblocks.training.schedules")
+MAX_CONFIG_BYTES = 64 * 1024 * 1024  #: config.json inside a .keras file larger than this is refused
+
+
+class ModelFileError(KBlocksError):
+    """A model file is missing, is not a Keras model, or cannot be loaded."""
+
+
+class UnsafeModelError(ModelFileError):
+    """A model file would run code from the file when loaded (a Lambda layer)."""
+
+
+def register_custom_objects() -> None:
+    """Import the modules whose classes kblocks' saved models refer to."""
+    import importlib
+
+    for name in CUSTOM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - every module ships with kblocks
+            pass
+
+
+def lambda_layers(path) -> list:
+    """Names of the ``Lambda`` layers in a ``.keras`` file's config (nested models included).
+
+    Reads only ``config.json`` from the zip archive; nothing is deserialised."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise ModelFileError(f"{path}: its config.json is {info.file_size:,} bytes, over the "
+                                     f"{MAX_CONFIG_BYTES:,}-byte limit")
+            config = json.loads(archive.read(info))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return []  # not a .keras archive: Keras' own error says so below
+    found = []
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
+                found.append(str(cfg.get("name", "?")))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _refusal(path, names) -> UnsafeModelError:
+    listed = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
+                                                       else "")
+    return UnsafeModelError(
+        f"{path} contains a Lambda layer ({listed}): loading it would run Python code stored in "
+        f"the file, so kblocks refuses it (Keras safe_mode)",
+        hint="if you trust where the file comes from, pass --unsafe (load_model(path, "
+             "unsafe=True)); models kblocks writes never need it")
+
+
+def load_model(path, *, unsafe: bool = False, compile: bool = False):
+    """``keras.saving.load_model(path, safe_mode=not unsafe)`` with kblocks' layers registered.
+
+    Raises :class:`UnsafeModelError` for a file with a ``Lambda`` layer unless ``unsafe``, and
+    :class:`ModelFileError` for a missing or unreadable file."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist" if not path.exists() else
+                             f"{path} is not a file", hint="give a .keras file")
+    if path.suffix != ".keras":
+        raise ModelFileError(f"{path}: a model file must end in .keras",
+                             hint="save models with kblocks or model.save('name.keras')")
+    register_custom_objects()
+    if not unsafe:
+        names = lambda_layers(path)
+        if names:
+            raise _refusal(path, names)
+    try:
+        return keras.saving.load_model(str(path), compile=compile, safe_mode=not unsafe)
+    except KBlocksError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure to load is a problem with the file
+        text = str(err)
+        if "arbitrary code execution" in text or "safe_mode" in text:
+            raise _refusal(path, ["code in the config"]) from None
+        raise ModelFileError(f"cannot load {path}: {_brief(text)}",
+                             hint="give a .keras file saved by kblocks or model.save()") from None
+
+
+def _brief(text: str, limit: int = 300) -> str:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[:limit] + "..."
+
+
+def save_model(model, path) -> Path:
+    """``model.save(path)`` atomically: temporary file in the same folder, fsync, ``os.replace``.
+
+    The target is never truncated: until the final rename it holds its previous content (or does
+    not exist), and afterwards the new, complete file."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelFileError(f"{path}: a model file must end in .keras")
+    return _write_atomically(path, ".keras", model.save)  # Keras wants the .keras suffix
+
+
+WEIGHTS_SUFFIX = ".weights.h5"  #: Keras' ``save_weights`` accepts no other ending
+
+
+def save_weights(model, path) -> Path:
+    """``model.save_weights(path)`` atomically, as :func:`save_model` (``path`` ends in
+    ``.weights.h5``, and so does the temporary file, as Keras requires)."""
+    path = Path(path)
+    if not path.name.endswith(WEIGHTS_SUFFIX) or path.name == WEIGHTS_SUFFIX:
+        raise ModelFileError(f"{path}: a weights file must end in {WEIGHTS_SUFFIX}")
+    return _write_atomically(path, WEIGHTS_SUFFIX, model.save_weights)
+
+
+def _write_atomically(path: Path, ending: str, write) -> Path:
+    """``write(tmp)`` to a temporary ``.{stem}.*{ending}.tmp{ending}`` in ``path``'s folder, then
+    fsync it, ``os.replace`` it onto ``path`` and fsync the folder; on any failure the temporary
+    is removed and ``path`` keeps its previous content."""
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = path.name[:-len(ending)]
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f"{ending}.tmp{ending}", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        fsync_file(tmp)
+        os.replace(tmp, path)
+        fsync_dir(folder)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def fsync_file(path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(folder) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(str(folder), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,13 @@
+"""The architecture language: text and YAML -> syntax tree -> layer graph -> figures -> Keras model.
+
+Owns the grammar (``grammar.lark``, :mod:`parser`, :mod:`syntax`), expansion of repeats, variables
+and blocks (:mod:`expand`, :mod:`blocks`, ``builtin_blocks.yaml``, :mod:`spec`, :mod:`limits`), the
+layer vocabulary (:mod:`vocab`, :mod:`keras_keywords`), the layer graph and its figures
+(:mod:`ir`, :mod:`graph`, :mod:`shapes`, :mod:`analysis`, :mod:`table`, :mod:`plot`), the emitter to
+Keras (:mod:`emit`, :mod:`layers`) and the functions ``kblocks`` exports (:mod:`api`).
+
+May import: :mod:`kblocks.common` and itself. Never training, search, inspect, zoo or cli (the
+zoo is reached only by name, through ``importlib``, when a zoo name is built). Only :mod:`emit`
+and :mod:`layers` import Keras; the rest runs without it. These rules are import-linter contracts
+(``.importlinter``), checked by ``make test``.
+"""

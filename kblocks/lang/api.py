@@ -1,0 +1,166 @@
+"""The public pipeline: source (text, YAML file or zoo name) -> syntax tree -> expanded program ->
+layer graph -> analysis -> Keras model. Each step is one module; this one only wires them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kblocks.lang import parser
+from kblocks.lang.analysis import Analysis, analyse as _analyse
+from kblocks.lang.blocks import BlockLibrary, builtin_library, block_from_mapping
+from kblocks.common.errors import ArchitectureError, ConfigError, KBlocksError
+from kblocks.lang.expand import Expander, finalize_units
+from kblocks.lang.graph import Graph, build_graph
+from kblocks.lang.ir import format_text as _format_program
+from kblocks.lang.spec import ArchitectureFile, load_architecture
+from kblocks.lang.table import Summary
+
+
+def parse(text: str):
+    """Syntax tree of architecture text (see :mod:`kblocks.lang.syntax`)."""
+    return parser.parse(text)
+
+
+def _as_arch(source) -> ArchitectureFile:
+    """Resolve a source to an ArchitectureFile: a YAML path, a zoo name, or architecture text."""
+    if isinstance(source, ArchitectureFile):
+        return source
+    if isinstance(source, Path) or (isinstance(source, str) and source.strip().lower().endswith(
+            (".yaml", ".yml")) and "\n" not in source.strip()):
+        path = Path(source)
+        try:
+            found = path.exists()
+        except (OSError, ValueError) as err:  # a name too long for the file system, a NUL byte
+            reason = getattr(err, "strerror", None) or err
+            raise ConfigError(f"architecture file {str(path)[:200]!r}: {reason}") from None
+        if not found:
+            raise ConfigError(f"architecture file {str(path)!r} does not exist")
+        return load_architecture(path)
+    if not isinstance(source, str):
+        raise KBlocksError(f"an architecture is a text, a YAML path or a zoo name, got "
+                           f"{type(source).__name__}")
+    stripped = source.strip()
+    if stripped.isidentifier():
+        from kblocks import zoo
+
+        path = zoo.path(stripped)
+        if path is not None:
+            return load_architecture(path)
+    return ArchitectureFile(name="kblocks", network=source)
+
+
+def _blocks(arch: ArchitectureFile, blocks) -> BlockLibrary:
+    lib = arch.blocks if arch.blocks.blocks or arch.blocks.parent else builtin_library().child()
+    if blocks is None:
+        return lib
+    if isinstance(blocks, (str, Path)):
+        extra = load_architecture_blocks(blocks)
+    elif isinstance(blocks, BlockLibrary):
+        extra = blocks
+    elif isinstance(blocks, dict):
+        extra = BlockLibrary()
+        for name, spec in blocks.items():
+            extra.add(block_from_mapping(name, spec, source="blocks="))
+    else:
+        raise KBlocksError("blocks= takes a YAML path, a mapping name: body, or a BlockLibrary")
+    merged = lib.child()
+    for name, block in extra.blocks.items():
+        merged.add(block)
+    return merged
+
+
+def load_architecture_blocks(path) -> BlockLibrary:
+    """The ``blocks:`` of a YAML file (a file holding only blocks needs no ``network``)."""
+    from kblocks.lang.spec import load_yaml_text
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"blocks file {str(path)!r} does not exist")
+    data, lines = load_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    lib = BlockLibrary()
+    body = data.get("blocks", {}) if isinstance(data, dict) else {}
+    if not isinstance(body, dict):
+        raise ConfigError(f"{path}: 'blocks' must be a mapping name: body")
+    for name, spec in body.items():
+        lib.add(block_from_mapping(str(name), spec, source=str(path), line=lines.get(("blocks", name), 0)))
+    return lib
+
+
+def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=None, **variables) -> Graph:
+    """Text, YAML path or zoo name to a layer graph (no Keras objects are made)."""
+    arch = _as_arch(source)
+    text = arch.network
+    src = arch.source if arch.source else ""
+    tree = parser.parse(text, source=src)
+    env = dict(arch.variables)
+    env.update(variables)
+    if classes is None:
+        classes = env.get("classes", arch.classes)
+    if classes is not None:
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+            raise KBlocksError(f"classes must be a positive whole number, got {classes!r}")
+        env["classes"] = classes
+    expander = Expander(variables=env, blocks=_blocks(arch, blocks), resolver=resolver,
+                        defaults=arch.defaults)
+    program = expander.expand(tree, text=text, source=src)
+    program = finalize_units(program, classes, text=text, source=src)
+    shape = _input_shape(program.input_shape, input_shape, arch.input_shape)
+    return build_graph(program, shape, text=text, source=src)
+
+
+def _input_shape(written, given, from_file):
+    if given is not None:
+        try:
+            given = tuple(int(d) for d in given)
+        except (TypeError, ValueError):
+            raise KBlocksError(f"input_shape must be a list of whole numbers, got {given!r}") from None
+        if any(d < 1 for d in given):
+            raise KBlocksError(f"input_shape must hold positive sizes, got {given}")
+        if written is not None and tuple(written) != given:
+            raise ArchitectureError(f"the text says INPUT{tuple(written)} but input_shape={given} was "
+                                    f"given; remove one of them")
+        return given
+    return written if written is not None else from_file
+
+
+def analyse(source, **kwargs) -> Analysis:
+    """Parameters, activation memory, multiply-adds and receptive fields, layer by layer."""
+    graph = source if isinstance(source, Graph) else compile(source, **kwargs)
+    return _analyse(graph)
+
+
+def format_text(source, **kwargs) -> str:
+    """Canonical text: repetitions, variables, blocks and placeholders written out."""
+    graph = source if isinstance(source, Graph) else compile(source, **kwargs)
+    return graph.canonical_text()
+
+
+def build(source, *, input_shape=None, classes=None, blocks=None, name=None, resolver=None,
+          **variables):
+    """Build a ``keras.Model`` from architecture text, a YAML file or a zoo name.
+
+    >>> model = build("[[CONV(64)-RELU]*2-POOL]*2-FC(10)", input_shape=(32, 32, 3))
+    """
+    from kblocks.lang.emit import emit
+
+    graph = compile(source, input_shape=input_shape, classes=classes, blocks=blocks, resolver=resolver,
+                    **variables)
+    arch = _as_arch(source)
+    model = emit(graph, name=name or _model_name(arch))
+    model._kblocks_graph = graph  # the summary of a model built here reads it back
+    return model
+
+
+def _model_name(arch: ArchitectureFile) -> str:
+    name = "".join(c if c.isalnum() or c in "_-" else "_" for c in (arch.name or "kblocks"))
+    return name or "kblocks"
+
+
+def summary(model_or_source, **kwargs) -> Summary:
+    """The per-layer summary of a model built by kblocks, or of a text / YAML / zoo name."""
+    graph = getattr(model_or_source, "_kblocks_graph", None)
+    if graph is None:
+        if hasattr(model_or_source, "layers"):
+            raise KBlocksError("this Keras model was not built by kblocks in this process; pass the "
+                               "architecture text, YAML file or zoo name instead")
+        graph = compile(model_or_source, **kwargs)
+    return Summary(_analyse(graph))

@@ -1,0 +1,75 @@
+"""Layer graph to Keras: one Keras layer per graph node, connected with the functional API.
+
+Layer names follow the graph (``conv_3``, ``basic2_bn_7``) so weights can be read and matched by
+name, and the summary's names are the model's names. Under a mixed-precision policy the layers that
+produce the model's outputs compute in float32, as Keras' mixed-precision guide advises.
+"""
+from __future__ import annotations
+
+import keras
+
+from kblocks.common.errors import ArchitectureError
+from kblocks.lang.graph import INPUT, Graph, Node
+
+
+def _kwargs(node: Node) -> dict:
+    spec = node.spec
+    kw = dict(spec.fixed)
+    for arg in spec.args:
+        if arg.keras is None:
+            continue
+        value = node.get(arg.name)
+        if value is None:
+            continue
+        kw[arg.keras] = list(value) if isinstance(value, tuple) and arg.type == "shape" else value
+    kw.update(dict(node.extra))
+    return kw
+
+
+def _zero_pad_class(rank):
+    return {1: keras.layers.ZeroPadding1D, 2: keras.layers.ZeroPadding2D,
+            3: keras.layers.ZeroPadding3D}[rank]
+
+
+def make_layer(node: Node, in_shape, *, name=None, dtype=None) -> keras.layers.Layer:
+    spec = node.spec
+    kw = _kwargs(node)
+    kw["name"] = name or node.name
+    if dtype is not None:
+        kw["dtype"] = dtype
+    try:
+        if spec.kind == "prelu":
+            kw.setdefault("shared_axes", list(range(1, len(in_shape))) or None)
+            return keras.layers.PReLU(**kw)
+        if spec.kind == "zeropad":
+            return _zero_pad_class(len(in_shape) - 1)(**kw)
+        if spec.kind == "merge" and spec.token == "CONCAT":
+            return keras.layers.Concatenate(axis=-1, **kw)
+        if spec.keras_class.startswith("kblocks>"):
+            from kblocks.lang import layers as kl
+
+            return getattr(kl, spec.keras_class.split(">", 1)[1])(**kw)
+        return getattr(keras.layers, spec.keras_class)(**kw)
+    except (TypeError, ValueError) as err:
+        raise ArchitectureError(f"Keras refused {spec.keras_class or spec.token}: {err}", span=node.span,
+                                what=node.token, hint="check the extra keyword arguments") from None
+
+
+def emit(graph: Graph, *, name: str | None = None) -> keras.Model:
+    """Make the Keras model of a graph (inputs take float pixels; no preprocessing is added)."""
+    policy = keras.config.dtype_policy()
+    mixed = policy.compute_dtype != policy.variable_dtype
+    out_nodes = set(graph.outputs)
+    inputs = keras.Input(shape=graph.input_shape, name="input")
+    tensors = {INPUT: inputs}
+    for node in graph.nodes:
+        args = [tensors[i] for i in node.inputs]
+        dtype = "float32" if (mixed and node.index in out_nodes) else None
+        layer = make_layer(node, graph.shape_of(node.inputs[0]), dtype=dtype)
+        tensors[node.index] = layer(args if node.spec.kind == "merge" else args[0])
+    outputs = [tensors[i] for i in graph.outputs]
+    if len(outputs) > 1:  # named outputs: "output" first, then "aux1", "aux2", ...
+        outputs = {("output" if k == 0 else f"aux{k}"): t for k, t in enumerate(outputs)}
+    else:
+        outputs = outputs[0]
+    return keras.Model(inputs, outputs, name=name or "kblocks")

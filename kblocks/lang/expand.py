@@ -1,0 +1,545 @@
+"""Syntax tree to expanded program: repetitions unrolled, variables and ``$params`` bound, named
+blocks inlined, placeholders resolved, arguments checked against the vocabulary.
+
+Placeholders (``{name: ...}``) are resolved by a :class:`Resolver`: the default one takes each
+default (first choice, lower bound, optional present); :mod:`kblocks.search` supplies one backed by
+Keras Tuner hyperparameters.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+import functools
+import inspect
+import math
+from dataclasses import dataclass, field, replace
+
+from kblocks.lang import limits
+from kblocks.lang import syntax as S
+from kblocks.lang.blocks import REQUIRED, BlockLibrary, builtin_library
+from kblocks.common.errors import ArchitectureError, LimitError, Span
+from kblocks.lang.ir import Aux, Merge, Op, Program
+from kblocks.lang.parser import parse
+from kblocks.lang.vocab import VOCAB, LayerSpec
+
+
+class Resolver:
+    """Chooses values for placeholders. ``scope`` lists the enclosing repetitions as
+    ``(count_name, index)`` pairs (count_name is None for fixed counts), outermost first."""
+
+    def value(self, name: str, ph: S.Placeholder, scope: tuple):
+        return ph.default
+
+    def flag(self, name: str, scope: tuple) -> bool:
+        return True
+
+
+@dataclass
+class _Ctx:
+    variables: dict
+    params: dict = field(default_factory=dict)  # $param values inside a block body
+    reps: tuple = ()  # ((count_name | None, index 1-based), ...)
+    block_stack: tuple = ()  # block names being expanded (recursion check)
+    scope: str = ""  # outermost block instance name
+    text: str = ""  # source text for error context
+    source: str = ""
+    depth: int = 0  # nesting, counted through named blocks (limits.MAX_NESTING)
+    copies: int = 1  # product of the enclosing repetition counts (limits.MAX_REPEAT_PRODUCT)
+
+
+class Expander:
+    def __init__(self, *, variables=None, blocks: BlockLibrary | None = None, resolver=None,
+                 defaults=None):
+        self.variables = dict(variables or {})
+        self.blocks = blocks or builtin_library()
+        self.resolver = resolver or Resolver()
+        self.defaults = {k.upper(): dict(v) for k, v in (defaults or {}).items()}
+        self.layer_count = 0
+        self.block_counts: dict = {}
+        self.input_shape = None
+        self.opt_names: dict = {}
+        self.opt_bases: dict = {}  # base name -> how many optional items use it
+        self.items = 0  # items expanded so far (limits.MAX_EXPANDED_ITEMS)
+
+    # --- entry ---------------------------------------------------------------------------------
+    def expand(self, tree: S.Seq, *, text: str = "", source: str = "") -> Program:
+        ctx = _Ctx(self.variables, text=text, source=source)
+        nodes = self._seq(tree, ctx, top=True)
+        return Program(tuple(nodes), self.input_shape)
+
+    def _error(self, msg, span, ctx, *, what=None, hint=None, cls=ArchitectureError):
+        return cls(msg, span=span, text=ctx.text if (span and span.source == ctx.source) else None,
+                   what=what, hint=hint)
+
+    # --- structure -------------------------------------------------------------------------------
+    def _seq(self, seq: S.Seq, ctx: _Ctx, top=False) -> list:
+        out = []
+        for i, item in enumerate(seq.items):
+            if isinstance(item, S.Layer) and item.name.upper() == "INPUT":
+                if not (top and i == 0 and not ctx.block_stack):
+                    raise self._error("INPUT may only stand first in the network", item.span, ctx,
+                                      what="INPUT")
+                self.input_shape = self._input_shape(item, ctx)
+                continue
+            out.extend(self._item(item, ctx))
+        return out
+
+    def _step(self, span, ctx: _Ctx) -> None:
+        """Count one expanded item: repetitions and named blocks that make nothing (SKIP, *0) can
+        still multiply into billions of steps without ever reaching the layer limit."""
+        self.items += 1
+        if self.items > limits.MAX_EXPANDED_ITEMS:
+            raise self._error(f"the network expands to more than {limits.MAX_EXPANDED_ITEMS:,} items "
+                              f"(layers, groups, SKIPs and block calls)", span, ctx, cls=LimitError,
+                              hint="reduce the repetition counts or the block calls; see 'Limits' in "
+                                   "docs/language.md")
+
+    def _deeper(self, item, ctx: _Ctx) -> _Ctx:
+        """One level more of nesting: brackets, ``*N``, ``?`` and ``@block`` count alike, through
+        named blocks, so that expansion (recursive, like every later stage) stays shallow."""
+        if ctx.depth >= limits.MAX_NESTING:
+            raise self._error(f"the network nests deeper than {limits.MAX_NESTING} levels (brackets, "
+                              f"*N and ? suffixes and named blocks counted together)",
+                              _item_span(item), ctx, cls=LimitError,
+                              hint="flatten the structure: fewer nested groups, suffixes or blocks")
+        return replace(ctx, depth=ctx.depth + 1)
+
+    def _item(self, item, ctx: _Ctx) -> list:
+        self._step(_item_span(item), ctx)
+        if isinstance(item, S.Layer):
+            return self._layer(item, ctx)
+        ctx = self._deeper(item, ctx)
+        if isinstance(item, S.Seq):
+            return self._seq(item, ctx)
+        if isinstance(item, S.Repeat):
+            return self._repeat(item, ctx)
+        if isinstance(item, S.Optional):
+            name = item.name or self._auto_opt_name(item)
+            name = self._hash_name(name, ctx)
+            present = self.resolver.flag(name, ctx.reps)
+            return self._item(item.item, ctx) if present else []
+        if isinstance(item, S.Branches):
+            return [self._branches(item, ctx)]
+        if isinstance(item, S.Tagged):
+            return [Aux(tuple(self._seq(item.body, ctx)), item.span)]
+        if isinstance(item, S.BlockCall):
+            return self._block(item, ctx)
+        raise TypeError(item)  # pragma: no cover
+
+    def _auto_opt_name(self, item: S.Optional) -> str:
+        """``POOL?`` is named ``pool_opt#``; a second optional POOL elsewhere ``pool_opt2#``."""
+        key = (item.span.source, item.span.line, item.span.column)
+        if key not in self.opt_names:
+            inner = item.item
+            while isinstance(inner, (S.Repeat, S.Optional)):
+                inner = inner.item
+            base = (getattr(inner, "name", None) or "group").lower() + "_opt"
+            taken = self.opt_bases.get(base, 0)  # a count, not a scan: 30,000 'X?' stay linear
+            self.opt_bases[base] = taken + 1
+            self.opt_names[key] = base + (str(taken + 1) if taken else "") + "#"
+        return self.opt_names[key]
+
+    def _repeat(self, item: S.Repeat, ctx: _Ctx) -> list:
+        count, count_name = self._count(item.count, ctx, item.span)
+        copies = ctx.copies * count
+        if copies > limits.MAX_REPEAT_PRODUCT:
+            raise self._error(f"nested repetitions make {copies:,} copies of this item, more than the "
+                              f"limit of {limits.MAX_REPEAT_PRODUCT:,}", item.span, ctx, what="'*'",
+                              cls=LimitError, hint="reduce the repetition counts; see 'Limits' in "
+                                                   "docs/language.md")
+        out = []
+        for i in range(count):
+            inner = replace(ctx, reps=ctx.reps + ((count_name, i + 1),), copies=copies)
+            out.extend(self._item(item.item, inner))
+        return out
+
+    def _count(self, count, ctx: _Ctx, span: Span):
+        name = None
+        value = count
+        if isinstance(count, S.Placeholder):
+            name = self._hash_name(count.name, ctx)
+            value = self.resolver.value(name, count, ctx.reps)
+        elif isinstance(count, (S.Word, S.Param)):
+            value = self._lookup(count, ctx, role="repetition count")
+            if isinstance(value, S.Placeholder):  # $n bound to a placeholder at the call site
+                name, value = value.name, self.resolver.value(value.name, value, ctx.reps)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._error(f"a repetition count must be a whole number, got {value!r}", span, ctx,
+                              what="'*'")
+        if value < 0:
+            raise self._error(f"a repetition count cannot be negative ({value})", span, ctx, what="'*'")
+        if value > limits.MAX_REPEAT:
+            raise self._error(f"repetition count {value:,} is over the limit of {limits.MAX_REPEAT:,}",
+                              span, ctx, what="'*'", cls=LimitError,
+                              hint="see 'Limits' in docs/language.md")
+        return value, name
+
+    def _hash_name(self, name: str, ctx: _Ctx) -> str:
+        if "#" not in name:
+            return name
+        idx = "".join(f"_{i}" for _, i in ctx.reps)
+        return name.replace("#", idx)
+
+    def _branches(self, item: S.Branches, ctx: _Ctx) -> Merge:
+        bodies, proj = [], []
+        for seq in item.branches:
+            self._step(seq.span if seq.span.line else item.span, ctx)
+            if (len(seq.items) == 1 and isinstance(seq.items[0], S.Layer)
+                    and VOCAB.get(seq.items[0].name) is VOCAB["SKIP"]):
+                op = self._bind(seq.items[0], VOCAB["SKIP"], ctx)
+                bodies.append(())
+                proj.append(bool(op.get("proj")))
+            else:
+                body = tuple(self._seq(seq, ctx))
+                bodies.append(body)
+                proj.append(True)
+        return Merge(item.op, tuple(bodies), tuple(proj), item.span)
+
+    # --- layers ----------------------------------------------------------------------------------
+    def _layer(self, item: S.Layer, ctx: _Ctx) -> list:
+        spec = VOCAB.get(item.name)
+        if spec is None or not spec.user:
+            known = VOCAB.suggest(item.name)
+            hint = f"did you mean {' or '.join(known)}?" if known else \
+                "see the layer table in docs/language.md"
+            if self.blocks.get(item.name) is not None:
+                hint = f"{item.name} is a named block: write @{item.name}(...)"
+            raise self._error(f"unknown layer {item.name!r}", item.span, ctx, what=item.name, hint=hint)
+        if spec.token == "SKIP":
+            self._bind(item, spec, ctx)  # validate its arguments; a lone SKIP is the identity
+            return []
+        self._count_layer(item.span, ctx)
+        return [self._bind(item, spec, ctx)]
+
+    def _count_layer(self, span, ctx):
+        self.layer_count += 1
+        if self.layer_count > limits.MAX_LAYERS:
+            raise self._error(f"the network expands to more than {limits.MAX_LAYERS:,} layers", span,
+                              ctx, cls=LimitError, hint="reduce the repetition counts; see 'Limits' "
+                              "in docs/language.md")
+
+    def _bind(self, item: S.Layer, spec: LayerSpec, ctx: _Ctx) -> Op:
+        what = item.name
+        values: dict = {}
+        for k, v in self.defaults.get(spec.token, {}).items():  # YAML layer defaults
+            values[k] = v
+        args = item.args
+        if len(args.positional) > len(spec.args):
+            raise self._error(f"{spec.token} takes at most {len(spec.args)} positional argument(s) "
+                              f"({', '.join(spec.arg_names) or 'none'}), got {len(args.positional)}",
+                              item.span, ctx, what=what)
+        for arg, raw in zip(spec.args, args.positional):
+            values[arg.name] = raw
+        extra = {}
+        for key, raw, kspan in args.keyword:
+            arg = spec.arg(key)
+            if arg is None:
+                if key in _keras_keywords(spec) or key in _installed_keras_keywords(spec):
+                    extra[key] = raw
+                    continue
+                choices = spec.arg_names + sorted(_keras_keywords(spec))
+                close = difflib.get_close_matches(key, choices, n=2, cutoff=0.6)
+                hint = (f"did you mean {' or '.join(close)}?" if close else
+                        f"{spec.token} takes {', '.join(spec.arg_names) or 'no arguments'}"
+                        + (f" and the Keras {spec.keras_class} keywords" if spec.keras_class else ""))
+                raise self._error(f"{spec.token} has no argument {key!r}", kspan or item.span, ctx,
+                                  what=what, hint=hint)
+            if arg.name in values and arg.name in dict(zip([a.name for a in spec.args],
+                                                            args.positional)):
+                raise self._error(f"argument {arg.name!r} of {spec.token} is given twice", kspan, ctx,
+                                  what=what)
+            values[arg.name] = raw
+        for key in list(values):
+            if spec.arg(key) is None:  # a YAML default that is a Keras keyword
+                extra.setdefault(key, values.pop(key))
+        params = []
+        for arg in spec.args:
+            raw = values.get(arg.name, arg.default)
+            params.append((arg.name, self._typed(raw, arg, spec, item, ctx)))
+        pdict = dict(params)
+        if spec.token in ("POOL", "AVGPOOL") and pdict["stride"] is None:
+            params = [(k, pdict["size"] if k == "stride" else v) for k, v in params]
+        resolved_extra = tuple((k, self._plain(v, ctx, item.span)) for k, v in extra.items())
+        return Op(spec.token, tuple(params), resolved_extra, item.span, item.text, ctx.scope)
+
+    def _plain(self, raw, ctx, span):
+        """Resolve variables / params / placeholders in a pass-through Keras keyword value."""
+        if isinstance(raw, S.Word):
+            if raw.name in ctx.variables:
+                return ctx.variables[raw.name]
+            return raw.name
+        if isinstance(raw, S.Param):
+            return self._plain(self._lookup(raw, ctx, role="argument"), ctx, span)
+        if isinstance(raw, S.Placeholder):
+            return self.resolver.value(self._hash_name(raw.name, ctx), raw, ctx.reps)
+        if isinstance(raw, tuple):
+            return tuple(self._plain(v, ctx, span) for v in raw)
+        return raw
+
+    def _lookup(self, ref, ctx: _Ctx, *, role: str):
+        if isinstance(ref, S.Param):
+            if ref.name in ctx.params:
+                return ctx.params[ref.name]
+            where = f"block @{ctx.block_stack[-1]}" if ctx.block_stack else "the network"
+            raise self._error(f"${ref.name} is not a parameter of {where}", ref.span, ctx,
+                              what=f"${ref.name}",
+                              hint="$name refers to a block parameter; declare it under params:"
+                              if ctx.block_stack else "use a variable (vars:, --set) or a block")
+        if ref.name in ctx.variables:
+            return ctx.variables[ref.name]
+        hint = f"bind it: build(text, {ref.name}=...) or --set {ref.name}=... or YAML vars:"
+        if ref.name == "classes":
+            hint = "give classes= (CLI --classes, YAML classes:)"
+        raise self._error(f"unbound variable {ref.name!r} (used as a {role})", ref.span, ctx,
+                          what=ref.name, hint=hint)
+
+    def _typed(self, raw, arg, spec, item, ctx):
+        value = raw
+        if isinstance(value, S.Param):
+            value = self._lookup(value, ctx, role="argument")
+        if isinstance(value, S.Placeholder):
+            value = self.resolver.value(self._hash_name(value.name, ctx), value, ctx.reps)
+        if isinstance(value, S.Word):
+            if value.name in ctx.variables:
+                value = ctx.variables[value.name]
+            elif arg.type in ("int", "float", "ints", "bool"):
+                self._lookup(value, ctx, role=f"{arg.name} of {spec.token}")
+            else:
+                value = value.name
+        if isinstance(value, tuple):
+            value = tuple(self._plain(v, ctx, item.span) for v in value)
+        if value is None and arg.default is None:  # FC units, POOL stride: filled in later
+            return None
+        return _coerce(value, arg, spec, lambda msg: self._error(msg, item.span, ctx, what=item.name))
+
+    def _input_shape(self, item: S.Layer, ctx: _Ctx):
+        dims = []
+        for raw in item.args.positional:
+            v = raw
+            if isinstance(v, (S.Word, S.Param)):
+                v = self._lookup(v, ctx, role="INPUT dimension")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise self._error(f"INPUT dimensions must be positive whole numbers, got {v!r}",
+                                  item.span, ctx, what="INPUT")
+            dims.append(v)
+        if item.args.keyword or not dims:
+            raise self._error("write INPUT(height, width, channels), e.g. INPUT(32,32,3)", item.span,
+                              ctx, what="INPUT")
+        if max(dims) > limits.MAX_INT or math.prod(dims) > limits.MAX_ACTIVATION_ELEMENTS:
+            raise self._error(f"the input has {math.prod(dims):,} elements per image, over the limit "
+                              f"of {limits.MAX_ACTIVATION_ELEMENTS:,}", item.span, ctx, what="INPUT",
+                              cls=LimitError, hint="use a smaller input")
+        return tuple(dims)
+
+    # --- blocks ----------------------------------------------------------------------------------
+    def _block(self, call: S.BlockCall, ctx: _Ctx) -> list:
+        block = self.blocks.get(call.name)
+        if block is None:
+            close = difflib.get_close_matches(call.name, self.blocks.names(), n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join('@' + c for c in close)}?" if close else \
+                f"known blocks: {', '.join(self.blocks.names()) or 'none'}"
+            raise self._error(f"unknown block @{call.name}", call.span, ctx, what=f"@{call.name}",
+                              hint=hint)
+        if call.name in ctx.block_stack:
+            chain = " -> ".join("@" + b for b in (*ctx.block_stack, call.name))
+            raise self._error(f"block @{call.name} calls itself ({chain})", call.span, ctx,
+                              what=f"@{call.name}", hint="blocks cannot be recursive: use *N")
+        if len(ctx.block_stack) >= limits.MAX_BLOCK_DEPTH:
+            raise self._error(f"blocks nest deeper than {limits.MAX_BLOCK_DEPTH}", call.span, ctx,
+                              cls=LimitError)
+        names = block.param_names()
+        if len(call.args.positional) > len(names):
+            raise self._error(f"@{call.name} takes {len(names)} argument(s) ({', '.join(names) or 'none'})"
+                              f", got {len(call.args.positional)}", call.span, ctx, what=f"@{call.name}")
+        bound = {}
+        for pname, raw in zip(names, call.args.positional):
+            bound[pname] = self._arg_value(raw, ctx)
+        for key, raw, kspan in call.args.keyword:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
+                raise self._error(f"@{call.name} has no parameter {key!r}", kspan, ctx,
+                                  what=f"@{call.name}",
+                                  hint=f"did you mean {' or '.join(close)}?" if close else
+                                  f"its parameters are {', '.join(names) or 'none'}")
+            if key in bound:
+                raise self._error(f"parameter {key!r} of @{call.name} is given twice", kspan, ctx,
+                                  what=f"@{call.name}")
+            bound[key] = self._arg_value(raw, ctx)
+        for pname, default in block.params:
+            if pname not in bound:
+                if default is REQUIRED:
+                    raise self._error(f"@{call.name} needs its parameter {pname!r}", call.span, ctx,
+                                      what=f"@{call.name}")
+                bound[pname] = default
+        where = f"{Path(block.source).name if block.source else 'blocks='}: body of block @{block.name}"
+        body = _parse_block_body(block.body, where, block.name)
+        self.block_counts[call.name] = self.block_counts.get(call.name, 0) + 1
+        scope = ctx.scope or f"{call.name}{self.block_counts[call.name]}"
+        inner = replace(ctx, params=bound, block_stack=ctx.block_stack + (call.name,), scope=scope,
+                        text=block.body, source=body.span.source)
+        try:
+            return self._seq(body, inner)
+        except ArchitectureError as err:
+            if getattr(err, "_via", None):
+                raise
+            err._via = True
+            raise type(err)(f"{err.message} (inside @{call.name})", span=err.span or call.span,
+                            text=err.text, hint=err.hint, what=err.what) from None
+
+    def _arg_value(self, raw, ctx: _Ctx):
+        """A block argument evaluated at the call site ($params and variables of the caller)."""
+        if isinstance(raw, S.Param):
+            return self._lookup(raw, ctx, role="block argument")
+        if isinstance(raw, S.Word) and raw.name in ctx.variables:
+            return ctx.variables[raw.name]
+        if isinstance(raw, S.Placeholder):  # keep it: resolved where used, named with call-site '#'
+            return S.Placeholder(self._hash_name(raw.name, ctx), raw.kind, raw.values, raw.low,
+                                 raw.high, raw.step, raw.log, raw.span)
+        if isinstance(raw, S.Word):
+            return raw.name
+        if isinstance(raw, tuple):  # [4, $f]: its $f is the caller's, resolved here (a $f left in
+            return tuple(self._arg_value(v, ctx) for v in raw)  # the list recursed forever)
+        return raw
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_block_body(body: str, source: str, name: str) -> S.Seq:
+    return parse(body, source=source)
+
+
+@functools.lru_cache(maxsize=None)
+def _keras_keywords(spec: LayerSpec) -> frozenset:
+    """Keyword arguments the Keras layer constructor accepts (what kblocks passes through)."""
+    from kblocks.lang.keras_keywords import KERAS_KEYWORDS
+
+    if not spec.keras_class:
+        return frozenset()
+    base = {"name", "dtype", "trainable", "autocast"}
+    names = set(KERAS_KEYWORDS.get(spec.keras_class, ())) | base
+    names -= {a.keras for a in spec.args if a.keras}
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_keras_keywords(spec: LayerSpec) -> frozenset:
+    """The installed Keras' constructor keywords (imports Keras: only for keywords not in the table)."""
+    if not spec.keras_class or spec.keras_class.startswith("kblocks>"):
+        return frozenset()
+    import keras
+
+    cls = getattr(keras.layers, spec.keras_class)
+    names = set()
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        sig = inspect.signature(klass.__init__)
+        names |= {p.name for p in sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        if klass.__name__ == "Layer":
+            break
+    return frozenset(names - {a.keras for a in spec.args if a.keras})
+
+
+def _coerce(value, arg, spec, fail):
+    t = arg.type
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if not (isinstance(value, float) and value.is_integer()):
+                raise fail(f"{arg.name} of {spec.token} must be a whole number, got {_short(value)}")
+            value = int(value)  # 32.0 is 32; -0.0 is 0, refused below like 0
+        if value < 1:
+            raise fail(f"{arg.name} of {spec.token} must be at least 1, got {value}")
+        if value > limits.MAX_INT:
+            raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got {_short(value)}")
+        return value
+    if t == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(f"{arg.name} of {spec.token} must be a number, got {_short(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise fail(f"{arg.name} of {spec.token} must be a finite number, got {_short(value)}")
+        if arg.name == "rate" and not 0.0 <= value < 1.0:
+            raise fail(f"rate of {spec.token} must be in [0, 1), got {value}")
+        return value
+    if t == "ints":
+        items = value if isinstance(value, tuple) else (value,)
+        if not items or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+            raise fail(f"{arg.name} of {spec.token} must be a whole number or a list of them, "
+                       f"got {value!r}")
+        minimum = 0 if spec.token == "ZEROPAD" else 1
+        if any(v < minimum for v in items):
+            raise fail(f"{arg.name} of {spec.token} must be at least {minimum}, got {_short(value)}")
+        if any(v > limits.MAX_INT for v in items):
+            raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got "
+                       f"{_short(value)}")
+        return value
+    if t == "padding":
+        if isinstance(value, str) and value.lower() in ("same", "valid"):
+            return value.lower()
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limits.MAX_INT:
+            return value
+        raise fail(f"padding of {spec.token} must be same, valid or a number of pixels, got "
+                   f"{_short(value)}")
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise fail(f"{arg.name} of {spec.token} must be true or false, got {_short(value)}")
+        return value
+    if t == "shape":
+        items = value if isinstance(value, tuple) else (value,)
+        if not items or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= limits.MAX_INT
+                            for v in items):
+            raise fail(f"shape of {spec.token} must be a list of positive whole numbers, got "
+                       f"{_short(value)}")
+        return tuple(items)
+    return value
+
+
+def _short(value) -> str:
+    """``repr`` for an error message, cut short (a value may be a 4,000-digit number)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + f"... ({len(text):,} characters)"
+
+
+def _item_span(item) -> Span:
+    span = getattr(item, "span", None) or Span()
+    if not span.line and isinstance(item, S.Seq) and item.items:
+        return _item_span(item.items[0])
+    return span
+
+
+def finalize_units(program: Program, classes, *, text="", source="") -> Program:
+    """Give units to every FC written without them: ``classes`` for the last FC of the main path
+    and of each AUX head, the default (128) for the others."""
+
+    def fix(nodes, is_output: bool):
+        nodes = list(nodes)
+        last = None
+        if is_output:
+            for i in range(len(nodes) - 1, -1, -1):
+                if isinstance(nodes[i], Op) and nodes[i].token == "FC":
+                    last = i
+                    break
+        out = []
+        for i, node in enumerate(nodes):
+            if isinstance(node, Op) and node.token == "FC" and node.get("units") is None:
+                if i == last:
+                    if classes is None:
+                        raise ArchitectureError(
+                            "the last FC has no units and no classes were given", span=node.span,
+                            text=text if node.span.source == source else None, what="FC",
+                            hint="write FC(10), or give classes= (CLI --classes, YAML classes:)")
+                    node = node.replace_param("units", int(classes))
+                else:
+                    node = node.replace_param("units", 128)
+            elif isinstance(node, Merge):
+                node = Merge(node.op, tuple(tuple(fix(b, False)) for b in node.branches),
+                             node.skip_proj, node.span)
+            elif isinstance(node, Aux):
+                node = Aux(tuple(fix(node.body, True)), node.span)
+            out.append(node)
+        return out
+
+    return Program(tuple(fix(program.nodes, True)), program.input_shape)

@@ -1,0 +1,319 @@
+"""Expanded program to a flat layer graph: one node per Keras layer, each with its inputs and output
+shape, in the order Keras will build them.
+
+This is where the language's implicit layers appear, visibly: a FLATTEN before an FC that follows a
+feature map, a ZEROPAD for explicit integer padding, the 1x1 projection that makes a mismatched SKIP
+fit an add or multiply merge, a RESHAPE that lets a vector gate a feature map. Every inserted node has
+a ``note`` saying why, and the summary prints it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kblocks.lang import limits
+from kblocks.lang import shapes as sh
+from kblocks.common.errors import ArchitectureError, LimitError, Span
+from kblocks.lang.ir import Aux, Merge, Op, Program, format_op, format_text
+from kblocks.lang.vocab import MERGE_TOKEN, VOCAB
+
+INPUT = -1  # index standing for the model input
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int
+    token: str
+    params: tuple
+    extra: tuple
+    inputs: tuple
+    shape: tuple
+    name: str
+    span: Span = field(default_factory=Span)
+    text: str = ""
+    note: str = ""
+    scope: str = ""
+    branch_head: bool = False  # first layer of a branch: reads a tensor another branch also reads
+
+    def get(self, name, default=None):
+        for k, v in self.params:
+            if k == name:
+                return v
+        return default
+
+    @property
+    def spec(self):
+        return VOCAB[self.token]
+
+    @property
+    def dsl(self) -> str:
+        """The canonical text of this one layer."""
+        return format_op(Op(self.token, self.params, self.extra))
+
+
+@dataclass(frozen=True)
+class Graph:
+    input_shape: tuple
+    nodes: tuple
+    outputs: tuple  # node indices (INPUT for an identity network), main output first
+    program: Program
+    source: str = ""  # the text or file it came from
+    text: str = ""  # the architecture text (for error context)
+
+    def canonical_text(self) -> str:
+        return format_text(Program(self.program.nodes, self.input_shape))
+
+    def shape_of(self, index):
+        return self.input_shape if index == INPUT else self.nodes[index].shape
+
+    def consumers(self):
+        users = {INPUT: []}
+        for n in self.nodes:
+            users[n.index] = []
+        for n in self.nodes:
+            for i in n.inputs:
+                users[i].append(n.index)
+        return users
+
+
+class _Builder:
+    def __init__(self, input_shape, text, source):
+        self.input_shape = tuple(input_shape)
+        self.nodes: list = []
+        self.outputs: list = []
+        self.text = text
+        self.source = source
+        self.counts: dict = {}
+        self.params = 0  # parameters so far (limits.MAX_PARAMS)
+
+    def fail(self, msg, span, what, hint=None, cls=ArchitectureError):
+        text = self.text if (span and span.source == self.source) else None
+        return cls(msg, span=span, text=text, what=what, hint=hint)
+
+    def shape(self, index):
+        return self.input_shape if index == INPUT else self.nodes[index].shape
+
+    def add(self, token, params, extra, inputs, shape, *, span=None, text="", note="", scope="",
+            head=False):
+        if len(self.nodes) >= limits.MAX_LAYERS:
+            raise self.fail(f"the graph has more than {limits.MAX_LAYERS:,} layers", span, token,
+                            cls=LimitError)
+        elements = math.prod(shape)
+        if elements > limits.MAX_ACTIVATION_ELEMENTS:
+            raise self.fail(f"its output {sh.dims(shape)} has {elements:,} elements per image, over "
+                            f"the limit of {limits.MAX_ACTIVATION_ELEMENTS:,}", span, token,
+                            cls=LimitError, hint="use a smaller input or fewer filters")
+        index = len(self.nodes)
+        base = f"{token.lower()}_{index}"
+        name = f"{scope}_{base}" if scope else base
+        node = Node(index, token, tuple(params), tuple(extra), tuple(inputs), tuple(shape),
+                    name, span or Span(), text, note, scope, head)
+        self.check_weights(node)
+        self.nodes.append(node)
+        return index
+
+    def check_weights(self, node):
+        """Weights are tensors too: a layer whose kernel alone is over the per-tensor limit (a
+        CONV(8, kernel=100000, padding=same) keeps its output small), or a model over the parameter
+        limit, is refused here rather than by an out-of-memory error in Keras."""
+        from kblocks.lang.analysis import param_counts  # analysis imports this module
+
+        weights = sum(param_counts(node, self.shape(node.inputs[0])))
+        if weights > limits.MAX_ACTIVATION_ELEMENTS:
+            raise self.fail(f"its weights have {weights:,} elements, over the limit of "
+                            f"{limits.MAX_ACTIVATION_ELEMENTS:,} for one tensor", node.span, node.token,
+                            cls=LimitError, hint="use a smaller kernel or fewer filters/units")
+        self.params += weights
+        if self.params > limits.MAX_PARAMS:
+            raise self.fail(f"the model has more than {limits.MAX_PARAMS:,} parameters", node.span,
+                            node.token, cls=LimitError, hint="use fewer or narrower layers")
+
+    # --- walking -------------------------------------------------------------------------------
+    def run(self, nodes, current, head=False):
+        for node in nodes:
+            if isinstance(node, Op):
+                current = self.op(node, current, head)
+            elif isinstance(node, Merge):
+                current = self.merge(node, current)
+            elif isinstance(node, Aux):
+                out = self.run(node.body, current, head=True)
+                self.outputs.append(out)
+            head = False
+        return current
+
+    def op(self, op: Op, current, head):
+        spec = VOCAB[op.token]
+        shape = self.shape(current)
+        params = dict(op.params)
+        kind = spec.kind
+        common = dict(span=op.span, text=op.text, scope=op.scope)
+        self.counts[op.token] = self.counts.get(op.token, 0) + 1
+        try:
+            if kind == "dense" and len(shape) > 1:
+                current = self.add("FLATTEN", (), (), (current,), (math.prod(shape),), span=op.span,
+                                   note="inserted before FC", head=head, scope=op.scope)
+                shape, head = self.shape(current), False
+            if kind in ("conv", "dwconv", "sepconv", "pool") and isinstance(params.get("padding"), int):
+                pad = params["padding"]
+                sh.expect_map(op.token, shape, spec.rank)
+                if pad > 0:
+                    current = self.add("ZEROPAD", (("pad", pad),), (), (current,), sh.zero_pad(shape, pad),
+                                       span=op.span, note=f"padding={pad} of {op.token}", head=head,
+                                       scope=op.scope)
+                    shape, head = self.shape(current), False
+                op = op.replace_param("padding", "valid")
+                params["padding"] = "valid"
+            out = self.out_shape(op, shape, params)
+        except sh.ShapeError as err:
+            raise self.fail(str(err), op.span, op.token) from None
+        return self.add(op.token, op.params, op.extra, (current,), out, head=head, **common)
+
+    def out_shape(self, op, shape, p):
+        spec = VOCAB[op.token]
+        kind = spec.kind
+        if kind == "conv":
+            sh.expect_map(op.token, shape, spec.rank)
+            if shape[-1] % p["groups"] or p["filters"] % p["groups"]:
+                raise sh.ShapeError(f"groups={p['groups']} must divide both the input channels "
+                                    f"({shape[-1]}) and filters ({p['filters']})")
+            space = sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"], p["dilation"],
+                              count=self.counts[op.token])
+            return space + (p["filters"],)
+        if kind == "dwconv":
+            sh.expect_map(op.token, shape, 2)
+            return sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"],
+                             count=self.counts[op.token]) + (shape[-1] * p["multiplier"],)
+        if kind == "sepconv":
+            sh.expect_map(op.token, shape, 2)
+            return sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"],
+                             count=self.counts[op.token]) + (p["filters"],)
+        if kind == "convt":
+            sh.expect_map(op.token, shape, 2)
+            if isinstance(p["padding"], int):
+                raise sh.ShapeError("CONVT takes padding=same or valid (crop the output instead)")
+            return sh.conv_transpose(shape, p["kernel"], p["stride"], p["padding"]) + (p["filters"],)
+        if kind == "pool":
+            sh.expect_map(op.token, shape, 2)
+            return sh.window(op.token, shape, p["size"], p["stride"], p["padding"], what="window",
+                             count=self.counts[op.token]) + (shape[-1],)
+        if kind == "gpool":
+            sh.expect_map(op.token, shape, 2)
+            return (shape[-1],)
+        if kind == "flatten":
+            return (math.prod(shape),)
+        if kind == "dense":
+            return (p["units"],)
+        if kind == "sdropout":
+            sh.expect_map(op.token, shape, 2)
+            return shape
+        if kind == "gn":
+            if shape[-1] % p["groups"]:
+                raise sh.ShapeError(f"groups={p['groups']} must divide the {shape[-1]} channels; "
+                                    f"write GN(groups=...) with a divisor")
+            return shape
+        if kind == "zeropad":
+            if len(shape) < 2:
+                raise sh.ShapeError("ZEROPAD needs a feature map")
+            return sh.zero_pad(shape, p["pad"])
+        if kind == "upsample":
+            sh.expect_map(op.token, shape, 2)
+            return sh.upsample(shape, p["size"])
+        if kind == "reshape":
+            target = p["shape"]
+            if math.prod(target) != math.prod(shape):
+                raise sh.ShapeError(f"cannot reshape {sh.dims(shape)} to {sh.dims(target)}")
+            return tuple(target)
+        return shape  # activations, dropout, normalisation, LRN
+
+    def merge(self, merge: Merge, current):
+        ends, skip_flags = [], []
+        for body, proj in zip(merge.branches, merge.skip_proj):
+            if body:
+                ends.append(self.run(body, current, head=True))
+                skip_flags.append(None)
+            else:
+                ends.append(current)
+                skip_flags.append(proj)
+        token = MERGE_TOKEN[merge.op]
+        shapes = [self.shape(e) for e in ends]
+        what = {"|": "concatenation", "+": "add", "&": "multiply"}[merge.op]
+        if merge.op == "|":
+            ranks = {len(s) for s in shapes}
+            if len(ranks) > 1 or len({s[:-1] for s in shapes}) > 1:
+                raise self.fail(f"branches of a concatenation must agree except in channels; got "
+                                f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'|'",
+                                hint="give every branch the same strides/padding")
+            out = shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+        else:
+            others = [s for s, f in zip(shapes, skip_flags) if f is None]
+            target = max(others, key=len) if others else shapes[0]
+            for i, (end, s, flag) in enumerate(zip(ends, shapes, skip_flags)):
+                if flag is None or s == target or (merge.op == "&" and _broadcasts(s, target)):
+                    continue
+                if not flag:
+                    raise self.fail(f"SKIP has shape {sh.dims(s)} but the other branch "
+                                    f"{sh.dims(target)}, and proj=false", merge.span, f"'{merge.op}'",
+                                    hint="remove proj=false or write the shortcut branch out")
+                ends[i] = self.projection(end, s, target, merge)
+                shapes[i] = target
+            widest = max(shapes, key=len)
+            for i, s in enumerate(shapes):
+                if len(s) < len(widest) and merge.op == "&":
+                    new = (1,) * (len(widest) - len(s)) + s
+                    ends[i] = self.add("RESHAPE", (("shape", new),), (), (ends[i],), new,
+                                       span=merge.span, note=f"broadcast {sh.dims(s)} over {sh.dims(widest)}")
+                    shapes[i] = new
+            try:
+                out = shapes[0]
+                for s in shapes[1:]:
+                    out = sh.broadcast(out, s)
+            except sh.ShapeError as err:
+                raise self.fail(f"branches of an {what} do not fit: {err}", merge.span, f"'{merge.op}'",
+                                hint="make the branches end with the same shape") from None
+            if merge.op == "+" and any(s != out for s in shapes):
+                raise self.fail(f"branches of an add must have the same shape; got "
+                                f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'+'")
+        return self.add(token, (), (), tuple(ends), out, span=merge.span, text="")
+
+    def projection(self, end, have, want, merge):
+        """The projection shortcut W_s of ResNet: a 1x1 conv with the stride and filters that fit."""
+        if len(have) != 3 or len(want) != 3:
+            raise self.fail(f"SKIP of shape {sh.dims(have)} cannot be projected to {sh.dims(want)}",
+                            merge.span, f"'{merge.op}'", hint="write the shortcut branch out")
+        strides = []
+        for i, o in zip(have[:-1], want[:-1]):
+            s = next((s for s in range(1, i + 1) if (i - 1) // s + 1 == o), None)
+            if s is None:
+                raise self.fail(f"no 1x1 stride maps SKIP {sh.dims(have)} onto {sh.dims(want)}",
+                                merge.span, f"'{merge.op}'", hint="write the shortcut branch out")
+            strides.append(s)
+        stride = strides[0] if len(set(strides)) == 1 else tuple(strides)
+        params = (("filters", want[-1]), ("kernel", 1), ("stride", stride), ("padding", "valid"),
+                  ("dilation", 1), ("groups", 1), ("use_bias", True))
+        return self.add("CONV", params, (), (end,), want, span=merge.span,
+                        note="projection shortcut W_s (1x1 conv) for SKIP", head=True)
+
+
+def _broadcasts(a, b) -> bool:
+    try:
+        sh.broadcast(a, b)
+        return True
+    except sh.ShapeError:
+        return False
+
+
+def build_graph(program: Program, input_shape, *, text: str = "", source: str = "") -> Graph:
+    if input_shape is None:
+        raise ArchitectureError("no input shape: write INPUT(h,w,c) first or give input_shape=",
+                                hint="CLI: --input-shape 32,32,3")
+    dims = tuple(input_shape)
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= limits.MAX_INT
+                       for d in dims):
+        raise ArchitectureError(f"the input shape must be positive whole numbers, got {dims}")
+    if math.prod(dims) > limits.MAX_ACTIVATION_ELEMENTS:
+        raise LimitError(f"the input {sh.dims(dims)} has {math.prod(dims):,} elements per image, over "
+                         f"the limit of {limits.MAX_ACTIVATION_ELEMENTS:,}", hint="use a smaller input")
+    b = _Builder(input_shape, text, source)
+    main = b.run(program.nodes, INPUT)
+    outputs = (main, *b.outputs)
+    return Graph(tuple(input_shape), tuple(b.nodes), outputs, program, source, text)

@@ -1,0 +1,144 @@
+"""The per-layer summary table (what kblocks.summary returns): DSL text and position, Keras layer, output shape, parameters,
+activation elements, multiply-adds, receptive field and jump, then the totals."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kblocks.lang.analysis import Analysis
+from kblocks.lang.graph import INPUT
+from kblocks.lang.shapes import dims
+
+
+def _num(n) -> str:
+    return f"{n:,}" if n else "0"
+
+
+def _si(n) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return str(n)
+
+
+def _axes(values) -> str:
+    if values is None:
+        return "-"
+    vals = [int(v) if float(v).is_integer() else round(v, 3) for v in values]
+    return str(vals[0]) if len(set(vals)) == 1 else "x".join(str(v) for v in vals)
+
+
+@dataclass(frozen=True)
+class Row:
+    index: str
+    dsl: str
+    at: str
+    keras: str
+    shape: str
+    params: str
+    activations: str
+    macs: str
+    rf: str
+    jump: str
+
+
+class Summary:
+    """What ``kblocks.summary`` returns: ``str()`` is the table; fields hold the numbers."""
+
+    HEAD = Row("#", "layer (as written)", "at", "Keras layer", "output", "params", "activations",
+               "MACs", "RF", "jump")
+
+    def __init__(self, analysis: Analysis):
+        self.analysis = analysis
+        self.graph = analysis.graph
+
+    # numbers -----------------------------------------------------------------------------------
+    @property
+    def params(self):
+        return self.analysis.params
+
+    @property
+    def trainable_params(self):
+        return self.analysis.trainable
+
+    @property
+    def non_trainable_params(self):
+        return self.analysis.non_trainable
+
+    @property
+    def activation_elements(self):
+        return self.analysis.activation_elements
+
+    @property
+    def activation_bytes(self):
+        return self.analysis.activation_bytes
+
+    @property
+    def macs(self):
+        return self.analysis.macs
+
+    def layer(self, index):
+        return self.graph.nodes[index], self.analysis.layers[index]
+
+    def rows(self) -> list:
+        g = self.graph
+        out = [Row("", "INPUT", "", "input: InputLayer", dims(g.input_shape), "0",
+                   _num(self.analysis.input_elements), "0", "1" if len(g.input_shape) > 1 else "-",
+                   "1" if len(g.input_shape) > 1 else "-")]
+        for node, st in zip(g.nodes, self.analysis.layers):
+            dsl = node.text or node.dsl
+            if node.note:
+                dsl = f"({node.dsl}: {node.note})" if not node.text else f"{dsl} [{node.note}]"
+            elif not node.text:
+                dsl = f"({node.dsl})"
+            at = f"{node.span.line}:{node.span.column}" if node.span.line else ""
+            cls = node.spec.keras_class.split(">")[-1] or node.token
+            if node.spec.kind == "merge" or len(node.inputs) > 1 or node.inputs[0] != node.index - 1:
+                srcs = ",".join("in" if i == INPUT else str(i) for i in node.inputs)
+                cls += f" <- {srcs}"
+            out.append(Row(str(node.index), dsl, at, f"{node.name}: {cls}", dims(node.shape),
+                           _num(st.params), _num(st.activations), _num(st.macs), _axes(st.rf),
+                           _axes(st.jump)))
+        return out
+
+    def totals(self) -> list:
+        a = self.analysis
+        mib = a.activation_bytes / 2**20
+        lines = [
+            f"Total params: {a.params:,} (trainable {a.trainable:,}, non-trainable {a.non_trainable:,})",
+            f"Activation memory per image: {a.activation_elements:,} elements = {a.activation_bytes:,} "
+            f"bytes float32 ({mib:.1f} MiB); input and each layer output counted once, activations "
+            f"in place",
+            f"Multiply-adds per image: {a.macs:,} ({_si(a.macs)}MACs)",
+        ]
+        if len(self.graph.outputs) > 1:
+            names = ", ".join(["output"] + [f"aux{k}" for k in range(1, len(self.graph.outputs))])
+            lines.append(f"Outputs: {names}")
+        return lines
+
+    def __str__(self) -> str:
+        rows = [self.HEAD] + self.rows()
+        fields = Row.__dataclass_fields__
+        widths = {f: max(len(getattr(r, f)) for r in rows) for f in fields}
+        widths["dsl"] = min(widths["dsl"], 48)
+        right = {"params", "activations", "macs", "rf", "jump"}
+
+        def fmt(r):
+            cells = []
+            for f in fields:
+                v = getattr(r, f)
+                if f == "dsl" and len(v) > widths[f]:
+                    v = v[:widths[f] - 1] + "…"
+                cells.append(v.rjust(widths[f]) if f in right else v.ljust(widths[f]))
+            return "  ".join(cells).rstrip()
+
+        lines = [fmt(rows[0]), "-" * len(fmt(rows[0]))] + [fmt(r) for r in rows[1:]]
+        return "\n".join(lines + [""] + self.totals())
+
+    def __repr__(self):
+        return f"<Summary {self.params:,} params, {self.macs:,} MACs>"
+
+    def to_dict(self) -> dict:
+        return {"params": self.params, "trainable": self.trainable_params,
+                "non_trainable": self.non_trainable_params,
+                "activation_elements": self.activation_elements, "macs": self.macs,
+                "layers": [r.__dict__ for r in self.rows()]}

@@ -1,0 +1,559 @@
+"""Image-classification data sources behind one interface, and the seeded, stratified split.
+
+``load_data("digits")``, ``load_data("npz:PATH")``, ``load_data("cifar10:PATH")``,
+``load_data("images:DIR")`` and ``load_data("tfds:NAME")`` all return an :class:`ArrayData`: raw
+``uint8`` images ``(N, H, W, C)``, integer labels ``(N,)`` in ``0..len(classes)-1`` and the class
+names. Everything is held in memory as NumPy arrays, which makes splitting exact and reproducible
+and lets the trainer hand the arrays to any Keras backend; normalisation happens inside the model.
+
+A new source is one small class::
+
+    @register_source("mything")
+    class MyThing(DataSource):
+        '''mything:PATH - what it reads.'''
+        def load(self) -> ArrayData: ...
+
+Every mistake (missing file, wrong keys or shapes, labels out of range) raises
+:class:`kblocks.common.errors.DataError` naming the source and the fix.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kblocks.common.errors import ConfigError, DataError
+
+__all__ = [
+    "ArrayData", "DataSource", "register_source", "sources", "load_data", "split_data",
+    "stratified_subset", "check_fits", "parse_image_size",
+]
+
+
+@dataclass
+class ArrayData:
+    """Images, labels and class names of one data set (or one split of it)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: list = field(default_factory=list)
+    name: str = ""
+
+    def __post_init__(self):
+        self.y = np.asarray(self.y)
+        if self.y.dtype.kind in "iub":  # floats are checked (whole numbers?) by load_data
+            self.y = self.y.astype(np.int64, copy=False)
+        self.classes = [str(c) for c in self.classes]
+
+    def __len__(self):
+        return int(self.x.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    def subset(self, index, name=None) -> "ArrayData":
+        return ArrayData(self.x[index], self.y[index], list(self.classes), name or self.name)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.y, minlength=self.num_classes)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "samples": len(self), "input_shape": list(self.input_shape),
+                "dtype": str(self.x.dtype), "classes": self.num_classes,
+                "class_names": self.classes[:50]}
+
+
+# -- registry ---------------------------------------------------------------------------------
+
+_SOURCES: dict = {}
+
+
+def register_source(scheme: str):
+    """Class decorator: make ``scheme:ARG`` (or bare ``scheme``) load with this class."""
+
+    def deco(cls):
+        cls.scheme = scheme
+        _SOURCES[scheme] = cls
+        return cls
+
+    return deco
+
+
+def sources() -> dict:
+    """``{scheme: one-line description}`` of every registered source."""
+    return {k: (v.__doc__ or "").strip().splitlines()[0] for k, v in sorted(_SOURCES.items())}
+
+
+class DataSource:
+    """One way of reading a labelled image data set into memory."""
+
+    scheme = ""
+    needs_argument = True
+
+    def __init__(self, argument: str | None, *, data_dir=None, image_size=None, split="train"):
+        self.argument = argument
+        self.data_dir = data_dir
+        self.image_size = image_size
+        self.split = split
+        if self.needs_argument and not argument:
+            raise DataError(f"data source '{self.scheme}' needs an argument",
+                            what="--data", hint=f"write it as {self.usage()}")
+
+    @classmethod
+    def usage(cls) -> str:
+        return f"{cls.scheme}:PATH" if cls.needs_argument else cls.scheme
+
+    @property
+    def spec(self) -> str:
+        return f"{self.scheme}:{self.argument}" if self.argument else self.scheme
+
+    def load(self) -> ArrayData:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _open_npz(self, path: Path):
+        """``np.load`` of an .npz without pickles; an unreadable file is a DataError naming --data."""
+        try:
+            return np.load(path, allow_pickle=False)
+        except Exception as err:  # noqa: BLE001
+            raise DataError(f"{self.spec}: cannot read as .npz ({err})", what="--data") from None
+
+    def path(self) -> Path:
+        path = Path(os.path.expanduser(self.argument))
+        if not path.exists():
+            raise DataError(f"{self.spec}: no such file or folder: {path}", what="--data",
+                            hint="check the path (relative paths start at the current folder)")
+        return path
+
+
+def parse_image_size(value):
+    """``"64"``, ``"64x48"``, ``64`` or ``(64, 48)`` -> ``(height, width)``; ``None`` stays."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ConfigError(f"image size needs 2 numbers, got {value!r}", what="--image-size")
+        return (int(value[0]), int(value[1]))
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", str(value))
+    if not match:
+        raise ConfigError(f"cannot read image size {value!r}", what="--image-size",
+                          hint="write HEIGHT or HEIGHTxWIDTH, e.g. 64 or 96x128")
+    h = int(match.group(1))
+    w = int(match.group(2) or h)
+    if h < 1 or w < 1:
+        raise ConfigError(f"image size must be positive, got {value!r}", what="--image-size")
+    return (h, w)
+
+
+def load_data(spec: str, *, data_dir=None, image_size=None, split="train") -> ArrayData:
+    """Load ``spec`` (``scheme:ARG``, a bare scheme such as ``digits``, or a path).
+
+    A bare path is read by its kind: a folder as ``images:``, an ``.npz`` with ``jpeg``/``offsets``
+    as ``cifar10:``, any other ``.npz`` as ``npz:``.
+    """
+    if not spec or not str(spec).strip():
+        raise DataError("no data source given", what="--data",
+                        hint="e.g. --data digits, --data npz:train.npz, --data images:photos/")
+    spec = str(spec).strip()
+    scheme, sep, argument = spec.partition(":")
+    if scheme not in _SOURCES:
+        guessed = _guess_scheme(spec)
+        if guessed is None:
+            raise DataError(
+                f"unknown data source {spec!r}", what="--data",
+                hint="use one of " + ", ".join(c.usage() for c in _SOURCES.values())
+                + ", or a path to a folder or .npz file")
+        scheme, argument = guessed, spec
+    cls = _SOURCES[scheme]
+    if not cls.needs_argument and argument:
+        raise DataError(f"data source '{scheme}' takes no argument, got {spec!r}", what="--data",
+                        hint=f"write it as {cls.usage()}")
+    source = cls(argument or None, data_dir=data_dir, image_size=parse_image_size(image_size),
+                 split=split)
+    data = source.load()
+    data.name = data.name or source.spec
+    _validate(data, source.spec)
+    size = parse_image_size(image_size)
+    if size is not None and data.x.shape[1:3] != size:
+        data.x = resize_images(data.x, size)
+    return data
+
+
+def resize_images(x: np.ndarray, size) -> np.ndarray:
+    """Bilinear resize of uint8 images ``(N, H, W, C)`` to ``size = (height, width)``."""
+    size = parse_image_size(size)
+    if x.dtype != np.uint8:
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return np.stack([_resize(image, size) for image in x])
+
+
+def _guess_scheme(spec: str):
+    path = Path(os.path.expanduser(spec))
+    if path.is_dir():
+        return "images"
+    if path.suffix == ".npz" and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return "cifar10" if {"jpeg", "offsets"} <= set(z.files) else "npz"
+        except Exception:  # noqa: BLE001 - an unreadable file gets its own error from npz:
+            return "npz"
+    if path.suffix == ".npz":
+        return "npz"
+    return None
+
+
+def _as_images(x: np.ndarray, spec: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"{spec}: images must have shape (N, H, W) or (N, H, W, C), got {x.shape}",
+                        what="--data")
+    if x.shape[-1] not in (1, 2, 3, 4) and x.shape[1] in (1, 3):
+        raise DataError(f"{spec}: images look channels-first {x.shape}; kblocks wants (N, H, W, C)",
+                        what="--data", hint="transpose with x.transpose(0, 2, 3, 1) before saving")
+    return x
+
+
+def _as_labels(y: np.ndarray, n: int, spec: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{spec}: labels must have shape (N,) of class indices, got {y.shape}",
+                        what="--data",
+                        hint="for one-hot labels save y.argmax(axis=1) instead")
+    if y.shape[0] != n:
+        raise DataError(f"{spec}: {n} images but {y.shape[0]} labels", what="--data")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError(f"{spec}: labels must be whole numbers (class indices)", what="--data")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "iub":
+        raise DataError(f"{spec}: labels must be integers, got dtype {y.dtype}", what="--data")
+    return y.astype(np.int64)
+
+
+def _validate(data: ArrayData, spec: str):
+    if len(data) == 0:
+        raise DataError(f"{spec}: the data set is empty", what="--data")
+    data.x = _as_images(data.x, spec)
+    data.y = _as_labels(data.y, len(data.x), spec)
+    if data.y.min() < 0:
+        raise DataError(f"{spec}: labels must be >= 0, found {int(data.y.min())}", what="--data")
+    if not data.classes:
+        data.classes = [str(i) for i in range(int(data.y.max()) + 1)]
+    if data.y.max() >= data.num_classes:
+        raise DataError(
+            f"{spec}: label {int(data.y.max())} is out of range for {data.num_classes} classes "
+            f"(labels must be 0..{data.num_classes - 1})", what="--data",
+            hint="fix the labels or the list of class names")
+    if data.x.dtype != np.uint8:
+        if data.x.dtype.kind not in "iuf":
+            raise DataError(f"{spec}: images must be numeric, got dtype {data.x.dtype}",
+                            what="--data")
+        if data.x.dtype.kind == "f" and not np.all(np.isfinite(data.x)):
+            raise DataError(f"{spec}: images contain NaN or infinite values", what="--data")
+
+
+# -- sources ----------------------------------------------------------------------------------
+
+
+@register_source("digits")
+class Digits(DataSource):
+    """digits - scikit-learn's 1,797 8x8 handwritten digits (offline), as uint8 0..255."""
+
+    needs_argument = False
+
+    def load(self) -> ArrayData:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = np.round(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[..., None]
+        return ArrayData(x, bunch.target, [str(c) for c in bunch.target_names], "digits")
+
+
+@register_source("npz")
+class Npz(DataSource):
+    """npz:PATH - a NumPy .npz with x (N,H,W[,C]) and y (N,) class indices; optional classes."""
+
+    def load(self) -> ArrayData:
+        path = self.path()
+        with self._open_npz(path) as z:
+            missing = [k for k in ("x", "y") if k not in z.files]
+            if missing:
+                raise DataError(f"{self.spec}: missing array(s) {', '.join(missing)}; "
+                                f"found {', '.join(z.files) or 'none'}", what="--data",
+                                hint="save with np.savez(path, x=images, y=labels)")
+            x, y = z["x"], z["y"]
+            classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
+        return ArrayData(x, y, classes, f"npz:{path.name}")
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("KBLOCKS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kblocks")
+    return Path(root)
+
+
+@register_source("cifar10")
+class Cifar10(DataSource):
+    """cifar10:PATH - the shared CIFAR-10 container (.npz of JPEG bytes: jpeg, offsets, labels)."""
+
+    def load(self) -> ArrayData:
+        path = self.path()
+        with self._open_npz(path) as z:
+            missing = [k for k in ("jpeg", "offsets", "labels") if k not in z.files]
+            if missing:
+                raise DataError(f"{self.spec}: not a JPEG container, missing {', '.join(missing)}",
+                                what="--data", hint="for plain arrays use npz:PATH")
+            labels = z["labels"]
+            classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
+            x = self._cached(path)
+            if x is None:
+                x = decode_jpeg_container(z["jpeg"], z["offsets"])
+                self._store(path, x)
+        return ArrayData(x, labels, classes, f"cifar10:{path.name}")
+
+    # Decoding 50,000 JPEGs takes ~15 s on two cores; keep the decoded array in a cache folder
+    # (KBLOCKS_CACHE, else ~/.cache/kblocks), keyed by the file's path, size and mtime.
+    @staticmethod
+    def _key(path: Path) -> Path:
+        st = path.stat()
+        digest = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+        return _cache_dir() / f"cifar10-{digest[:16]}.npy"
+
+    def _cached(self, path):
+        if os.environ.get("KBLOCKS_NO_CACHE"):
+            return None
+        key = self._key(path)
+        try:
+            return np.load(key, allow_pickle=False)
+        except Exception:  # noqa: BLE001 - absent or damaged cache: decode again
+            return None
+
+    def _store(self, path, x):
+        if os.environ.get("KBLOCKS_NO_CACHE"):
+            return
+        key = self._key(path)
+        try:
+            key.parent.mkdir(parents=True, exist_ok=True)
+            tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, x)
+            os.replace(tmp, key)
+        except OSError:
+            pass  # a read-only home is no reason to fail
+
+
+def decode_jpeg_container(jpeg: np.ndarray, offsets: np.ndarray, indices=None) -> np.ndarray:
+    """Decode ``jpeg[offsets[i]:offsets[i+1]]`` for every i (or for ``indices``) into
+    ``(N, H, W, 3)`` uint8."""
+    from PIL import Image
+
+    if indices is None:
+        indices = range(len(offsets) - 1)
+
+    def one(i):
+        blob = jpeg[offsets[i]:offsets[i + 1]].tobytes()
+        return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
+
+    with ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 2) * 2)) as pool:
+        return np.stack(list(pool.map(one, indices)))
+
+
+@register_source("images")
+class Images(DataSource):
+    """images:DIR - one sub-folder per class (keras.utils.image_dataset_from_directory)."""
+
+    def load(self) -> ArrayData:
+        path = self.path()
+        if not path.is_dir():
+            raise DataError(f"{self.spec}: not a folder", what="--data",
+                            hint="images:DIR wants a folder with one sub-folder per class")
+        classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise DataError(f"{self.spec}: no class sub-folders in {path}", what="--data",
+                            hint="put the images of each class in DIR/<class name>/")
+        import keras
+
+        size = self.image_size or (256, 256)
+        try:
+            ds = keras.utils.image_dataset_from_directory(
+                str(path), labels="inferred", label_mode="int", class_names=classes,
+                image_size=size, batch_size=256, shuffle=False, verbose=False)
+        except ValueError as err:
+            raise DataError(f"{self.spec}: {err}", what="--data") from None
+        xs, ys = [], []
+        for images, labels in ds.as_numpy_iterator():
+            xs.append(np.clip(np.round(images), 0, 255).astype(np.uint8))
+            ys.append(labels)
+        if not xs:
+            raise DataError(f"{self.spec}: no images found (jpeg, png, bmp or gif)", what="--data")
+        return ArrayData(np.concatenate(xs), np.concatenate(ys), classes, f"images:{path.name}")
+
+
+@register_source("tfds")
+class Tfds(DataSource):
+    """tfds:NAME - a TensorFlow Datasets set already prepared in --data-dir (never downloads)."""
+
+    def load(self) -> ArrayData:
+        try:
+            import tensorflow_datasets as tfds
+        except ImportError:
+            raise DataError("tfds: tensorflow-datasets is not installed", what="--data",
+                            hint="pip install 'kblocks[tf]' (or tensorflow-datasets)") from None
+        name = self.argument
+        split = self.split or "train"
+        if "/" not in name and "[" in name:  # tfds:mnist[:10%] style split
+            name, split = name.split("[", 1)[0], "train[" + name.split("[", 1)[1]
+        try:
+            ds, info = tfds.load(name, split=split, data_dir=self.data_dir, as_supervised=True,
+                                 with_info=True, download=False)
+        except Exception as err:  # noqa: BLE001 - tfds raises many kinds for "not there"
+            raise DataError(
+                f"tfds:{name}: cannot load split {split!r} from "
+                f"{self.data_dir or 'the default TFDS folder'} ({type(err).__name__}: {err})",
+                what="--data",
+                hint="prepare it first (tfds build NAME --data_dir DIR on a machine with network) "
+                     "and pass --data-dir DIR") from None
+        try:
+            classes = list(info.features["label"].names)
+        except Exception:  # noqa: BLE001 - no label feature or no names
+            classes = []
+        xs, ys = [], []
+        size = self.image_size
+        for image, label in tfds.as_numpy(ds):
+            image = np.asarray(image)
+            if size is not None and image.shape[:2] != size:
+                image = _resize(image, size)
+            xs.append(image)
+            ys.append(label)
+        if not xs:
+            raise DataError(f"tfds:{name}: split {split!r} is empty", what="--data")
+        shapes = {a.shape for a in xs}
+        if len(shapes) > 1:
+            raise DataError(f"tfds:{name}: images have different sizes {sorted(shapes)[:3]}...",
+                            what="--data", hint="pass --image-size HxW to resize them")
+        return ArrayData(np.stack(xs), np.asarray(ys), classes, f"tfds:{name}")
+
+
+def _resize(image: np.ndarray, size) -> np.ndarray:
+    from PIL import Image
+
+    squeeze = image.ndim == 3 and image.shape[-1] == 1
+    pil = Image.fromarray(image[..., 0] if squeeze else image)
+    out = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
+    return out[..., None] if squeeze else out
+
+
+# -- splitting --------------------------------------------------------------------------------
+
+
+def _per_class_counts(counts: np.ndarray, total: int) -> np.ndarray:
+    """Allocate ``total`` over classes in proportion to ``counts`` (largest remainder, stable)."""
+    n = counts.sum()
+    exact = counts * (total / n)
+    take = np.floor(exact).astype(np.int64)
+    remainder = total - take.sum()
+    order = np.lexsort((np.arange(len(counts)), -(exact - take)))  # biggest remainder first
+    for c in order[:remainder]:
+        take[c] += 1
+    return np.minimum(take, counts)
+
+
+def _resolve_count(value, n: int, what: str) -> int:
+    """A count (``5000``, ``"5000"``) or a fraction in [0, 1) (``0.1``, ``"0.1"``) -> a count."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(f"expected a count or a fraction, got {text!r}", what=what,
+                                  hint="e.g. 5000 or 0.1") from None
+    if isinstance(value, float):
+        if 0 <= value < 1:
+            return int(round(value * n))
+        if not value.is_integer():
+            raise ConfigError(f"a fraction must be between 0 and 1, got {value}", what=what)
+    count = int(value)
+    if count < 0:
+        raise ConfigError(f"must be >= 0, got {count}", what=what)
+    return count
+
+
+def split_data(data: ArrayData, val=0.1, *, seed: int = 0):
+    """Stratified, seeded split into ``(train, val)``.
+
+    ``val`` is a count (``5000``) or a fraction (``0.1``). Each class gives the same share (largest
+    remainder rounding makes the total exact); which images go where depends only on ``seed`` and
+    the labels, so the same seed always gives the same split. Both parts keep the original order.
+    """
+    n = len(data)
+    count = _resolve_count(val, n, "--val-split")
+    if count == 0:
+        return data, None
+    if count >= n:
+        raise ConfigError(f"validation split of {count} leaves no training data ({n} samples)",
+                          what="--val-split", hint="use a smaller count or a fraction like 0.1")
+    counts = data.class_counts()
+    take = _per_class_counts(counts, count)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5B1D]))
+    val_index = []
+    for c in range(data.num_classes):
+        members = np.flatnonzero(data.y == c)
+        if take[c]:
+            val_index.append(rng.permutation(members)[:take[c]])
+    val_index = np.sort(np.concatenate(val_index)) if val_index else np.zeros(0, np.int64)
+    mask = np.ones(n, bool)
+    mask[val_index] = False
+    train_index = np.flatnonzero(mask)
+    return data.subset(train_index, data.name), data.subset(val_index, data.name + " (val)")
+
+
+def stratified_subset(data: ArrayData, size, *, seed: int = 0) -> ArrayData:
+    """A stratified, seeded subset of ``size`` samples (a count or a fraction), original order."""
+    count = _resolve_count(size, len(data), "--subset")
+    if count <= 0 or count >= len(data):
+        return data
+    _, keep = split_data(data, count, seed=int(seed) + 7919)
+    keep.name = data.name
+    return keep
+
+
+def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
+    """Raise DataError if ``data`` does not fit a model with ``input_shape`` and ``num_outputs``."""
+    shape = tuple(input_shape)
+    if len(shape) != len(data.input_shape) or any(
+            a is not None and a != b for a, b in zip(shape, data.input_shape)):
+        raise DataError(
+            f"the {what} takes inputs of shape {tuple(shape)} but {data.name} has images of shape "
+            f"{data.input_shape}", what="--data",
+            hint="resize the data (--image-size HxW for images:/tfds:) or build the model for "
+                 "this shape")
+    if num_outputs is not None and num_outputs != data.num_classes:
+        raise DataError(
+            f"the {what} has {num_outputs} outputs but {data.name} has {data.num_classes} classes",
+            what="--data",
+            hint=f"end the architecture with FC (no units: the data's class count is used) or "
+                 f"FC({data.num_classes}); a --transfer run replaces the head itself")
+    if data.y.max() >= (num_outputs or data.num_classes):
+        raise DataError(f"label {int(data.y.max())} is out of range for {num_outputs} outputs",
+                        what="--data")

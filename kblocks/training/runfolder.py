@@ -1,0 +1,215 @@
+"""The run folder: atomic file writes, ``history.csv``, ``curves.png``, ``run.json``.
+
+Every file is written under a temporary name in the same folder and moved into place with
+``os.replace``, so a reader (or a crash) never sees half a file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from kblocks.common.errors import ConfigError
+
+RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "run.json",
+             "architecture.txt", "summary.txt", "logs", "state.json")
+
+
+@contextmanager
+def atomic_path(path, suffix=None):
+    """Yield a temporary path beside ``path`` (same suffix); move it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix or ".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers such as keras' save want to create the file themselves
+    try:
+        yield Path(tmp)
+        if os.path.isfile(tmp):  # on the disk before the rename: a crash leaves old or new
+            from kblocks.common.saving import fsync_file
+
+            fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path, text: str):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def save_model(model, path):
+    """``model.save(path)`` atomically: :func:`kblocks.common.saving.save_model`."""
+    from kblocks.common.saving import save_model as _save
+
+    return _save(model, path)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):
+        try:
+            obj = obj.item()
+        except (ValueError, TypeError):
+            return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def write_history(path, rows: list):
+    """Rows of ``{epoch, metric: value}`` -> CSV with a stable column order."""
+    columns = ["epoch"]
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k, "")) for k in columns})
+    write_text(path, buf.getvalue())
+
+
+def read_history(path) -> list:
+    """``history.csv`` back as rows of ``{column: float or None}`` (``epoch`` an int)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for raw in csv.DictReader(f):
+            row = {}
+            for key, value in raw.items():
+                if key is None:
+                    continue
+                try:
+                    row[key] = int(value) if key == "epoch" else float(value)
+                except (TypeError, ValueError):
+                    row[key] = None if value in ("", None) else value
+            rows.append(row)
+    return rows
+
+
+def read_resume_state(path) -> dict:
+    """What ``kblocks train --resume`` continues from: ``run.json`` (the run's options), ``state.json``
+    (epochs done, best value; absent if no epoch finished) and the rows of ``history.csv``."""
+    path = Path(path)
+    record_path, state_path = path / "run.json", path / "state.json"
+    if not record_path.is_file():
+        raise ConfigError(f"{path} is not a run folder: it has no run.json", what="--resume",
+                          hint="give the --out folder of an earlier kblocks train")
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{record_path} is not a kblocks run record", what="--resume") from None
+    state = {}
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise ConfigError(f"{state_path} is damaged", what="--resume") from None
+    done = int(state.get("epochs_done") or 0)
+    if done and not (path / "last.keras").is_file():
+        raise ConfigError(f"{path}/state.json says {done} epoch(s) finished but last.keras is "
+                          f"missing", what="--resume")
+    rows = [r for r in read_history(path / "history.csv") if (r.get("epoch") or 0) <= done]
+    return {"record": record, "state": state, "epochs_done": done, "rows": rows}
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return repr(v)
+    return v
+
+
+def plot_curves(path, rows: list, title: str = ""):
+    """``curves.png``: loss and accuracy per epoch, train against validation."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, label, style in ((metric, "train", "-"), (f"val_{metric}", "val", "--")):
+            values = [r.get(key) for r in rows]
+            if any(isinstance(v, (int, float)) for v in values):
+                ax.plot(epochs, [v if isinstance(v, (int, float)) else float("nan") for v in values],
+                        style, marker="o", markersize=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(metric)
+        ax.grid(True, alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def default_run_dir(name: str, root="runs") -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:40] or "run"
+    return Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
+
+
+def check_run_dir(path, *, overwrite=False) -> Path:
+    """Refuse (before any work) a run folder that is a file or already holds a run."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} exists and is not a folder", what="--out")
+    if not overwrite and (path / "run.json").exists():
+        raise ConfigError(f"run folder {path} already holds a run", what="--out",
+                          hint="pass a new --out folder, or --overwrite to replace it")
+    return path
+
+
+def prepare_run_dir(path, *, overwrite=False) -> Path:
+    """Create the run folder; refuse to mix a new run into an old one unless ``overwrite``."""
+    path = check_run_dir(path, overwrite=overwrite)
+    if path.is_dir() and any(path.iterdir()):
+        if overwrite:
+            import shutil
+
+            for name in RUN_FILES:
+                target = path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write-test"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write in {path}: {err.strerror}", what="--out") from None
+    return path

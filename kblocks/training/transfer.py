@@ -1,0 +1,240 @@
+"""Transfer learning: start from a saved model or a built model plus a weights file, freeze the first
+layers, replace the classification head for a new class count, fine-tune.
+
+Nothing is downloaded: the starting point is always a local ``.keras`` file (loaded with
+``safe_mode=True``) or a ``.weights.h5`` file for an architecture that is built here.
+
+``--freeze-until NAME`` freezes every layer up to and including the *last* layer that matches
+``NAME``, in the order of the model's layers (nested models flattened):
+
+* an integer (``12``, or ``-3`` counted from the end) is a position in that order;
+* an exact Keras layer name (``conv_7``, ``stage3_conv_17``);
+* otherwise a prefix (``stage3`` freezes through the last layer of stage 3);
+* ``backbone`` freezes everything except the head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from kblocks.common.errors import ConfigError, DataError
+
+NORMALIZE_NAME = "kblocks_normalize"  # the first layer of every model the trainer saves
+
+
+@dataclass
+class TransferReport:
+    source: str = ""
+    copied: list = field(default_factory=list)   # layers whose weights came from the file
+    skipped: list = field(default_factory=list)  # layers left at their fresh initialisation
+    head_replaced: bool = False
+    old_classes: int | None = None
+    frozen: list = field(default_factory=list)
+
+    def as_dict(self):
+        return {"source": self.source, "copied_layers": len(self.copied),
+                "fresh_layers": self.skipped, "head_replaced": self.head_replaced,
+                "old_classes": self.old_classes, "frozen_layers": self.frozen}
+
+
+def leaf_layers(model) -> list:
+    """Layers of ``model`` in order with nested models flattened; input layers left out."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            out.extend(leaf_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def unwrap_trained(model):
+    """The network inside a model saved by ``kblocks train`` (which wraps it with normalisation and
+    augmentation layers); any other model is returned as it is."""
+    names = [layer.name for layer in model.layers]
+    if NORMALIZE_NAME in names:
+        nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if len(nested) == 1:
+            return nested[0]
+    return model
+
+
+def output_units(model):
+    """Number of classes a (single-output) model predicts."""
+    shape = model.output_shape
+    if isinstance(shape, dict):
+        shape = shape.get("output", next(iter(shape.values())))
+    if isinstance(shape, list):
+        shape = shape[0]
+    return shape[-1]
+
+
+def _producer(model, tensor):
+    for layer in model.layers:
+        try:
+            if layer.output is tensor:
+                return layer
+        except (AttributeError, ValueError):
+            continue
+    return None
+
+
+def find_head(model):
+    """``(dense, trailing, features)``: the last Dense layer, the weightless layers after it
+    (softmax, activation, dropout) and the tensor that feeds the Dense layer."""
+    if not isinstance(model, keras.Model) or not hasattr(model, "inputs"):
+        raise ConfigError("transfer needs a functional Keras model", what="--transfer")
+    output = model.outputs[0]
+    trailing = []
+    layer = _producer(model, output)
+    while layer is not None and not isinstance(layer, keras.layers.Dense):
+        if layer.weights or isinstance(layer, keras.Model):
+            layer = None
+            break
+        trailing.insert(0, layer)
+        layer = _producer(model, layer.input)
+    if layer is None:
+        raise ConfigError("cannot find the classification head (a final FC/Dense layer, optionally "
+                          "followed by SOFTMAX)", what="--transfer",
+                          hint="end the network with FC(classes) to use head replacement")
+    return layer, trailing, layer.input
+
+
+def replace_head(model, classes: int):
+    """A new functional model sharing every layer of ``model`` but the head, which is a fresh
+    Dense(``classes``) (same name, activation and precision) followed by the same trailing layers."""
+    dense, trailing, features = find_head(model)
+    config = dense.get_config()
+    config["units"] = int(classes)
+    new_dense = keras.layers.Dense.from_config(config)
+    x = new_dense(features)
+    for layer in trailing:
+        x = layer.__class__.from_config(layer.get_config())(x)
+    return keras.Model(model.inputs, x, name=model.name)
+
+
+def copy_weights_by_name(src, dst, report: TransferReport):
+    """Copy weights layer by layer where names and shapes agree; record the rest as fresh."""
+    by_name = {layer.name: layer for layer in leaf_layers(src)}
+    for layer in leaf_layers(dst):
+        if not layer.weights:
+            continue
+        other = by_name.get(layer.name)
+        if other is not None and [tuple(w.shape) for w in other.weights] == \
+                [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(other.get_weights())
+            report.copied.append(layer.name)
+        else:
+            report.skipped.append(layer.name)
+
+
+def resolve_freeze(model, spec) -> int:
+    """Index (into :func:`leaf_layers`) of the last layer to freeze, from ``--freeze-until``."""
+    layers = leaf_layers(model)
+    names = [layer.name for layer in layers]
+    text = str(spec).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not -len(layers) <= index < len(layers):
+            raise ConfigError(f"layer index {index} is out of range: the model has {len(layers)} "
+                              f"layers (0..{len(layers) - 1})", what="--freeze-until")
+        return index % len(layers)
+    if text == "backbone":
+        dense, trailing, _ = find_head(model)
+        return names.index(dense.name) - 1
+    if text in names:
+        return len(names) - 1 - names[::-1].index(text)
+    matches = [i for i, n in enumerate(names) if n.startswith(text)]
+    if not matches:
+        sample = ", ".join(names[:6] + (["..."] if len(names) > 8 else []) + names[-2:])
+        raise ConfigError(f"no layer is named or starts with {text!r}", what="--freeze-until",
+                          hint=f"use an index, a layer name or a prefix; the layers are {sample}")
+    return matches[-1]
+
+
+def freeze_until(model, spec) -> list:
+    """Set ``trainable = False`` on every layer up to and including the match; return their names.
+
+    Frozen BatchNormalization layers also stop updating their moving statistics (Keras 3 runs a
+    non-trainable BN layer in inference mode).
+    """
+    if spec is None or str(spec).strip() == "":
+        return []
+    last = resolve_freeze(model, spec)
+    frozen = []
+    for i, layer in enumerate(leaf_layers(model)):
+        if i <= last:
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen
+
+
+def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
+            unsafe=False) -> tuple:
+    """Load the starting point of a transfer run; return ``(network, TransferReport)``.
+
+    ``path`` is a ``.keras`` model or a ``.weights.h5`` file. ``build(classes)`` builds the
+    architecture given on the command line for the new data (required for weights files; for a
+    ``.keras`` file it is optional, and weights are then copied by layer name where shapes match).
+    """
+    path = Path(path)
+    report = TransferReport(source=str(path))
+    if not path.exists():
+        raise DataError(f"transfer file {path} does not exist", what="--transfer")
+    name = path.name.lower()
+    if name.endswith(".weights.h5") or name.endswith(".h5"):
+        if build is None:
+            raise ConfigError(f"{path.name} holds weights only; give the architecture too",
+                              what="--transfer",
+                              hint="kblocks train ARCHITECTURE --transfer FILE.weights.h5 ...")
+        network = build(classes)
+        try:
+            network.load_weights(str(path), skip_mismatch=True)
+            if output_units(network) != classes:
+                network = replace_head(network, classes)
+                report.head_replaced = True
+        except Exception as err:  # noqa: BLE001 - h5py/keras errors for a foreign file
+            raise DataError(f"cannot load weights from {path}: {err}", what="--transfer",
+                            hint="the weights must come from the same architecture") from None
+        report.copied = [layer.name for layer in leaf_layers(network) if layer.weights]
+        return network, report
+    if not name.endswith(".keras"):
+        raise ConfigError(f"unknown transfer file type {path.name!r}", what="--transfer",
+                          hint="use a .keras model or a .weights.h5 file")
+    from kblocks.common import saving
+
+    try:  # safe_mode: a file with a Lambda layer needs --unsafe
+        base = saving.load_model(path, compile=False, unsafe=unsafe)
+    except saving.UnsafeModelError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise DataError(f"cannot load {path}: {getattr(err, 'message', err)}",
+                        what="--transfer") from None
+    base = unwrap_trained(base)
+    report.old_classes = output_units(base)
+    if build is not None:
+        network = build(classes)
+        if output_units(network) != classes:  # the text fixes the old class count: FC(10)
+            network = replace_head(network, classes)
+        copy_weights_by_name(base, network, report)
+        report.head_replaced = report.old_classes != classes or reset_head
+        return network, report
+    base_shape = tuple(base.input_shape[1:])
+    if len(base_shape) != len(input_shape) or any(
+            a is not None and a != b for a, b in zip(base_shape, input_shape)):
+        raise DataError(f"{path.name} takes inputs of shape {base_shape} but the data has "
+                        f"{tuple(input_shape)}", what="--transfer",
+                        hint="resize the data (--image-size), or give the architecture as well so "
+                             "it is built for the new shape and weights are copied by name")
+    report.copied = [layer.name for layer in leaf_layers(base) if layer.weights]
+    if report.old_classes != classes or reset_head:
+        base = replace_head(base, classes)
+        dense, _, _ = find_head(base)
+        report.head_replaced = True
+        report.copied.remove(dense.name) if dense.name in report.copied else None
+        report.skipped.append(dense.name)
+    return base, report

@@ -1,1 +1,0 @@
-"""Ready search spaces for ``kblocks search`` (installed as the package ``kblocks.tuning``)."""
