@@ -7,7 +7,7 @@ defaults and types, its aliases — and nothing about how shapes or parameters a
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 _NO_DEFAULT = object()

@@ -1,4 +1,9 @@
-"""The architecture zoo: YAML files in ``kblocks/zoo/architectures/`` (package data of ``kblocks.zoo``).
+"""The architecture zoo: one YAML file per network in ``architectures/`` (package data of this package).
+
+Owns the files, their names and their catalogue (:func:`entry`: metadata and figures). May import
+:mod:`kblocks.lang` (to read and compile the files) and :mod:`kblocks.common`; never training,
+search, inspect or cli. The language finds a named file by itself (:func:`kblocks.lang.api.zoo_file`,
+reading this folder as data), so the zoo sits above the language with no cycle.
 
     >>> import kblocks
     >>> kblocks.zoo.names()[:3]
@@ -39,11 +44,9 @@ def names() -> list:
 
 def path(name: str) -> Path | None:
     """Path of a zoo network's file, or None. Case-insensitive; ``-`` and ``_`` are the same."""
-    key = name.lower().replace("-", "_")
-    for n in names():
-        if n.lower().replace("-", "_") == key:
-            return Path(str(_dir().joinpath(n + ".yaml")))
-    return None
+    from kblocks.lang.api import zoo_file
+
+    return zoo_file(name)
 
 
 def load(name: str):
