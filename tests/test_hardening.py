@@ -390,7 +390,7 @@ print(json.dumps(out))
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out.pop("keras imported") is False
-    for name, (text, kw, words) in LIMIT_CASES.items():
+    for name, (_text, _kw, words) in LIMIT_CASES.items():
         kind, msg = out[name]
         assert words in msg, (name, msg)
         assert kind == ("ArchitectureError" if name == "whole-number argument" else "LimitError"), name

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import click
 
-from kblocks.cli import main
+from kblocks.cli.app import main
 from kblocks.common.errors import KBlocksError
 
 

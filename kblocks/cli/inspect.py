@@ -17,7 +17,7 @@ import os
 
 import click
 
-from kblocks.cli import main
+from kblocks.cli.app import main
 from kblocks.common.errors import KBlocksError
 
 METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kblocks.cli import main
+from kblocks.cli.app import main
 from kblocks.common.errors import ConfigError
 
 

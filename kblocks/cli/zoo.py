@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kblocks.cli import main
+from kblocks.cli.app import main
 from kblocks.cli.core import architecture_options, compile_kwargs
 from kblocks.common.errors import KBlocksError
 

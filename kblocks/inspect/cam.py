@@ -65,8 +65,8 @@ def cam_layers(model):
             names = ", ".join(layer.name for layer in tail) or "nothing"
             problem = (f"after its global average pooling {layers[start].name!r} come {names}, "
                        "not a single dense layer")
-        elif len(output_shape(layers[start], view)) != 2 and not any(isinstance(l, keras.layers.Flatten)
-                                                                 for l in tail):
+        elif len(output_shape(layers[start], view)) != 2 and not any(isinstance(t, keras.layers.Flatten)
+                                                                 for t in tail):
             problem = "its global average pooling keeps dimensions without a Flatten after it"
         elif len(tuple(view.input_of(layers[start]).shape)) != 4:
             problem = "its global average pooling does not pool 2-D feature maps"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.search.budget import measure
-from kblocks.search.runner import load_record
+from kblocks.search.record import load_record
 from kblocks.search.tuner import PROJECT
 
 
@@ -160,7 +160,6 @@ def load_report(out, *, space=None) -> SearchReport:
     oracle_state = {}
     if (project / "oracle.json").exists():
         oracle_state = json.loads((project / "oracle.json").read_text())
-    objective = record["tuner"].get("objective", "val_accuracy")
     rows = []
     paths = sorted(project.glob("trial_*/trial.json"), key=lambda p: _trial_key(p.parent.name))
     for path in paths:

@@ -27,11 +27,8 @@ from pathlib import Path
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
 from kblocks.search.budget import Budget
 from kblocks.search.oracles import TUNERS, write_json_atomic
+from kblocks.search.record import FORMAT, SEARCH_FILE, load_record
 from kblocks.search.tuner import PROJECT
-
-FORMAT = 1  #: version of search.json
-SEARCH_FILE = "search.json"
-
 
 @dataclass
 class SearchConfig:
@@ -84,21 +81,6 @@ def _describe_change(old: dict, new: dict) -> str:
                         return f"{key}.{sub}: {old[key].get(sub)!r} then, {new[key].get(sub)!r} now"
             return f"{key}: {old[key]!r} then, {new.get(key)!r} now"
     return "nothing"
-
-
-def load_record(out) -> dict:
-    path = Path(out) / SEARCH_FILE
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist: {out} is not a search folder", what="--out",
-                          hint="give the --out folder of a kblocks search")
-    try:
-        record = json.loads(path.read_text())
-    except ValueError:
-        raise ConfigError(f"{path} is not valid JSON", what="--out") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a kblocks search record (format {FORMAT})",
-                          what="--out")
-    return record
 
 
 def _tuner_options(cfg: SearchConfig) -> dict:
@@ -208,8 +190,6 @@ def _drop_ragged(x, y, batch_size: int):
 
 def run_search(cfg: SearchConfig, *, echo=print, command=None):
     """Run (or resume, or join) the search ``cfg`` describes; return the report (or None)."""
-    import numpy as np
-
     from kblocks.training.data import check_fits
     from kblocks.search.space import SearchSpace
     from kblocks.training import TrainConfig, one_hot, prepare_data, set_seed

@@ -12,7 +12,7 @@ run), :mod:`transfer`, :mod:`distribute` and :mod:`interrupts`.
 May import: :mod:`kblocks.lang`, :mod:`kblocks.common`, :mod:`kblocks.zoo`. Never search, inspect
 or cli. The names below are its public API; search and the command line use only these.
 """
-from kblocks.training.trainer import (  # noqa: F401
+from kblocks.training.trainer import (
     NORMALIZE, PRECISIONS, TrainConfig, TrainingDiverged, TrainingInterrupted, TrainResult,
     channel_stats, compile_for_training, declared_input_shape, evaluate, format_metrics, load_model,
     make_loss, one_hot, prepare_data, resolve_precision, set_seed, train, wrap)

@@ -761,8 +761,6 @@ def _write_end(path, final, info, diverged, started):
 def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split=None, seed=0,
              batch_size=256, subset=None, unsafe=False) -> dict:
     """Accuracy and loss of a saved model on ``data`` (or on its seeded validation split)."""
-    import keras
-
     from kblocks.training.data import check_fits, load_data, split_data, stratified_subset
     from kblocks.training.transfer import output_units
 
