@@ -33,7 +33,7 @@ def test_lenet_reaches_95_percent_on_digits(lenet_run):
     out, output = lenet_run
     record = json.loads((out / "run.json").read_text())
     assert record["final"]["val_accuracy"] >= 0.95, record["final"]
-    assert record["final"]["seconds"] < 60
+    assert len((out / "history.csv").read_text().splitlines()) == 1 + 12  # 12 epochs, no more
     assert "val_accuracy" in output and "final metrics" in output
 
 
