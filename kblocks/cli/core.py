@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from kblocks.cli.app import main
+from kblocks.cli.options import parse_assignments
 from kblocks.common.errors import KBlocksError
 
 
@@ -21,31 +22,6 @@ def _shape(text):
     if not dims or any(d < 1 for d in dims):
         raise KBlocksError(f"--input-shape takes positive sizes like 32,32,3, got {text!r}")
     return dims
-
-
-def _variables(pairs):
-    out = {}
-    for pair in pairs:
-        for item in pair.split():
-            if "=" not in item:
-                raise KBlocksError(f"--set takes NAME=VALUE, got {item!r}")
-            key, value = item.split("=", 1)
-            if not key.isidentifier():
-                raise KBlocksError(f"--set: {key!r} is not a variable name")
-            out[key] = _literal(value)
-    return out
-
-
-def _literal(value: str):
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 def _merge_variables(fn):
@@ -76,7 +52,7 @@ def architecture_options(fn):
 
 
 def compile_kwargs(input_shape, classes, blocks, variables):
-    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **_variables(variables))
+    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **parse_assignments(variables))
 
 
 def atomic_target(path: Path):
