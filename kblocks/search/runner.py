@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.errors import ConfigError, DataError, KBlocksError
@@ -31,6 +31,9 @@ from kblocks.search.tuner import PROJECT
 
 FORMAT = 1  #: version of search.json
 SEARCH_FILE = "search.json"
+#: what a search writes in its folder: all that ``--overwrite`` may remove
+SEARCH_FOLDER_FILES = (SEARCH_FILE, PROJECT, "leaderboard.txt", "trials.csv", "best.yaml",
+                       "search.png")
 
 
 @dataclass
@@ -68,7 +71,7 @@ class SearchConfig:
 def _fingerprint(record: dict) -> dict:
     """What must not change between a search and its --resume."""
     train = dict(record["train"])
-    for key in ("verbose", "tensorboard"):
+    for key in ("verbose", "tensorboard", "unsafe"):  # unsafe: never stored (older records had it)
         train.pop(key, None)
     tuner = {k: v for k, v in record["tuner"].items() if k != "trials"}  # may grow on resume
     return {"space": record["space"], "tuner": tuner, "budget": record["budget"],
@@ -181,19 +184,22 @@ def _prepare_folder(cfg: SearchConfig, record: dict, echo) -> dict:
     if cfg.resume:
         raise ConfigError(f"{out} holds no search to continue", what="--resume",
                           hint="drop --resume to start a new search there")
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise ConfigError(f"{out} is not empty" + (" (it holds a search)" if path.exists() else ""),
-                          what="--out",
+    if out.exists() and any(out.iterdir()) and not (cfg.overwrite and path.exists()):
+        if not path.exists():  # --overwrite removes only a search kblocks wrote
+            raise ConfigError(f"{out} is not empty and holds no search (no {SEARCH_FILE}): "
+                              f"kblocks will not write into it or remove what it holds",
+                              what="--out", hint="give a new or empty --out folder")
+        raise ConfigError(f"{out} is not empty (it holds a search)", what="--out",
                           hint="add --resume to continue that search, --overwrite to start "
                                "again, or give a new --out folder")
-    if cfg.overwrite and out.exists():
+    if cfg.overwrite and path.exists():
         import shutil
 
-        for name in (SEARCH_FILE, PROJECT):
+        for name in SEARCH_FOLDER_FILES:
             target = out / name
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            elif target.exists():
+            elif os.path.lexists(target):
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
@@ -233,7 +239,7 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
     _check_output(space, train, check_fits)
     record = {
         "format": FORMAT, "kind": "kblocks-search", "space": space.to_dict(),
-        "tuner": _tuner_options(cfg), "budget": cfg.budget.to_dict(), "train": asdict(train_cfg),
+        "tuner": _tuner_options(cfg), "budget": cfg.budget.to_dict(), "train": train_cfg.to_record(),
         "seed": seed, "data": {"train": train.describe(), "val": val.describe()},
         "command": list(command) if command is not None else list(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
@@ -337,7 +343,9 @@ def _from_folder(cfg: SearchConfig) -> SearchConfig:
     verbose = cfg.train.verbose if cfg.train is not None else 0
     return replace(
         cfg, space=stored["space"], blocks=None, variables={},
-        train=TrainConfig(**{**stored["train"], "verbose": verbose}), tuner=tuner["kind"],
+        train=TrainConfig.from_record({**stored["train"], "verbose": verbose},
+                                      unsafe=cfg.train.unsafe if cfg.train is not None else False),
+        tuner=tuner["kind"],
         trials=cfg.trials or tuner["trials"], objective=tuner["objective"],
         max_epochs=tuner["max_epochs"], factor=tuner["factor"],
         hyperband_iterations=tuner["hyperband_iterations"], population=tuner["population"],
