@@ -16,6 +16,7 @@ running when the search stopped is run again from its start, and the search goes
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -25,12 +26,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kblocks.errors import ConfigError, DataError, KBlocksError
+from kblocks.folderlock import LOCK_NAME
 from kblocks.search.budget import Budget
 from kblocks.search.oracles import TUNERS, write_json_atomic
 from kblocks.search.tuner import PROJECT
 
 FORMAT = 1  #: version of search.json
 SEARCH_FILE = "search.json"
+
+
+class SearchFailed(KBlocksError):
+    """The search ended and no trial completed (the CLI exits 1)."""
 
 
 @dataclass
@@ -181,7 +187,7 @@ def _prepare_folder(cfg: SearchConfig, record: dict, echo) -> dict:
     if cfg.resume:
         raise ConfigError(f"{out} holds no search to continue", what="--resume",
                           hint="drop --resume to start a new search there")
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and not cfg.overwrite:
         raise ConfigError(f"{out} is not empty" + (" (it holds a search)" if path.exists() else ""),
                           what="--out",
                           hint="add --resume to continue that search, --overwrite to start "
@@ -207,8 +213,21 @@ def _drop_ragged(x, y, batch_size: int):
 
 
 def run_search(cfg: SearchConfig, *, echo=print, command=None):
-    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None)."""
-    import numpy as np
+    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None).
+
+    The search folder is locked (:mod:`kblocks.folderlock`) from the first check to the last
+    write, so a second search on it is refused ("... is in use by process N"); a worker of a
+    distributed search does not take the lock: the chief is the folder's one writer. Raises
+    :class:`SearchFailed` when the search ends with no completed trial."""
+    if cfg.distributed == "worker":
+        return _run_search(cfg, echo=echo, command=command)
+    from kblocks import folderlock
+
+    with folderlock.hold(cfg.out, what="search folder"):
+        return _run_search(cfg, echo=echo, command=command)
+
+
+def _run_search(cfg: SearchConfig, *, echo=print, command=None):
 
     from kblocks.data import check_fits
     from kblocks.search.space import SearchSpace
@@ -303,6 +322,22 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
         raise KBlocksError(f"the search stopped: {str(err).splitlines()[0]}", what="search",
                            hint=f"see the trial messages in {out / PROJECT}/trial_*/trial.json; "
                                 f"a lower --lr often helps") from None
+    except OSError as err:  # the search's own files (oracle.json, trial.json) on a full disk
+        if err.errno != errno.ENOSPC:
+            raise
+        raise KBlocksError(f"no space left on the device writing {err.filename or out}",
+                           what="search", hint=f"free some space, then continue with: kblocks "
+                                               f"search --out {out} --resume") from None
+    completed = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    if not completed and not tuner.stopped_for_time:
+        ended = len(tuner.oracle.trials)
+        _finish(out, "failed", "no trial completed")
+        raise SearchFailed(f"no trial completed ({ended} failed); the trial errors are in "
+                           f"{out / PROJECT}/trial_*/trial.json", what="search",
+                           hint="trials that failed for their architecture (shapes, a diverging "
+                                "loss: a lower --lr often helps) stay failed; those that failed "
+                                "for the machine (disk full, out of memory) run again with "
+                                "--resume")
     stop_reason = getattr(tuner.oracle, "stop_reason", None)
     if tuner.stopped_for_time:
         stop_reason = (f"the time budget of {cfg.time_budget:g} s is used; continue with "
