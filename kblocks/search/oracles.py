@@ -144,7 +144,8 @@ class BudgetedOracle:
         # run again: it waits in the retry queue, and no longer counts as ended or failed.
         from kblocks.search.tuner import is_environment_failure
 
-        for trial_id, trial in self.trials.items():
+        for trial_id in sorted(self.trials):
+            trial = self.trials[trial_id]
             if trial.status == TrialStatus.FAILED and is_environment_failure(trial.message):
                 trial.status = TrialStatus.INVALID  # waiting to run again
                 trial.message = None
