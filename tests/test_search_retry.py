@@ -72,6 +72,25 @@ def test_a_full_disk_fails_the_trial_cleanly_and_resume_runs_it_again(tmp_path, 
     assert json.loads((out / "search.json").read_text())["status"] == "finished"
 
 
+def test_a_full_disk_under_the_searchs_own_files_ends_it_with_one_line(tmp_path, monkeypatch):
+    from kblocks.errors import KBlocksError
+    from kblocks.search import oracles
+
+    real = oracles.write_json_atomic
+
+    def full_disk(path, obj):
+        if str(path).endswith("oracle.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, obj)
+
+    monkeypatch.setattr(oracles, "write_json_atomic", full_disk)
+    out = tmp_path / "s"
+    with pytest.raises(KBlocksError, match="no space left on the device writing .*oracle.json") \
+            as err:
+        run_search(config(out), echo=lambda line: None)
+    assert f"--out {out} --resume" in str(err.value)
+
+
 def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_hdf5_writes(tmp_path, monkeypatch):
     import shutil
 

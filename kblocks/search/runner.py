@@ -297,12 +297,12 @@ def _run_search(cfg: SearchConfig, *, echo=print, command=None):
                        max_trials=options["trials"], directory=str(out), project_name=PROJECT,
                        overwrite=not resuming, seed=seed, budget=Budget(**record["budget"]),
                        recipe=recipe, echo=echo, **oracle_options)
-    tuner.save()  # so a search killed in its first trial can be resumed
     if cfg.time_budget:
         tuner.deadline = started + float(cfg.time_budget)
     if cfg.distributed != "worker":
         echo(_banner(space, record, cfg, len(x), len(val)))
     try:
+        tuner.save()  # so a search killed in its first trial can be resumed
         if cfg.distributed == "chief":
             from kblocks.search.distributed import serve
 
