@@ -331,9 +331,11 @@ def _run_search(cfg: SearchConfig, *, echo=print, command=None):
     completed = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
     if not completed and not tuner.stopped_for_time:
         ended = len(tuner.oracle.trials)
-        _finish(out, "failed", "no trial completed")
-        raise SearchFailed(f"no trial completed ({ended} failed); the trial errors are in "
-                           f"{out / PROJECT}/trial_*/trial.json", what="search",
+        why = getattr(tuner.oracle, "stop_reason", None)  # e.g. every draw over budget
+        _finish(out, "failed", "no trial completed" + (f": {why}" if why else ""))
+        raise SearchFailed(f"no trial completed ({ended} failed" + (f"; {why}" if why else "")
+                           + f"); the trial errors are in {out / PROJECT}/trial_*/trial.json",
+                           what="search",
                            hint="trials that failed for their architecture (shapes, a diverging "
                                 "loss: a lower --lr often helps) stay failed; those that failed "
                                 "for the machine (disk full, out of memory) run again with "
