@@ -13,8 +13,8 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import ROOT
+
 from kblocks import folderlock
 from kblocks.training import TrainConfig, train
 

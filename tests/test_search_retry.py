@@ -10,8 +10,8 @@ import sys
 
 import keras_tuner
 import pytest
-
 from conftest import ROOT
+
 from kblocks import saving
 from kblocks.search import tuner as ktuner
 from kblocks.search.runner import SearchConfig, SearchFailed, run_search

@@ -222,7 +222,7 @@ class SearchTuner(keras_tuner.Tuner):
             results = super().run_trial(trial, *args, **kwargs)
             self._last_metrics = _first(results)
             return results
-        except Exception as err:  # noqa: BLE001 - sorted into architecture and environment
+        except Exception as err:  # sorted into architecture and environment
             problem = environment_problem(err)
             if problem is None:
                 raise
