@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kblocks import folderlock
 from kblocks.errors import ConfigError, DataError, KBlocksError
 
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -379,6 +380,7 @@ def prepare_data(cfg: TrainConfig, seed: int):
 
 # -- training ----------------------------------------------------------------------------------
 
+@folderlock.locking("out")  # one writer per run folder, fresh start or --resume (issue 21)
 def train(model_or_source, config: TrainConfig | None = None, *, out=None, overwrite=False,
           command=None, resume=False, **overrides) -> TrainResult:
     """Train ``model_or_source`` as ``config`` says; write the run folder ``out`` if given.

@@ -140,6 +140,18 @@ class BudgetedOracle:
         super().reload()
         done = (TrialStatus.COMPLETED, TrialStatus.FAILED)
         self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in done]
+        # A trial that failed for a reason outside its architecture (disk full, out of memory) is
+        # run again: it waits in the retry queue, and no longer counts as ended or failed.
+        from kblocks.search.tuner import is_environment_failure
+
+        for trial_id in sorted(self.trials):
+            trial = self.trials[trial_id]
+            if trial.status == TrialStatus.FAILED and is_environment_failure(trial.message):
+                trial.status = TrialStatus.INVALID  # waiting to run again
+                trial.message = None
+                self.end_order = [t for t in self.end_order if t != trial_id]
+                if trial_id not in self._retry_queue:
+                    self._retry_queue.insert(0, trial_id)  # pop() takes from the end: in order
 
     def _save_trial(self, trial):
         path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")

@@ -16,6 +16,7 @@ running when the search stopped is run again from its start, and the search goes
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.errors import ConfigError, DataError, KBlocksError
+from kblocks.folderlock import LOCK_NAME
 from kblocks.search.budget import Budget
 from kblocks.search.oracles import TUNERS, write_json_atomic
 from kblocks.search.tuner import PROJECT
@@ -34,6 +36,10 @@ SEARCH_FILE = "search.json"
 #: what a search writes in its folder: all that ``--overwrite`` may remove
 SEARCH_FOLDER_FILES = (SEARCH_FILE, PROJECT, "leaderboard.txt", "trials.csv", "best.yaml",
                        "search.png")
+
+
+class SearchFailed(KBlocksError):
+    """The search ended and no trial completed (the CLI exits 1)."""
 
 
 @dataclass
@@ -184,7 +190,8 @@ def _prepare_folder(cfg: SearchConfig, record: dict, echo) -> dict:
     if cfg.resume:
         raise ConfigError(f"{out} holds no search to continue", what="--resume",
                           hint="drop --resume to start a new search there")
-    if out.exists() and any(out.iterdir()) and not (cfg.overwrite and path.exists()):
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and \
+            not (cfg.overwrite and path.exists()):
         if not path.exists():  # --overwrite removes only a search kblocks wrote
             raise ConfigError(f"{out} is not empty and holds no search (no {SEARCH_FILE}): "
                               f"kblocks will not write into it or remove what it holds",
@@ -213,8 +220,21 @@ def _drop_ragged(x, y, batch_size: int):
 
 
 def run_search(cfg: SearchConfig, *, echo=print, command=None):
-    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None)."""
-    import numpy as np
+    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None).
+
+    The search folder is locked (:mod:`kblocks.folderlock`) from the first check to the last
+    write, so a second search on it is refused ("... is in use by process N"); a worker of a
+    distributed search does not take the lock: the chief is the folder's one writer. Raises
+    :class:`SearchFailed` when the search ends with no completed trial."""
+    if cfg.distributed == "worker":
+        return _run_search(cfg, echo=echo, command=command)
+    from kblocks import folderlock
+
+    with folderlock.hold(cfg.out, what="search folder"):
+        return _run_search(cfg, echo=echo, command=command)
+
+
+def _run_search(cfg: SearchConfig, *, echo=print, command=None):
 
     from kblocks.data import check_fits
     from kblocks.search.space import SearchSpace
@@ -284,12 +304,12 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
                        max_trials=options["trials"], directory=str(out), project_name=PROJECT,
                        overwrite=not resuming, seed=seed, budget=Budget(**record["budget"]),
                        recipe=recipe, echo=echo, **oracle_options)
-    tuner.save()  # so a search killed in its first trial can be resumed
     if cfg.time_budget:
         tuner.deadline = started + float(cfg.time_budget)
     if cfg.distributed != "worker":
         echo(_banner(space, record, cfg, len(x), len(val)))
     try:
+        tuner.save()  # so a search killed in its first trial can be resumed
         if cfg.distributed == "chief":
             from kblocks.search.distributed import serve
 
@@ -309,6 +329,24 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
         raise KBlocksError(f"the search stopped: {str(err).splitlines()[0]}", what="search",
                            hint=f"see the trial messages in {out / PROJECT}/trial_*/trial.json; "
                                 f"a lower --lr often helps") from None
+    except OSError as err:  # the search's own files (oracle.json, trial.json) on a full disk
+        if err.errno != errno.ENOSPC:
+            raise
+        raise KBlocksError(f"no space left on the device writing {err.filename or out}",
+                           what="search", hint=f"free some space, then continue with: kblocks "
+                                               f"search --out {out} --resume") from None
+    completed = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    if not completed and not tuner.stopped_for_time:
+        ended = len(tuner.oracle.trials)
+        why = getattr(tuner.oracle, "stop_reason", None)  # e.g. every draw over budget
+        _finish(out, "failed", "no trial completed" + (f": {why}" if why else ""))
+        raise SearchFailed(f"no trial completed ({ended} failed" + (f"; {why}" if why else "")
+                           + f"); the trial errors are in {out / PROJECT}/trial_*/trial.json",
+                           what="search",
+                           hint="trials that failed for their architecture (shapes, a diverging "
+                                "loss: a lower --lr often helps) stay failed; those that failed "
+                                "for the machine (disk full, out of memory) run again with "
+                                "--resume")
     stop_reason = getattr(tuner.oracle, "stop_reason", None)
     if tuner.stopped_for_time:
         stop_reason = (f"the time budget of {cfg.time_budget:g} s is used; continue with "
