@@ -127,7 +127,7 @@ def test_refused_keyword_through_a_variable():
         kblocks.analyse("FC(4, lora_rank=r)", input_shape=(5,), r=4)
 
 
-def test_table_is_exactly_what_keras_accepts():
+def test_table_lists_only_what_keras_accepts():
     """A keyword in the table that the Keras constructor refuses (SpatialDropout2D took no
     noise_shape/trainable/autocast) would pass the analysis and fail only when the model is built."""
     from kblocks.expand import _installed_keras_keywords
