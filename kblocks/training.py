@@ -355,6 +355,18 @@ def _validate_config(cfg: TrainConfig):
     if cfg.freeze_until and not cfg.transfer:
         raise ConfigError("--freeze-until needs --transfer (a model or weights to start from)",
                           what="--freeze-until")
+    if cfg.monitor not in MONITORS:  # a typo (val_acc) would leave best.keras unwritten, rc 0
+        import difflib
+
+        close = difflib.get_close_matches(str(cfg.monitor), MONITORS, n=1, cutoff=0.5)
+        raise ConfigError(f"--monitor {cfg.monitor!r} is not a metric the run produces; it logs "
+                          f"{', '.join(MONITORS)}", what="--monitor",
+                          hint=f"did you mean {close[0]}?" if close else
+                          "val_* watch the validation split (the training metric when there is none)")
+
+
+# What fit() logs: the loss and the metric make_loss names "accuracy" (label smoothing included).
+MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 
 
 def prepare_data(cfg: TrainConfig, seed: int):
