@@ -55,6 +55,33 @@ def compile_kwargs(input_shape, classes, blocks, variables):
     return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **parse_assignments(variables))
 
 
+def is_file_path(value) -> bool:
+    """Whether ``value`` (an argument that may be architecture text) names an existing path."""
+    try:
+        return bool(value) and "\n" not in str(value) and os.path.exists(value)
+    except (OSError, ValueError):  # a name too long, a NUL byte: text, not a path
+        return False
+
+
+def check_output(path, suffixes, *, what="-o", overwrite=None, reads=()) -> Path:
+    """Refuse an output path before any work: a wrong suffix (``-o M.keras`` for a PNG would
+    turn the model into a picture), one of the files the command reads, a folder, or, where the
+    command has ``--overwrite`` (``overwrite`` not None), an existing file without it."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise KBlocksError(f"{what} {path}: the file name must end in {' or '.join(suffixes)}",
+                           hint=f"e.g. {what} {out.with_suffix(suffixes[0]).name}")
+    for source in reads:
+        if is_file_path(source) and os.path.exists(out) and os.path.samefile(source, out):
+            raise KBlocksError(f"{what} {path} is the file this command reads; writing it would "
+                               f"destroy it", hint="give another output file name")
+    if out.is_dir():
+        raise KBlocksError(f"{what} {path} is a folder", hint="give a file name")
+    if overwrite is False and os.path.lexists(out):
+        raise KBlocksError(f"{path} already exists; pass --overwrite to replace it")
+    return out
+
+
 def atomic_target(path: Path):
     """A temporary path in the same folder; ``os.replace`` it onto ``path`` when complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,14 +116,15 @@ def summary(architecture, input_shape, classes, blocks, variables, as_json, show
 @architecture_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model (.keras).")
-def build(architecture, input_shape, classes, blocks, variables, output):
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def build(architecture, input_shape, classes, blocks, variables, output, overwrite):
     """Build the Keras model and save it as a .keras file."""
     import kblocks
 
-    out = Path(output)
-    if out.suffix != ".keras":
+    if not output.endswith(".keras"):
         raise KBlocksError(f"-o {output}: the file name must end in .keras (for SavedModel use "
                            f"'kblocks export')")
+    out = check_output(output, (".keras",), overwrite=overwrite, reads=(architecture,))
     from kblocks.common.saving import save_model
 
     model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
@@ -113,8 +141,8 @@ def plot(architecture, input_shape, classes, blocks, variables, output):
     import kblocks
     from kblocks.lang.plot import plot_graph
 
+    out = check_output(output, (".png", ".svg", ".pdf"), reads=(architecture,))
     graph = kblocks.compile(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
-    out = Path(output)
     tmp = atomic_target(out)
     try:
         plot_graph(graph, tmp, fmt=out.suffix.lstrip(".") or "png")

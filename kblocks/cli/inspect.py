@@ -18,6 +18,7 @@ import os
 import click
 
 from kblocks.cli.app import main
+from kblocks.cli.core import check_output
 from kblocks.common.errors import KBlocksError
 
 METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm")
@@ -163,6 +164,7 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
     if image and method not in NEEDS_IMAGE:
         click.echo(f"note: --image is not used by --method {method}", err=True)
     output = output or _default_output(method)
+    check_output(output, (".png",), reads=(model_spec, weights, image))
 
     from kblocks.inspect import classes as kc
     from kblocks.inspect import plotting

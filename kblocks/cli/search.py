@@ -69,7 +69,7 @@ def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, 
     """
     from kblocks.training.runfolder import default_run_dir
     from kblocks.search.budget import Budget
-    from kblocks.search.runner import SearchConfig, run_search
+    from kblocks.search.runner import SearchConfig, SearchFailed, run_search
     from kblocks.training import TrainConfig
 
     if out is None:
@@ -94,6 +94,9 @@ def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, 
         report=not no_report, time_budget=time_budget)
     try:
         run_search(cfg, echo=click.echo, command=["kblocks"] + sys.argv[1:])
+    except SearchFailed as err:  # the options were fine; no architecture trained (exit 1)
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; continue with: kblocks search --out {out} --resume", err=True)
         sys.exit(130)

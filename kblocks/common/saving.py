@@ -44,19 +44,40 @@ def register_custom_objects() -> None:
             pass
 
 
-def lambda_layers(path) -> list:
-    """Names of the ``Lambda`` layers in a ``.keras`` file's config (nested models included).
-
-    Reads only ``config.json`` from the zip archive; nothing is deserialised."""
+def _read_config(path):
+    """The parsed ``config.json`` of a ``.keras`` archive, or None when ``path`` is not one (Keras'
+    own error then says so). A config over :data:`MAX_CONFIG_BYTES` raises :class:`ModelFileError`,
+    judged by the size the zip directory declares, before anything is read; the read itself stops
+    one byte past the limit (zipfile never returns more than the declared size)."""
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo("config.json")
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise ModelFileError(f"{path}: its config.json is {info.file_size:,} bytes, over the "
-                                     f"{MAX_CONFIG_BYTES:,}-byte limit")
-            config = json.loads(archive.read(info))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-        return []  # not a .keras archive: Keras' own error says so below
+            size = info.file_size
+            if size <= MAX_CONFIG_BYTES:
+                with archive.open(info) as f:
+                    raw = f.read(MAX_CONFIG_BYTES + 1)
+                size = max(size, len(raw))
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError):
+        return None
+    if size > MAX_CONFIG_BYTES:  # outside the try: a KBlocksError is a ValueError (issue 21)
+        raise ModelFileError(f"{path}: its config.json is {size:,} bytes or more, over the "
+                             f"{MAX_CONFIG_BYTES:,}-byte limit",
+                             hint="a model's config is a few megabytes at most; the file is not "
+                                  "a model kblocks or Keras wrote")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None  # not JSON: Keras' own error says so
+
+
+def lambda_layers(path) -> list:
+    """Names of the ``Lambda`` layers in a ``.keras`` file's config (nested models included).
+
+    Reads only ``config.json`` from the zip archive; nothing is deserialised. Raises
+    :class:`ModelFileError` when that config is over the size limit."""
+    config = _read_config(path)
+    if config is None:
+        return []
     found = []
     stack = [config]
     while stack:
@@ -96,10 +117,9 @@ def load_model(path, *, unsafe: bool = False, compile: bool = False):
         raise ModelFileError(f"{path}: a model file must end in .keras",
                              hint="save models with kblocks or model.save('name.keras')")
     register_custom_objects()
-    if not unsafe:
-        names = lambda_layers(path)
-        if names:
-            raise _refusal(path, names)
+    names = lambda_layers(path)  # also enforces the config size limit, --unsafe or not
+    if names and not unsafe:
+        raise _refusal(path, names)
     try:
         return keras.saving.load_model(str(path), compile=compile, safe_mode=not unsafe)
     except KBlocksError:

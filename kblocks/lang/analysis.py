@@ -73,6 +73,13 @@ class Analysis:
 
 def param_counts(node: Node, in_shape: tuple) -> tuple:
     """(trainable, non-trainable) parameters of one node, as Keras counts them."""
+    trainable, frozen = _param_counts(node, in_shape)
+    if dict(node.extra).get("trainable") is False:  # CONV(8, trainable=false): Keras freezes all
+        return 0, trainable + frozen
+    return trainable, frozen
+
+
+def _param_counts(node: Node, in_shape: tuple) -> tuple:
     kind = node.spec.kind
     p = dict(node.params)
     cin = in_shape[-1]

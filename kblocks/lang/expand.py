@@ -19,6 +19,7 @@ from kblocks.lang import syntax as S
 from kblocks.lang.blocks import REQUIRED, BlockLibrary, builtin_library
 from kblocks.common.errors import ArchitectureError, LimitError, Span
 from kblocks.lang.ir import Aux, Merge, Op, Program
+from kblocks.lang.keras_keywords import refusal
 from kblocks.lang.parser import parse
 from kblocks.lang.vocab import VOCAB, LayerSpec
 
@@ -230,8 +231,9 @@ class Expander:
                               item.span, ctx, what=what)
         for arg, raw in zip(spec.args, args.positional):
             values[arg.name] = raw
-        extra = {}
+        extra, kspans = {}, {}
         for key, raw, kspan in args.keyword:
+            kspans[key] = kspan
             arg = spec.arg(key)
             if arg is None:
                 if key in _keras_keywords(spec) or key in _installed_keras_keywords(spec):
@@ -260,6 +262,11 @@ class Expander:
         if spec.token in ("POOL", "AVGPOOL") and pdict["stride"] is None:
             params = [(k, pdict["size"] if k == "stride" else v) for k, v in params]
         resolved_extra = tuple((k, self._plain(v, ctx, item.span)) for k, v in extra.items())
+        for key, value in resolved_extra:  # keywords that change shapes or weights unmodelled
+            refused = refusal(spec.keras_class, key, value)
+            if refused is not None:
+                raise self._error(f"{spec.token} does not take {key}={_short(value)}: {refused[0]}",
+                                  kspans.get(key) or item.span, ctx, what=what, hint=refused[1])
         return Op(spec.token, tuple(params), resolved_extra, item.span, item.text, ctx.scope)
 
     def _plain(self, raw, ctx, span):
@@ -414,8 +421,8 @@ def _keras_keywords(spec: LayerSpec) -> frozenset:
 
     if not spec.keras_class:
         return frozenset()
-    base = {"name", "dtype", "trainable", "autocast"}
-    names = set(KERAS_KEYWORDS.get(spec.keras_class, ())) | base
+    base = {"name", "dtype", "trainable", "autocast"}  # Layer's, for a class the table lacks
+    names = set(KERAS_KEYWORDS.get(spec.keras_class, base))
     names -= {a.keras for a in spec.args if a.keras}
     return frozenset(names)
 
@@ -435,8 +442,9 @@ def _installed_keras_keywords(spec: LayerSpec) -> frozenset:
         sig = inspect.signature(klass.__init__)
         names |= {p.name for p in sig.parameters.values()
                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
-        if klass.__name__ == "Layer":
-            break
+        if klass.__name__ == "Layer" or not any(p.kind == p.VAR_KEYWORD
+                                                for p in sig.parameters.values()):
+            break  # SpatialDropout2D(rate, data_format, seed, name, dtype) passes nothing on
     return frozenset(names - {a.keras for a in spec.args if a.keras})
 
 

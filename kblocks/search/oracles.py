@@ -28,6 +28,9 @@ from kblocks.search.evolution import RegularizedEvolutionOracle
 
 TUNERS = ("random", "grid", "bayesian", "hyperband", "evolution")
 MAX_REJECTIONS = 500  #: rejected draws in a row before a search stops as "space exhausted"
+#: how a trial's message starts when it failed for the machine (memory, disk), not its architecture:
+#: such a trial is run again on --resume (the tuner writes it, the oracle reads it)
+ENVIRONMENT_FAILURE = "environment failure (run again on --resume): "
 EXAMPLES_KEPT = 50  #: rejected architectures kept (with their reason) in the oracle's state
 
 
@@ -140,6 +143,16 @@ class BudgetedOracle:
         super().reload()
         done = (TrialStatus.COMPLETED, TrialStatus.FAILED)
         self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in done]
+        # A trial that failed for a reason outside its architecture (disk full, out of memory) is
+        # run again: it waits in the retry queue, and no longer counts as ended or failed.
+        for trial_id in sorted(self.trials):
+            trial = self.trials[trial_id]
+            if trial.status == TrialStatus.FAILED and is_environment_failure(trial.message):
+                trial.status = TrialStatus.INVALID  # waiting to run again
+                trial.message = None
+                self.end_order = [t for t in self.end_order if t != trial_id]
+                if trial_id not in self._retry_queue:
+                    self._retry_queue.insert(0, trial_id)  # pop() takes from the end: in order
 
     def _save_trial(self, trial):
         path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
@@ -173,6 +186,11 @@ class GridOracle(BudgetedOracle, keras_tuner.oracles.GridSearchOracle):
 
     def _replacement(self, values):
         return self._get_next_combination(values)
+
+
+def is_environment_failure(message) -> bool:
+    """Whether a failed trial's message says the machine failed (see ``ENVIRONMENT_FAILURE``)."""
+    return bool(message) and ENVIRONMENT_FAILURE in message
 
 
 def make_oracle(kind: str, *, space, objective="val_accuracy", max_trials=None, seed=None,

@@ -16,19 +16,30 @@ running when the search stopped is run again from its start, and the search goes
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
+from kblocks.common.folderlock import LOCK_NAME
 from kblocks.search.budget import Budget
 from kblocks.search.oracles import TUNERS, write_json_atomic
 from kblocks.search.record import FORMAT, SEARCH_FILE, load_record
 from kblocks.search.tuner import PROJECT
+
+#: what a search writes in its folder: all that ``--overwrite`` may remove
+SEARCH_FOLDER_FILES = (SEARCH_FILE, PROJECT, "leaderboard.txt", "trials.csv", "best.yaml",
+                       "search.png")
+
+
+class SearchFailed(KBlocksError):
+    """The search ended and no trial completed (the CLI exits 1)."""
+
 
 @dataclass
 class SearchConfig:
@@ -65,7 +76,7 @@ class SearchConfig:
 def _fingerprint(record: dict) -> dict:
     """What must not change between a search and its --resume."""
     train = dict(record["train"])
-    for key in ("verbose", "tensorboard"):
+    for key in ("verbose", "tensorboard", "unsafe"):  # unsafe: never stored (older records had it)
         train.pop(key, None)
     tuner = {k: v for k, v in record["tuner"].items() if k != "trials"}  # may grow on resume
     return {"space": record["space"], "tuner": tuner, "budget": record["budget"],
@@ -163,19 +174,23 @@ def _prepare_folder(cfg: SearchConfig, record: dict, echo) -> dict:
     if cfg.resume:
         raise ConfigError(f"{out} holds no search to continue", what="--resume",
                           hint="drop --resume to start a new search there")
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise ConfigError(f"{out} is not empty" + (" (it holds a search)" if path.exists() else ""),
-                          what="--out",
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and \
+            not (cfg.overwrite and path.exists()):
+        if not path.exists():  # --overwrite removes only a search kblocks wrote
+            raise ConfigError(f"{out} is not empty and holds no search (no {SEARCH_FILE}): "
+                              f"kblocks will not write into it or remove what it holds",
+                              what="--out", hint="give a new or empty --out folder")
+        raise ConfigError(f"{out} is not empty (it holds a search)", what="--out",
                           hint="add --resume to continue that search, --overwrite to start "
                                "again, or give a new --out folder")
-    if cfg.overwrite and out.exists():
+    if cfg.overwrite and path.exists():
         import shutil
 
-        for name in (SEARCH_FILE, PROJECT):
+        for name in SEARCH_FOLDER_FILES:
             target = out / name
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            elif target.exists():
+            elif os.path.lexists(target):
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
@@ -189,7 +204,21 @@ def _drop_ragged(x, y, batch_size: int):
 
 
 def run_search(cfg: SearchConfig, *, echo=print, command=None):
-    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None)."""
+    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None).
+
+    The search folder is locked (:mod:`kblocks.common.folderlock`) from the first check to the last
+    write, so a second search on it is refused ("... is in use by process N"); a worker of a
+    distributed search does not take the lock: the chief is the folder's one writer. Raises
+    :class:`SearchFailed` when the search ends with no completed trial."""
+    if cfg.distributed == "worker":
+        return _run_search(cfg, echo=echo, command=command)
+    from kblocks.common import folderlock
+
+    with folderlock.hold(cfg.out, what="search folder"):
+        return _run_search(cfg, echo=echo, command=command)
+
+
+def _run_search(cfg: SearchConfig, *, echo=print, command=None):
     from kblocks.training.data import check_fits
     from kblocks.search.space import SearchSpace
     from kblocks.training import TrainConfig, one_hot, prepare_data, set_seed
@@ -213,7 +242,7 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
     _check_output(space, train, check_fits)
     record = {
         "format": FORMAT, "kind": "kblocks-search", "space": space.to_dict(),
-        "tuner": _tuner_options(cfg), "budget": cfg.budget.to_dict(), "train": asdict(train_cfg),
+        "tuner": _tuner_options(cfg), "budget": cfg.budget.to_dict(), "train": train_cfg.to_record(),
         "seed": seed, "data": {"train": train.describe(), "val": val.describe()},
         "command": list(command) if command is not None else list(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
@@ -258,12 +287,12 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
                        max_trials=options["trials"], directory=str(out), project_name=PROJECT,
                        overwrite=not resuming, seed=seed, budget=Budget(**record["budget"]),
                        recipe=recipe, echo=echo, **oracle_options)
-    tuner.save()  # so a search killed in its first trial can be resumed
     if cfg.time_budget:
         tuner.deadline = started + float(cfg.time_budget)
     if cfg.distributed != "worker":
         echo(_banner(space, record, cfg, len(x), len(val)))
     try:
+        tuner.save()  # so a search killed in its first trial can be resumed
         if cfg.distributed == "chief":
             from kblocks.search.distributed import serve
 
@@ -283,6 +312,24 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
         raise KBlocksError(f"the search stopped: {str(err).splitlines()[0]}", what="search",
                            hint=f"see the trial messages in {out / PROJECT}/trial_*/trial.json; "
                                 f"a lower --lr often helps") from None
+    except OSError as err:  # the search's own files (oracle.json, trial.json) on a full disk
+        if err.errno != errno.ENOSPC:
+            raise
+        raise KBlocksError(f"no space left on the device writing {err.filename or out}",
+                           what="search", hint=f"free some space, then continue with: kblocks "
+                                               f"search --out {out} --resume") from None
+    completed = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    if not completed and not tuner.stopped_for_time:
+        ended = len(tuner.oracle.trials)
+        why = getattr(tuner.oracle, "stop_reason", None)  # e.g. every draw over budget
+        _finish(out, "failed", "no trial completed" + (f": {why}" if why else ""))
+        raise SearchFailed(f"no trial completed ({ended} failed" + (f"; {why}" if why else "")
+                           + f"); the trial errors are in {out / PROJECT}/trial_*/trial.json",
+                           what="search",
+                           hint="trials that failed for their architecture (shapes, a diverging "
+                                "loss: a lower --lr often helps) stay failed; those that failed "
+                                "for the machine (disk full, out of memory) run again with "
+                                "--resume")
     stop_reason = getattr(tuner.oracle, "stop_reason", None)
     if tuner.stopped_for_time:
         stop_reason = (f"the time budget of {cfg.time_budget:g} s is used; continue with "
@@ -317,7 +364,9 @@ def _from_folder(cfg: SearchConfig) -> SearchConfig:
     verbose = cfg.train.verbose if cfg.train is not None else 0
     return replace(
         cfg, space=stored["space"], blocks=None, variables={},
-        train=TrainConfig(**{**stored["train"], "verbose": verbose}), tuner=tuner["kind"],
+        train=TrainConfig.from_record({**stored["train"], "verbose": verbose},
+                                      unsafe=cfg.train.unsafe if cfg.train is not None else False),
+        tuner=tuner["kind"],
         trials=cfg.trials or tuner["trials"], objective=tuner["objective"],
         max_epochs=tuner["max_epochs"], factor=tuner["factor"],
         hyperband_iterations=tuner["hyperband_iterations"], population=tuner["population"],

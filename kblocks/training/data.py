@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import re
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,6 +341,8 @@ class Cifar10(DataSource):
             return None
         key = self._key(path)
         try:
+            if key.is_symlink():  # a planted link: decode again rather than read through it
+                return None
             return np.load(key, allow_pickle=False)
         except Exception:  # noqa: BLE001 - absent or damaged cache: decode again
             return None
@@ -348,14 +351,21 @@ class Cifar10(DataSource):
         if os.environ.get("KBLOCKS_NO_CACHE"):
             return
         key = self._key(path)
+        tmp = None
         try:
             key.parent.mkdir(parents=True, exist_ok=True)
-            tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
+            # A fresh O_EXCL name in the cache folder: a link planted there (under a guessable
+            # name, for the next process ids) is never followed, and never renamed into the cache.
+            fd, tmp = tempfile.mkstemp(prefix=f".{key.name}.", suffix=".tmp", dir=key.parent)
+            with os.fdopen(fd, "wb") as f:
                 np.save(f, x)
             os.replace(tmp, key)
+            tmp = None
         except OSError:
             pass  # a read-only home is no reason to fail
+        finally:
+            if tmp is not None and os.path.lexists(tmp):
+                os.unlink(tmp)
 
 
 def decode_jpeg_container(jpeg: np.ndarray, offsets: np.ndarray, indices=None) -> np.ndarray:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kblocks.common import folderlock
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
 
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -106,6 +107,21 @@ class TrainConfig:
         values = asdict(self)
         values.update(changes)
         return TrainConfig(**values)
+
+    def to_record(self) -> dict:
+        """The options as stored in ``run.json`` / ``search.json``: everything but ``unsafe``,
+        which only the caller grants, every time (a record is a file anyone could edit)."""
+        record = asdict(self)
+        record.pop("unsafe", None)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict, *, unsafe: bool = False) -> "TrainConfig":
+        """Options read back from a stored record. ``unsafe`` never comes from the record: a
+        tampered ``"unsafe": true`` is ignored, and only the ``unsafe`` argument (the caller's
+        ``--unsafe``) can allow loading a model file that runs code."""
+        known = {f.name for f in fields(cls)} - {"unsafe"}
+        return cls(**{k: v for k, v in dict(record).items() if k in known}, unsafe=bool(unsafe))
 
 
 @dataclass
@@ -339,6 +355,18 @@ def _validate_config(cfg: TrainConfig):
     if cfg.freeze_until and not cfg.transfer:
         raise ConfigError("--freeze-until needs --transfer (a model or weights to start from)",
                           what="--freeze-until")
+    if cfg.monitor not in MONITORS:  # a typo (val_acc) would leave best.keras unwritten, rc 0
+        import difflib
+
+        close = difflib.get_close_matches(str(cfg.monitor), MONITORS, n=1, cutoff=0.5)
+        raise ConfigError(f"--monitor {cfg.monitor!r} is not a metric the run produces; it logs "
+                          f"{', '.join(MONITORS)}", what="--monitor",
+                          hint=f"did you mean {close[0]}?" if close else
+                          "val_* watch the validation split (the training metric when there is none)")
+
+
+# What fit() logs: the loss and the metric make_loss names "accuracy" (label smoothing included).
+MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 
 
 def prepare_data(cfg: TrainConfig, seed: int):
@@ -364,6 +392,7 @@ def prepare_data(cfg: TrainConfig, seed: int):
 
 # -- training ----------------------------------------------------------------------------------
 
+@folderlock.locking("out")  # one writer per run folder, fresh start or --resume (issue 21)
 def train(model_or_source, config: TrainConfig | None = None, *, out=None, overwrite=False,
           command=None, resume=False, **overrides) -> TrainResult:
     """Train ``model_or_source`` as ``config`` says; write the run folder ``out`` if given.
@@ -389,9 +418,9 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
             raise ConfigError(f"a resumed run keeps its own options; cannot change "
                               f"{', '.join(bad)}", what="--resume",
                               hint="only " + ", ".join(RESUME_OPTIONS) + " may be given")
-        stored = {k: v for k, v in resumed["record"].get("config", {}).items()
-                  if k in {f.name for f in fields(TrainConfig)}}
-        cfg = TrainConfig(**stored).replace(**overrides)
+        cfg = TrainConfig.from_record(resumed["record"].get("config", {}),
+                                      unsafe=bool(overrides.pop("unsafe", False)))
+        cfg = cfg.replace(**overrides)
         model_or_source = resumed["record"].get("architecture")
         if cfg.seed is None:
             cfg = cfg.replace(seed=resumed["record"].get("seed"))
@@ -422,7 +451,8 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         run_dir = Path(out)
         seed = int(resumed["record"]["seed"])
     else:
-        run_dir = runfolder.check_run_dir(out, overwrite=overwrite) if out is not None else None
+        run_dir = runfolder.check_run_dir(out, overwrite=overwrite, protect=_read_files(
+            cfg, model_or_source)) if out is not None else None
     epochs_done = resumed["epochs_done"] if resumed is not None else 0
 
     set_seed(seed, cfg.deterministic)
@@ -521,7 +551,8 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         files = {}
         if run_dir is not None:
             if resumed is None:
-                run_dir = runfolder.prepare_run_dir(run_dir, overwrite=overwrite)
+                run_dir = runfolder.prepare_run_dir(run_dir, overwrite=overwrite,
+                                                    protect=_read_files(cfg, model_or_source))
             files = {"best": run_dir / "best.keras", "last": run_dir / "last.keras",
                      "history": run_dir / "history.csv", "curves": run_dir / "curves.png",
                      "run": run_dir / "run.json", "architecture": run_dir / "architecture.txt",
@@ -558,7 +589,7 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         if run_dir is not None and resumed is None:
             _write_start(run_dir, files, cfg, seed, precision, placement, train_data, val_data,
                          source_text, resolved_text, summary_text, command, transfer_report,
-                         network, plan)
+                         network, plan, cbs)
         elif run_dir is not None:
             _write_resume(files["run"], cfg, epochs_done, command)
 
@@ -630,6 +661,23 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
                        run_dir, info)
 
 
+def _read_files(cfg: TrainConfig, source) -> list:
+    """The files a run reads (transfer model, architecture YAML, data), which ``--overwrite`` of
+    its folder must never remove."""
+    candidates = [cfg.transfer, source if isinstance(source, (str, Path)) else None]
+    for spec in (cfg.data, cfg.val_data):
+        if spec:
+            candidates.append(str(spec).split(":", 1)[-1])
+    out = []
+    for item in candidates:
+        try:
+            if item and "\n" not in str(item) and os.path.exists(item):
+                out.append(Path(item))
+        except (OSError, ValueError):  # architecture text is not a path
+            continue
+    return out
+
+
 def declared_input_shape(source_text, classes, variables):
     """The input shape a YAML file or zoo entry declares (``None`` for text without INPUT)."""
     from kblocks.lang import api
@@ -679,7 +727,7 @@ def _describe(source_text, network, input_shape, classes, variables):
 
 def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, val_data,
                  source_text, resolved_text, summary_text, command, transfer_report, network,
-                 plan):
+                 plan, callbacks):
     from kblocks.training import runfolder
 
     import keras
@@ -699,7 +747,7 @@ def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, va
         "seed": seed,
         "architecture": source_text,
         "resolved_architecture": resolved_text,
-        "config": asdict(cfg),
+        "config": cfg.to_record(),
         "precision": precision,
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
@@ -710,6 +758,10 @@ def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, va
         "transfer": transfer_report.as_dict() if transfer_report else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",
+        # what a later --overwrite may remove: only what this run writes (logs/ only with TensorBoard)
+        "files": [name for name in runfolder.RUN_FILES
+                  if name != "logs" or any(isinstance(cb, keras.callbacks.TensorBoard)
+                                           for cb in callbacks)],
     }
     runfolder.write_json(files["run"], record)
 

@@ -132,6 +132,36 @@ def copy_weights_by_name(src, dst, report: TransferReport):
             report.skipped.append(layer.name)
 
 
+def load_weights_counted(network, path, report: TransferReport):
+    """``network.load_weights(path, skip_mismatch=True)``, recording in ``report`` the layers whose
+    weights really came from the file and leaving the others at their fresh initialisation.
+
+    Keras skips a mismatched or missing layer silently, so every floating-point weight is first set
+    to NaN: a weight still NaN afterwards was not in the file (a file holding NaN weights would be
+    of no use anyway). A layer counts as copied only if all its floating-point weights loaded.
+    """
+    import numpy as np
+
+    layers = []
+    for layer in leaf_layers(network):
+        floats = [v for v in layer.weights if np.issubdtype(np.dtype(v.dtype), np.floating)]
+        if floats:
+            layers.append((layer, floats, [np.array(v) for v in floats]))
+            for v in floats:
+                v.assign(np.full(tuple(v.shape), np.nan, dtype=np.dtype(v.dtype)))
+    try:
+        network.load_weights(str(path), skip_mismatch=True)
+    finally:
+        for layer, floats, fresh in layers:
+            loaded = [not np.isnan(np.array(v)).any() for v in floats]
+            if all(loaded):
+                report.copied.append(layer.name)
+                continue
+            for v, value in zip(floats, fresh):  # partly or not loaded: all fresh again
+                v.assign(value)
+            report.skipped.append(layer.name)
+
+
 def resolve_freeze(model, spec) -> int:
     """Index (into :func:`leaf_layers`) of the last layer to freeze, from ``--freeze-until``."""
     layers = leaf_layers(model)
@@ -193,14 +223,22 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
                               hint="kblocks train ARCHITECTURE --transfer FILE.weights.h5 ...")
         network = build(classes)
         try:
-            network.load_weights(str(path), skip_mismatch=True)
-            if output_units(network) != classes:
-                network = replace_head(network, classes)
-                report.head_replaced = True
+            load_weights_counted(network, path, report)
         except Exception as err:  # noqa: BLE001 - h5py/keras errors for a foreign file
             raise DataError(f"cannot load weights from {path}: {err}", what="--transfer",
                             hint="the weights must come from the same architecture") from None
-        report.copied = [layer.name for layer in leaf_layers(network) if layer.weights]
+        if not report.copied:
+            raise DataError(f"no layer of the architecture matched a weight in {path}: the file "
+                            f"loads nothing", what="--transfer",
+                            hint="the weights must come from the same architecture (layer names and "
+                                 "shapes); a .keras model of another one is copied by layer name")
+        if output_units(network) != classes:
+            network = replace_head(network, classes)
+            report.head_replaced = True
+            dense = find_head(network)[0]
+            if dense.name in report.copied:  # the new head is fresh whatever the file held
+                report.copied.remove(dense.name)
+                report.skipped.append(dense.name)
         return network, report
     if not name.endswith(".keras"):
         raise ConfigError(f"unknown transfer file type {path.name!r}", what="--transfer",
@@ -221,6 +259,11 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
         if output_units(network) != classes:  # the text fixes the old class count: FC(10)
             network = replace_head(network, classes)
         copy_weights_by_name(base, network, report)
+        if not report.copied:
+            raise DataError(f"no layer of the architecture matches a layer of {path} by name and "
+                            f"weight shapes: nothing would be transferred", what="--transfer",
+                            hint="give the architecture the model was trained with, or leave the "
+                                 "architecture out to fine-tune the saved model as it is")
         report.head_replaced = report.old_classes != classes or reset_head
         return network, report
     base_shape = tuple(base.input_shape[1:])
