@@ -52,7 +52,7 @@ def main(argv=None):
     from kblocks.inspect.embedding import tsne_embedding
     from kblocks.inspect.featuremaps import feature_maps
     from kblocks.inspect.filters import filter_layer, filter_tiles
-    from kblocks.inspect.inputs import _load_samples, prepare_image
+    from kblocks.inspect.inputs import load_samples, prepare_image
     from kblocks.inspect.layers import as_view, default_spatial_layer, input_shape, output_shape
     from kblocks.inspect.occlusion import occlusion_map
     from kblocks.inspect.saliency import saliency_map
@@ -64,7 +64,7 @@ def main(argv=None):
     model = load_model(args.model)
     view = as_view(model)
     h, w, c = input_shape(view)
-    pool = _load_samples(f"cifar10:{args.npz}", max(args.samples, 200), seed=args.seed)
+    pool = load_samples(f"cifar10:{args.npz}", max(args.samples, 200), seed=args.seed)
     names = pool.classes
     x = np.stack([prepare_image(img, (h, w), c) for img in pool.x])
     probs = class_probabilities(view, x)

@@ -71,3 +71,23 @@ def test_a_contract_fails_when_its_rule_is_broken(case, tmp_path):
     report = " ".join(r.stdout.split())  # lint-imports wraps long contract names
     name = _contract_names(ROOT / ".importlinter")[contract]
     assert f"{name} BROKEN" in report, r.stdout
+
+
+def test_no_package_imports_private_names_of_another():
+    """Search and the command line call training's public functions (issue 12): no module imports
+    a ``_private`` name from a module of another kblocks package."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "kblocks").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        package = parts[1] if len(parts) > 2 else None
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                    and node.module.startswith("kblocks.")):
+                continue
+            other = node.module.split(".")[1]
+            private = [a.name for a in node.names if a.name.startswith("_")]
+            if private and other != package:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}: {private}")
+    assert not found, "\n".join(found)

@@ -21,7 +21,7 @@ def test_monitor_typo_is_refused_with_the_close_match(tmp_path):
         train("FC", TrainConfig(data="digits", epochs=1, monitor="val_acc", verbose=0),
               out=tmp_path / "run")
     message = str(info.value)
-    assert "--monitor" in message and "'val_acc'" in message
+    assert "monitor=" in message and "'val_acc'" in message  # the Python argument
     for name in ("val_accuracy", "val_loss", "accuracy", "loss"):
         assert name in message
     assert "did you mean val_accuracy?" in message
@@ -30,9 +30,9 @@ def test_monitor_typo_is_refused_with_the_close_match(tmp_path):
 
 @pytest.mark.parametrize("name", ["val_accuracy", "val_loss", "accuracy", "loss"])
 def test_every_logged_metric_is_accepted(name):
-    from kblocks.training.trainer import _validate_config
+    from kblocks.training import validate_config
 
-    _validate_config(TrainConfig(data="digits", monitor=name))
+    validate_config(TrainConfig(data="digits", monitor=name))
 
 
 def test_monitor_typo_on_the_command_line(tmp_path):

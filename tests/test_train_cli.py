@@ -131,8 +131,8 @@ def test_user_mistakes_exit_2_without_traceback(tmp_path, case):
         extra, expect = ["--augment", "rotate90"], "unknown augmentation"
     elif case == "freeze":
         extra, expect = ["--freeze-until", "conv"], "needs --transfer"
-    elif case == "batch":
-        extra, expect = ["--batch-size", "0"], "batch size"
+    elif case == "batch":  # the library's batch_size=0, in the command's words
+        extra, expect = ["--batch-size", "0"], "--batch-size: batch size must be >= 1, got --batch-size 0"
     elif case == "set":
         extra, expect = ["--set", "width"], "NAME=VALUE"
     result = CliRunner().invoke(main, ["train", arch, "--data", data, "--epochs", "1",

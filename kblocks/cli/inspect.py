@@ -281,9 +281,9 @@ def _fgsm(view, img, class_index, eps, names, output, plotting):
 
 def _tsne(view, data, samples, seed, layer, names, output, plotting):
     from kblocks.inspect.embedding import code_layer_output, tsne_embedding
-    from kblocks.inspect.inputs import _load_samples
+    from kblocks.inspect.inputs import load_samples
 
-    loaded = _load_samples(data, samples, seed=seed)
+    loaded = load_samples(data, samples, seed=seed)
     points = tsne_embedding(view, loaded.x, layer, seed=seed)
     codes = code_layer_output(view, layer)
     class_names = names or loaded.classes

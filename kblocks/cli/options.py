@@ -227,10 +227,11 @@ def as_flags(text: str | None, flags: dict) -> str | None:
 
 def in_flags(err, flags: dict) -> str:
     """The text of library error ``err`` as the command line prints it (see :func:`as_flags`)."""
-    import copy
-
-    shown = copy.copy(err)
-    if err.what and err.what.isidentifier() and err.what in flags:
-        shown.what = flags[err.what]
-    shown.message, shown.hint = as_flags(err.message, flags), as_flags(err.hint, flags)
-    return shown.render()
+    kept = err.what, err.message, err.hint
+    try:
+        if err.what and err.what.isidentifier() and err.what in flags:
+            err.what = flags[err.what]
+        err.message, err.hint = as_flags(err.message, flags), as_flags(err.hint, flags)
+        return err.render()
+    finally:
+        err.what, err.message, err.hint = kept

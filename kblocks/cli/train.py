@@ -40,7 +40,7 @@ def _print_table(title: str, rows: dict):
     from rich.console import Console
     from rich.table import Table
 
-    from kblocks.training.trainer import _fmt_value
+    from kblocks.training import format_value
 
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
@@ -48,7 +48,7 @@ def _print_table(title: str, rows: dict):
     for key, value in rows.items():
         if isinstance(value, dict):
             continue
-        table.add_row(str(key), _fmt_value(value, str(key)))
+        table.add_row(str(key), format_value(value, str(key)))
     Console(soft_wrap=True).print(table)
 
 

@@ -98,17 +98,17 @@ def hold(folder, what: str = "run folder"):
         yield folder
         return
     if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{folder} exists and is not a folder", what="--out")
+        raise ConfigError(f"{folder} exists and is not a folder", what="out")
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"cannot create {folder}: {err.strerror}", what="--out") from None
+        raise ConfigError(f"cannot create {folder}: {err.strerror}", what="out") from None
     path = folder / LOCK_NAME
     try:
         fd = _try_lock(path)
     except OSError as err:
-        raise ConfigError(f"cannot lock {folder}: {err.strerror}", what="--out") from None
+        raise ConfigError(f"cannot lock {folder}: {err.strerror}", what="out") from None
     if fd is None:
         if created:
             _remove_if_empty(folder)

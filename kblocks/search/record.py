@@ -28,13 +28,13 @@ def load_record(out) -> dict:
     """
     path = Path(out) / SEARCH_FILE
     if not path.exists():
-        raise ConfigError(f"{path} does not exist: {out} is not a search folder", what="--out",
-                          hint="give the --out folder of a kblocks search")
+        raise ConfigError(f"{path} does not exist: {out} is not a search folder", what="out",
+                          hint="give the out= folder of a kblocks search")
     try:
         record = json.loads(path.read_text())
     except ValueError:
-        raise ConfigError(f"{path} is not valid JSON", what="--out") from None
+        raise ConfigError(f"{path} is not valid JSON", what="out") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a kblocks search record (format {FORMAT})",
-                          what="--out")
+                          what="out")
     return record

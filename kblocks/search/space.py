@@ -64,11 +64,11 @@ def _read_blocks(blocks) -> dict:
     if isinstance(blocks, (str, Path)):
         path = Path(blocks)
         if not path.exists():
-            raise ConfigError(f"blocks file {str(path)!r} does not exist", what="--blocks")
+            raise ConfigError(f"blocks file {str(path)!r} does not exist", what="blocks")
         data, _ = load_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
         body = data.get("blocks", {})
         if not isinstance(body, dict):
-            raise ConfigError(f"{path}: 'blocks' must be a mapping name: body", what="--blocks")
+            raise ConfigError(f"{path}: 'blocks' must be a mapping name: body", what="blocks")
         return body
     raise KBlocksError("blocks= takes a YAML path or a mapping name: body", what="blocks")
 
@@ -122,7 +122,7 @@ class SearchSpace:
         twice = sorted(set(own) & set(extra))
         if twice:
             raise ConfigError(f"block {twice[0]!r} is defined both in {origin or 'the space'} and "
-                              f"in the blocks file", what="--blocks",
+                              f"in the blocks file", what="blocks",
                               hint="rename one of them")
         if extra:
             data["blocks"] = {**own, **extra}

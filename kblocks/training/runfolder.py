@@ -113,24 +113,24 @@ def read_resume_state(path) -> dict:
     path = Path(path)
     record_path, state_path = path / "run.json", path / "state.json"
     if not record_path.is_file():
-        raise ConfigError(f"{path} is not a run folder: it has no run.json", what="--resume",
+        raise ConfigError(f"{path} is not a run folder: it has no run.json", what="resume",
                           hint="give the --out folder of an earlier kblocks train")
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
             raise ValueError
     except ValueError:
-        raise ConfigError(f"{record_path} is not a kblocks run record", what="--resume") from None
+        raise ConfigError(f"{record_path} is not a kblocks run record", what="resume") from None
     state = {}
     if state_path.is_file():
         try:
             state = json.loads(state_path.read_text(encoding="utf-8"))
         except ValueError:
-            raise ConfigError(f"{state_path} is damaged", what="--resume") from None
+            raise ConfigError(f"{state_path} is damaged", what="resume") from None
     done = int(state.get("epochs_done") or 0)
     if done and not (path / "last.keras").is_file():
         raise ConfigError(f"{path}/state.json says {done} epoch(s) finished but last.keras is "
-                          f"missing", what="--resume")
+                          f"missing", what="resume")
     rows = [r for r in read_history(path / "history.csv") if (r.get("epoch") or 0) <= done]
     return {"record": record, "state": state, "epochs_done": done, "rows": rows}
 
@@ -205,13 +205,13 @@ def check_run_dir(path, *, overwrite=False, protect=()) -> Path:
     model inside that folder)."""
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise ConfigError(f"{path} exists and is not a folder", what="--out",
+        raise ConfigError(f"{path} exists and is not a folder", what="out",
                           hint="give a folder for the run")
     if not path.is_dir():
         return path
     if (path / "run.json").exists():
         if not overwrite:
-            raise ConfigError(f"run folder {path} already holds a run", what="--out",
+            raise ConfigError(f"run folder {path} already holds a run", what="out",
                               hint="pass a new --out folder, or --overwrite to replace it")
         owned = recorded_files(path)
         foreign = [path / name for name in RUN_FILES
@@ -219,20 +219,20 @@ def check_run_dir(path, *, overwrite=False, protect=()) -> Path:
         if foreign:
             raise ConfigError(f"{path} holds {_names(foreign)}, which its run.json does not list "
                               f"as written by kblocks; a new run would write into them",
-                              what="--out", hint="move them out of the folder, or pass a new --out")
+                              what="out", hint="move them out of the folder, or pass a new --out")
         doomed = [path / name for name in owned if os.path.lexists(path / name)]
         protected = {Path(p).resolve() for p in protect if p}
         hit = [p for p in doomed if p.resolve() in protected or
                any(q.is_relative_to(p.resolve()) for q in protected)]
         if hit:
             raise ConfigError(f"--overwrite would remove {_names(hit)} in {path}, which this run "
-                              f"reads", what="--out",
+                              f"reads", what="out",
                               hint="copy the file out of the folder first, or pass a new --out folder")
         return path
     foreign = [path / name for name in RUN_FILES if os.path.lexists(path / name)]
     if foreign:
         raise ConfigError(f"{path} holds {_names(foreign)}, which kblocks did not write (the folder "
-                          f"has no run.json); a run would replace them", what="--out",
+                          f"has no run.json); a run would replace them", what="out",
                           hint="pass a new or empty --out folder")
     return path
 
@@ -256,5 +256,5 @@ def prepare_run_dir(path, *, overwrite=False, protect=()) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise ConfigError(f"cannot write in {path}: {err.strerror}", what="--out") from None
+        raise ConfigError(f"cannot write in {path}: {err.strerror}", what="out") from None
     return path

@@ -87,7 +87,7 @@ def find_head(model):
     """``(dense, trailing, features)``: the last Dense layer, the weightless layers after it
     (softmax, activation, dropout) and the tensor that feeds the Dense layer."""
     if not isinstance(model, keras.Model) or not hasattr(model, "inputs"):
-        raise ConfigError("transfer needs a functional Keras model", what="--transfer")
+        raise ConfigError("transfer needs a functional Keras model", what="transfer")
     output = model.outputs[0]
     trailing = []
     layer = _producer(model, output)
@@ -99,7 +99,7 @@ def find_head(model):
         layer = _producer(model, layer.input)
     if layer is None:
         raise ConfigError("cannot find the classification head (a final FC/Dense layer, optionally "
-                          "followed by SOFTMAX)", what="--transfer",
+                          "followed by SOFTMAX)", what="transfer",
                           hint="end the network with FC(classes) to use head replacement")
     return layer, trailing, layer.input
 
@@ -171,7 +171,7 @@ def resolve_freeze(model, spec) -> int:
         index = int(text)
         if not -len(layers) <= index < len(layers):
             raise ConfigError(f"layer index {index} is out of range: the model has {len(layers)} "
-                              f"layers (0..{len(layers) - 1})", what="--freeze-until")
+                              f"layers (0..{len(layers) - 1})", what="freeze_until")
         return index % len(layers)
     if text == "backbone":
         dense, trailing, _ = find_head(model)
@@ -181,7 +181,7 @@ def resolve_freeze(model, spec) -> int:
     matches = [i for i, n in enumerate(names) if n.startswith(text)]
     if not matches:
         sample = ", ".join(names[:6] + (["..."] if len(names) > 8 else []) + names[-2:])
-        raise ConfigError(f"no layer is named or starts with {text!r}", what="--freeze-until",
+        raise ConfigError(f"no layer is named or starts with {text!r}", what="freeze_until",
                           hint=f"use an index, a layer name or a prefix; the layers are {sample}")
     return matches[-1]
 
@@ -214,22 +214,22 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
     path = Path(path)
     report = TransferReport(source=str(path))
     if not path.exists():
-        raise DataError(f"transfer file {path} does not exist", what="--transfer")
+        raise DataError(f"transfer file {path} does not exist", what="transfer")
     name = path.name.lower()
     if name.endswith(".weights.h5") or name.endswith(".h5"):
         if build is None:
             raise ConfigError(f"{path.name} holds weights only; give the architecture too",
-                              what="--transfer",
+                              what="transfer",
                               hint="kblocks train ARCHITECTURE --transfer FILE.weights.h5 ...")
         network = build(classes)
         try:
             load_weights_counted(network, path, report)
         except Exception as err:  # noqa: BLE001 - h5py/keras errors for a foreign file
-            raise DataError(f"cannot load weights from {path}: {err}", what="--transfer",
+            raise DataError(f"cannot load weights from {path}: {err}", what="transfer",
                             hint="the weights must come from the same architecture") from None
         if not report.copied:
             raise DataError(f"no layer of the architecture matched a weight in {path}: the file "
-                            f"loads nothing", what="--transfer",
+                            f"loads nothing", what="transfer",
                             hint="the weights must come from the same architecture (layer names and "
                                  "shapes); a .keras model of another one is copied by layer name")
         if output_units(network) != classes:
@@ -241,7 +241,7 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
                 report.skipped.append(dense.name)
         return network, report
     if not name.endswith(".keras"):
-        raise ConfigError(f"unknown transfer file type {path.name!r}", what="--transfer",
+        raise ConfigError(f"unknown transfer file type {path.name!r}", what="transfer",
                           hint="use a .keras model or a .weights.h5 file")
     from kblocks.common import saving
 
@@ -251,7 +251,7 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
         raise
     except Exception as err:  # noqa: BLE001
         raise DataError(f"cannot load {path}: {getattr(err, 'message', err)}",
-                        what="--transfer") from None
+                        what="transfer") from None
     base = unwrap_trained(base)
     report.old_classes = output_units(base)
     if build is not None:
@@ -261,7 +261,7 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
         copy_weights_by_name(base, network, report)
         if not report.copied:
             raise DataError(f"no layer of the architecture matches a layer of {path} by name and "
-                            f"weight shapes: nothing would be transferred", what="--transfer",
+                            f"weight shapes: nothing would be transferred", what="transfer",
                             hint="give the architecture the model was trained with, or leave the "
                                  "architecture out to fine-tune the saved model as it is")
         report.head_replaced = report.old_classes != classes or reset_head
@@ -270,7 +270,7 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
     if len(base_shape) != len(input_shape) or any(
             a is not None and a != b for a, b in zip(base_shape, input_shape)):
         raise DataError(f"{path.name} takes inputs of shape {base_shape} but the data has "
-                        f"{tuple(input_shape)}", what="--transfer",
+                        f"{tuple(input_shape)}", what="transfer",
                         hint="resize the data (--image-size), or give the architecture as well so "
                              "it is built for the new shape and weights are copied by name")
     report.copied = [layer.name for layer in leaf_layers(base) if layer.weights]

@@ -16,7 +16,6 @@ made); :func:`loss_weights` gives the paper's weighting of auxiliary heads (Goog
 """
 from __future__ import annotations
 
-import difflib
 import textwrap
 import importlib.resources
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.common.errors import ConfigError
+from kblocks.common.suggest import did_you_mean
 
 AUX_WEIGHT = 0.3  #: weight of each auxiliary loss in GoogLeNet (Szegedy et al. 2015, section 5)
 
@@ -58,9 +58,8 @@ def load(name: str):
 
     found = path(name)
     if found is None:
-        close = difflib.get_close_matches(name.lower(), names(), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(close)}?" if close else "; 'kblocks zoo' lists them"
-        raise ConfigError(f"{name!r} is not in the zoo{hint}")
+        hint = did_you_mean(name.lower(), names(), n=3) or "'kblocks zoo' lists them"
+        raise ConfigError(f"{name!r} is not in the zoo; {hint}")
     return load_architecture(found)
 
 
