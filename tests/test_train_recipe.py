@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from kblocks.common import atomic
 from kblocks.training import runfolder
 from kblocks.common.errors import ConfigError
 from kblocks.training.schedules import make_optimizer, make_schedule
@@ -103,7 +104,7 @@ def test_atomic_writes_leave_no_temporaries(tmp_path):
     runfolder.write_history(tmp_path / "h.csv", [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "acc": 1}])
     assert (tmp_path / "h.csv").read_text().splitlines()[0] == "epoch,loss,acc"
     with pytest.raises(RuntimeError):
-        with runfolder.atomic_path(tmp_path / "b.txt") as tmp:
+        with atomic.atomic_path(tmp_path / "b.txt") as tmp:
             tmp.write_text("half")
             raise RuntimeError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "h.csv"]

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from kblocks.cli.app import main
 from kblocks.cli.options import parse_assignments
+from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import KBlocksError
 
 
@@ -82,14 +82,6 @@ def check_output(path, suffixes, *, what="-o", overwrite=None, reads=()) -> Path
     return out
 
 
-def atomic_target(path: Path):
-    """A temporary path in the same folder; ``os.replace`` it onto ``path`` when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 @main.command()
 @architecture_options
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
@@ -143,10 +135,6 @@ def plot(architecture, input_shape, classes, blocks, variables, output):
 
     out = check_output(output, (".png", ".svg", ".pdf"), reads=(architecture,))
     graph = kblocks.compile(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
-    tmp = atomic_target(out)
-    try:
+    with atomic_path(out) as tmp:
         plot_graph(graph, tmp, fmt=out.suffix.lstrip(".") or "png")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     click.echo(f"wrote {out}")

@@ -14,11 +14,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
+from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import KBlocksError
 
 CUSTOM_MODULES = ("kblocks.lang.layers", "kblocks.training.augment", "kblocks.training.schedules")
@@ -161,56 +160,9 @@ def save_weights(model, path) -> Path:
 
 
 def _write_atomically(path: Path, ending: str, write) -> Path:
-    """``write(tmp)`` to a temporary ``.{stem}.*{ending}.tmp{ending}`` in ``path``'s folder, then
-    fsync it, ``os.replace`` it onto ``path`` and fsync the folder; on any failure the temporary
-    is removed and ``path`` keeps its previous content."""
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    """``write(tmp)`` to a temporary ``.{stem}.*{ending}.tmp{ending}`` in ``path``'s folder
+    (Keras wants the ending), then moved onto ``path`` (:func:`kblocks.common.atomic.atomic_path`)."""
     stem = path.name[:-len(ending)]
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f"{ending}.tmp{ending}", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_dir(folder)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, prefix=f".{stem}.", suffix=f"{ending}.tmp{ending}") as tmp:
+        write(str(tmp))
     return path
-
-
-def fsync_file(path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def fsync_dir(folder) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

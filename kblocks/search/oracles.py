@@ -16,13 +16,12 @@ moved into place, so a search killed at any moment leaves files that ``--resume`
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
+from kblocks.common import atomic
 from kblocks.common.errors import ConfigError
 from kblocks.search.evolution import RegularizedEvolutionOracle
 
@@ -35,19 +34,8 @@ EXAMPLES_KEPT = 50  #: rejected architectures kept (with their reason) in the or
 
 
 def write_json_atomic(path, obj):
-    """``json.dumps(obj)`` to ``path`` via a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``json.dumps(obj)`` to ``path`` atomically (the tuner's and oracle's state files)."""
+    atomic.write_json(path, obj)
 
 
 def _kind(reason: str) -> str:

@@ -22,7 +22,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,22 +349,17 @@ class Cifar10(DataSource):
     def _store(self, path, x):
         if os.environ.get("KBLOCKS_NO_CACHE"):
             return
+        from kblocks.common.atomic import atomic_path
+
         key = self._key(path)
-        tmp = None
         try:
-            key.parent.mkdir(parents=True, exist_ok=True)
             # A fresh O_EXCL name in the cache folder: a link planted there (under a guessable
             # name, for the next process ids) is never followed, and never renamed into the cache.
-            fd, tmp = tempfile.mkstemp(prefix=f".{key.name}.", suffix=".tmp", dir=key.parent)
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, x)
-            os.replace(tmp, key)
-            tmp = None
+            with atomic_path(key, prefix=f".{key.name}.", suffix=".tmp", durable=False) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, x)
         except OSError:
             pass  # a read-only home is no reason to fail
-        finally:
-            if tmp is not None and os.path.lexists(tmp):
-                os.unlink(tmp)
 
 
 def decode_jpeg_container(jpeg: np.ndarray, offsets: np.ndarray, indices=None) -> np.ndarray:

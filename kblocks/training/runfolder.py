@@ -13,40 +13,19 @@ import os
 import re
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
+from kblocks.common import atomic
+from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import ConfigError
 
 RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "run.json",
              "architecture.txt", "summary.txt", "logs", "state.json")
 
 
-@contextmanager
-def atomic_path(path, suffix=None):
-    """Yield a temporary path beside ``path`` (same suffix); move it onto ``path`` on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp creates the file with O_EXCL: a name planted as a symlink is never followed, and
-    # the file stays ours (writers such as matplotlib open it by name and truncate it).
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix or ".tmp",
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        if os.path.isfile(tmp):  # on the disk before the rename: a crash leaves old or new
-            from kblocks.common.saving import fsync_file
-
-            fsync_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_text(path, text: str):
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """``text`` to ``path`` atomically (:mod:`kblocks.common.atomic`)."""
+    atomic.write_text(path, text)
 
 
 def write_json(path, obj):
