@@ -150,7 +150,11 @@ def load_weights_counted(network, path, report: TransferReport):
             for v in floats:
                 v.assign(np.full(tuple(v.shape), np.nan, dtype=np.dtype(v.dtype)))
     try:
-        network.load_weights(str(path), skip_mismatch=True)
+        import warnings
+
+        with warnings.catch_warnings():  # Keras' skip warnings print the NaN placeholders in
+            warnings.simplefilter("ignore", UserWarning)  # full; the report names those layers
+            network.load_weights(str(path), skip_mismatch=True)
     finally:
         for layer, floats, fresh in layers:
             loaded = [not np.isnan(np.array(v)).any() for v in floats]
