@@ -152,7 +152,7 @@ def _warn(key, said, fixed, cls_name):
         f"kblocks: {where} {head} but {said}; compiling with keras.losses.{cls_name}("
         f"from_logits={fixed.get_config()['from_logits']}) instead. Pass that loss, or build the "
         f"model with kblocks.build(..., {other}), to silence this warning.",
-        UserWarning, stacklevel=4)
+        UserWarning, stacklevel=5)
 
 
 def as_network(model) -> Network:
