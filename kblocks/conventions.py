@@ -21,13 +21,24 @@ CLASSIFIER_ACTIVATIONS = (None, "softmax")
 
 
 def _producer(model, tensor):
+    """``(layer, its input tensor)`` for the layer that made ``tensor``, read from the tensor's
+    Keras history (so a nested model called on a new input is found too); ``(None, None)``."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is not None:
+        layer, node_index = history[0], history[1]
+        try:
+            node = layer._inbound_nodes[node_index]
+            inputs = node.input_tensors
+            return layer, (inputs[0] if inputs else None)
+        except (AttributeError, IndexError):
+            return layer, None
     for layer in model.layers:
         try:
             if layer.output is tensor:
-                return layer
+                return layer, getattr(layer, "input", None)
         except (AttributeError, ValueError):
             continue
-    return None
+    return None, None
 
 
 def _is_softmax(fn) -> bool:
@@ -51,10 +62,10 @@ def output_is_probability(model, tensor=None) -> bool:
     import keras
 
     tensor = main_output(model) if tensor is None else tensor
-    layer = _producer(model, tensor)
+    layer, below = _producer(model, tensor)
     while isinstance(layer, keras.layers.Activation) and \
-            getattr(layer.activation, "__name__", "") == "linear":
-        layer = _producer(model, layer.input)
+            getattr(layer.activation, "__name__", "") == "linear" and below is not None:
+        layer, below = _producer(model, below)
     if layer is None:
         return False
     if isinstance(layer, keras.Model):
