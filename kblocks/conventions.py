@@ -138,7 +138,9 @@ def conventions(model) -> dict:
     if not is_kblocks_model(model):
         assumed.append("output: " + ("probabilities (ends in a softmax)" if probs else
                                      "logits (no softmax at the end)"))
-        assumed.append("input: " + describe_input(kind))
+        assumed.append("input: " + describe_input(kind) + (
+            "; no kblocks_normalize layer, so kblocks feeds it pixels 0..255 unchanged"
+            if kind is None else ""))
     return {"input": describe_input(kind), "normalization": kind,
             "output": "probabilities" if probs else "logits", "classes": classes,
             "assumed": assumed}

@@ -224,3 +224,26 @@ def test_import_kblocks_then_keras_registers_network(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_evaluate_cli_reads_or_says_what_it_assumed(tmp_path):
+    import keras
+    from click.testing import CliRunner
+
+    from kblocks.cli import main
+
+    inputs = keras.Input((8, 8, 1))
+    old = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(
+        keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))))
+    old.save(tmp_path / "old.keras")
+    kblocks.build(SMALL, input_shape=(8, 8, 1), normalize="scale").save(tmp_path / "new.keras")
+    said = {}
+    for name in ("old", "new"):
+        result = CliRunner().invoke(main, ["evaluate", str(tmp_path / f"{name}.keras"), "--data",
+                                           "digits", "--subset", "100"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        said[name] = result.stdout, result.stderr
+    assert "assumed output: probabilities" in said["old"][1]
+    assert "input: float values as given (no normalisation inside)" in said["old"][1]
+    assert "model: input pixels 0..255, normalised inside (scale); outputs logits" in said["new"][0]
+    assert "assumed" not in said["new"][1]
