@@ -5,8 +5,8 @@ A kblocks network ends as its text says: an ``FC`` at the end emits **logits**; 
 the end (or ``classifier_activation="softmax"``) emits **probabilities**. ``Network`` knows which:
 
 * ``fit`` / ``evaluate`` with no ``compile`` call compile with the defaults of :meth:`compile`
-  (Adam, ``SparseCategoricalCrossentropy(from_logits=<head emits logits>)``, accuracy), as KerasHub
-  task models do;
+  (Adam, ``SparseCategoricalCrossentropy(from_logits=<head emits logits>)``, accuracy; mean
+  squared error for an output that is not ``(batch, classes)``), as KerasHub task models do;
 * a ``compile`` whose cross-entropy contradicts the head (a probability loss such as the string
   ``"sparse_categorical_crossentropy"`` on logits, or ``from_logits=True`` on a softmax head) is
   made right, with one warning that names the fix.
@@ -46,8 +46,16 @@ class Network(Functional):
             return {k: output_is_probability(self, t) for k, t in enumerate(out)}
         return {None: output_is_probability(self, main_output(self))}
 
+    def _classifier(self) -> bool:
+        """True when the main output is ``(batch, classes)``; an image-shaped output (the zoo's
+        autoencoder) is not a classifier head."""
+        return len(getattr(main_output(self), "shape", ())) == 2
+
     def default_loss(self):
-        """``SparseCategoricalCrossentropy(from_logits=<head emits logits>)`` (per output)."""
+        """``SparseCategoricalCrossentropy(from_logits=<head emits logits>)`` (per output), or
+        mean squared error for a model whose output is not ``(batch, classes)``."""
+        if not self._classifier():
+            return "mean_squared_error"
         heads = self._heads()
         if None in heads:
             return keras.losses.SparseCategoricalCrossentropy(from_logits=not heads[None])
@@ -64,8 +72,11 @@ class Network(Functional):
         else:
             loss = self._checked_loss(loss)
         if isinstance(metrics, str) and metrics == "auto":
-            metrics = (["accuracy"] if not isinstance(self.output, dict)
-                       else {k: ["accuracy"] for k in self.output})
+            if not self._classifier():
+                metrics = None
+            else:
+                metrics = (["accuracy"] if not isinstance(self.output, dict)
+                           else {k: ["accuracy"] for k in self.output})
         return super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def _checked_loss(self, loss):

@@ -247,3 +247,9 @@ def test_evaluate_cli_reads_or_says_what_it_assumed(tmp_path):
     assert "input: float values as given (no normalisation inside)" in said["old"][1]
     assert "model: input pixels 0..255, normalised inside (scale); outputs logits" in said["new"][0]
     assert "assumed" not in said["new"][1]
+
+
+def test_autoencoder_defaults_are_not_a_classifier_loss():
+    model = kblocks.build("CONV(4)-RELU-CONV(1)", input_shape=(8, 8, 1))
+    model.compile()
+    assert model.loss == "mean_squared_error"
