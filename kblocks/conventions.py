@@ -47,7 +47,10 @@ def _is_softmax(fn) -> bool:
 
 def main_output(model):
     """The main output tensor (``output`` of a multi-output model)."""
-    out = model.output
+    try:
+        out = model.output
+    except (AttributeError, ValueError):  # a Sequential that was built but never called
+        out = model.outputs
     if isinstance(out, dict):
         return out.get("output", next(iter(out.values())))
     if isinstance(out, (list, tuple)):
@@ -63,6 +66,8 @@ def output_is_probability(model, tensor=None) -> bool:
 
     tensor = main_output(model) if tensor is None else tensor
     layer, below = _producer(model, tensor)
+    if layer is model:  # a Sequential's output tensor names the Sequential: its last layer made it
+        layer, below = (model.layers[-1] if model.layers else None), None
     while isinstance(layer, keras.layers.Activation) and \
             getattr(layer.activation, "__name__", "") == "linear" and below is not None:
         layer, below = _producer(model, below)

@@ -187,6 +187,15 @@ def test_old_plain_file_says_what_was_assumed(tmp_path):
     assert conv["output"] == "logits" and conv["normalization"] is None
     assert "assumed" in assumed_note(conv) and "no normalisation inside" in assumed_note(conv)
     assert conventions(kblocks.build(SMALL, input_shape=(8, 8, 1)))["assumed"] == []
+    from kblocks.conventions import output_is_probability
+    from kblocks.training import wrap
+
+    for activation in (None, "softmax"):  # a Sequential, alone and wrapped as the trainer does
+        seq = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                keras.layers.Dense(10, activation=activation)])
+        want = activation == "softmax"
+        assert output_is_probability(seq) is want
+        assert output_is_probability(wrap(seq, (8, 8, 1), normalize="scale")) is want
 
 
 def test_files_reload_with_and_without_kblocks(tmp_path):
