@@ -132,12 +132,12 @@ def export(architecture, input_shape, classes, blocks, variables, output, overwr
         model = load_model(source, compile=False, unsafe=unsafe)
     else:
         model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
-    from kblocks.conventions import assumed_note, conventions
-
-    conv = conventions(model)
     target = export_saved_model(model, output, overwrite=overwrite)
     click.echo(f"exported {target} ({model.count_params():,} params); serve with "
                f"tf.saved_model.load({str(target)!r}).serve(x)")
+    from kblocks.conventions import assumed_note, conventions
+
+    conv = conventions(model)
     click.echo(f"serve() takes {conv['input']} and returns {conv['output']}")
     if assumed_note(conv):
         click.echo(f"note: {assumed_note(conv)}", err=True)
