@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What ``kblocks train`` costs over a plain Keras ``fit`` doing the same work.
 
-    python bench/train_vs_fit.py                    # digits, the issue-23 network, 20 epochs, 3 rounds
+    python bench/train_vs_fit.py               # digits, the issue-23 network, 20 epochs, 3 rounds
     python bench/train_vs_fit.py --epochs 5 --rounds 1
 
 Both sides train the same network on the same split of scikit-learn's digits with the same

@@ -11,9 +11,11 @@ the end (or ``classifier_activation="softmax"``) emits **probabilities**. ``Netw
   ``"sparse_categorical_crossentropy"`` on logits, or ``from_logits=True`` on a softmax head) is
   made right, with one warning that names the fix.
 
-Files: a ``Network`` is saved as Keras' own ``Functional`` with ``registered_name="kblocks>Network"``.
-After ``import kblocks`` the file loads (``safe_mode=True``) as a ``Network``; without kblocks Keras
-falls back to the module and class name and loads it as a plain functional model.
+Files: a ``Network`` is saved as Keras' own ``Functional`` (module and class name) with
+``registered_name="kblocks>Network"``. After ``import kblocks`` the file loads (``safe_mode=True``)
+as a ``Network``; without kblocks Keras falls back to the module and class name and loads it as a
+plain functional model. (Why a subclass rather than a check at fit time: only a model can default
+its own ``compile`` and catch ``fit`` without one; the masquerade keeps files plain-Keras.)
 """
 from __future__ import annotations
 
@@ -141,7 +143,8 @@ def _fix(loss, probabilities: bool, key):
         _warn(key, f"the loss {name!r} expects probabilities", fixed, cls_name)
         return fixed
     if isinstance(loss, (keras.losses.SparseCategoricalCrossentropy,
-                         keras.losses.CategoricalCrossentropy, keras.losses.CategoricalFocalCrossentropy)):
+                         keras.losses.CategoricalCrossentropy,
+                         keras.losses.CategoricalFocalCrossentropy)):
         config = loss.get_config()
         if bool(config.get("from_logits", False)) == want_logits:
             return loss
