@@ -21,7 +21,7 @@ import keras
 
 from kblocks.errors import ConfigError, DataError
 
-NORMALIZE_NAME = "kblocks_normalize"  # the first layer of every model the trainer saves
+from kblocks.conventions import NORMALIZE_NAME  # noqa: F401  first layer of the trainer's models
 
 
 @dataclass
