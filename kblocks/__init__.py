@@ -10,10 +10,64 @@ from kblocks.common.errors import KBlocksError
 
 __version__ = "0.1.0"
 
+
+def _register_with_keras():
+    """Make ``keras.saving.load_model(path, safe_mode=True)`` find kblocks' classes after
+    ``import kblocks``, without importing Keras here: at once if Keras is already imported,
+    otherwise right after Keras is first imported (a one-shot import hook)."""
+    import sys
+
+    def register():
+        try:
+            import kblocks.lang.layers  # the language's custom layers
+            import kblocks.lang.models  # noqa: F401 - registers kblocks>Network
+        except Exception:  # noqa: BLE001 - a broken Keras install shows itself at the first build
+            pass
+
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "saving"):
+        register()
+        return
+    import importlib.abc
+    import importlib.util
+
+    class _AfterKeras(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname != "keras":
+                return None
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            spec = importlib.util.find_spec("keras")
+            loader = getattr(spec, "loader", None)
+            if loader is None or not hasattr(loader, "exec_module"):
+                return spec
+            run = loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                register()
+
+            loader.exec_module = exec_module
+            return spec
+
+    if not any(type(f).__name__ == "_AfterKeras" for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKeras())
+
+
+_register_with_keras()
+
 __all__ = ["analyse", "build", "compile", "format_text", "parse", "summary", "KBlocksError"]
 
 
 def __getattr__(name):
+    if name == "Network":
+        from kblocks.lang.models import Network
+
+        return Network
+    if name == "normalization_layer":
+        from kblocks.lang.conventions import normalization_layer
+
+        return normalization_layer
     if name in ("zoo", "SearchSpace"):
         import importlib
 

@@ -1,7 +1,7 @@
 """Smoke tests of the benchmark scripts in bench/: each runs (on the CPU, TensorFlow backend) and
 prints a ratio that is a number. No time threshold is ever asserted: CI machines vary.
 
-The three scripts start together as subprocesses (module fixture) so the whole file costs about
+The scripts start together as subprocesses (module fixture) so the whole file costs about
 as long as the slowest one (the throughput smoke test, which compiles two tiny models).
 """
 import json
@@ -20,6 +20,7 @@ SCRIPTS = {
                    "16,16,3", "--repeats", "1", "--warmup", "0"],
     "compile_overhead": ["bench/compile_overhead.py", "--quick"],
     "throughput": ["bench/throughput.py", "--cpu-smoke"],
+    "train_vs_fit": ["bench/train_vs_fit.py", "--epochs", "1", "--rounds", "1"],
 }
 
 
@@ -78,3 +79,10 @@ def test_throughput_cpu_smoke_prints_a_ratio(runs):
     assert tiny["kblocks"]["params"] == tiny["keras_applications"]["params"]
     assert record["torch"].get("error")  # skipped in the smoke test: its columns read n/a
     assert re.search(r"^tiny\s+8\s+[\d,]+\s+[\d,]+\s+n/a\s+n/a\s+\d+\.\d+\s+n/a", stdout, re.M)
+
+
+def test_train_vs_fit_prints_a_ratio(runs):
+    record, stdout = _result(runs, "train_vs_fit")
+    assert record["bench"] == "train_vs_fit"
+    assert _is_ratio(record["ratio"])
+    assert re.search(r"kblocks train / plain fit: \d+\.\d+x", stdout)

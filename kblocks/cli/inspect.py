@@ -158,6 +158,12 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
 
     model = load_model(model_spec, weights=weights, input_shape=_shape(input_shape), classes=classes,
                        unsafe=unsafe)
+    from kblocks.lang.conventions import assumed_note, conventions
+
+    conv = conventions(model)
+    click.echo(f"model: input {conv['input']}; outputs {conv['output']}", err=True)
+    if assumed_note(conv):
+        click.echo(f"note: {assumed_note(conv)}", err=True)
     view = as_view(model)
     names = _class_names(class_names, model_spec, view)
     h, w, c = model_input_shape(view)

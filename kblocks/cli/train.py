@@ -223,9 +223,15 @@ def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split,
     scores = evaluate(model_path, data, data_dir=data_dir, image_size=image_size,
                       val_split=val_split, seed=seed, batch_size=batch_size, subset=subset,
                       unsafe=unsafe)
+    from kblocks.lang.conventions import assumed_note
+
+    if assumed_note(scores["conventions"]):
+        click.echo(f"note: {assumed_note(scores['conventions'])}", err=True)
     if as_json:
         click.echo(json.dumps(scores))
         return
+    click.echo(f"model: input {scores['conventions']['input']}; outputs "
+               f"{scores['conventions']['output']}")
     _print_table(f"{scores['model']} on {scores['data']}",
                  {"samples": scores["samples"], "loss": scores["loss"],
                   "accuracy": scores["accuracy"]})

@@ -161,3 +161,9 @@ def export(architecture, input_shape, classes, blocks, variables, output, overwr
     target = export_saved_model(model, output, overwrite=overwrite, reads=(architecture,))
     click.echo(f"exported {target} ({model.count_params():,} params); serve with "
                f"tf.saved_model.load({str(target)!r}).serve(x)")
+    from kblocks.lang.conventions import assumed_note, conventions
+
+    conv = conventions(model)
+    click.echo(f"serve() takes {conv['input']} and returns {conv['output']}")
+    if assumed_note(conv):
+        click.echo(f"note: {assumed_note(conv)}", err=True)

@@ -156,17 +156,44 @@ def format_text(source, **kwargs) -> str:
 
 
 def build(source, *, input_shape=None, classes=None, blocks=None, name=None, resolver=None,
-          **variables):
-    """Build a ``keras.Model`` from architecture text, a YAML file or a zoo name.
+          classifier_activation=None, normalize=None, normalize_stats=None, **variables):
+    """Build a :class:`kblocks.lang.models.Network` (a functional ``keras.Model``) from architecture
+    text, a YAML file or a zoo name.
 
     >>> model = build("[[CONV(64)-RELU]*2-POOL]*2-FC(10)", input_shape=(32, 32, 3))
+
+    Output: the network ends as the text says, so a final ``FC`` emits **logits** and a final
+    ``SOFTMAX`` probabilities. ``classifier_activation="softmax"`` appends a softmax (as
+    ``keras.applications`` does; ``None``, the default, keeps the text's head). The model's
+    ``compile()`` defaults match its head (``SparseCategoricalCrossentropy(from_logits=...)``,
+    Adam, accuracy), ``fit`` without ``compile`` uses them, and a ``compile`` whose cross-entropy
+    contradicts the head is corrected with a warning.
+
+    Input: taken as given (no normalisation inside) unless ``normalize`` is ``"standardize"``
+    (per-channel, with ``normalize_stats=`` the training images 0..255 or a ``(mean, variance)``
+    pair), ``"scale"`` (divide by 255) or ``"none"``: then the model takes pixels 0..255 and
+    normalises them inside, as the models ``kblocks train`` saves do.
     """
+    from kblocks.lang.conventions import CLASSIFIER_ACTIVATIONS, normalization_layer
     from kblocks.lang.emit import emit
 
+    if classifier_activation not in CLASSIFIER_ACTIVATIONS:
+        raise KBlocksError(f"classifier_activation={classifier_activation!r}: use None (logits, "
+                           f"the default) or \"softmax\" (probabilities)")
     graph = compile(source, input_shape=input_shape, classes=classes, blocks=blocks, resolver=resolver,
                     **variables)
     arch = _as_arch(source)
-    model = emit(graph, name=name or _model_name(arch))
+    preprocess = None
+    if normalize is not None:
+        stats = {}
+        if normalize_stats is not None:
+            if isinstance(normalize_stats, (tuple, list)) and len(normalize_stats) == 2:
+                stats = {"mean": normalize_stats[0], "variance": normalize_stats[1]}
+            else:
+                stats = {"data": normalize_stats}
+        preprocess = normalization_layer(normalize, **stats)
+    model = emit(graph, name=name or _model_name(arch), classifier_activation=classifier_activation,
+                 preprocess=preprocess)
     model._kblocks_graph = graph  # the summary of a model built here reads it back
     return model
 
@@ -177,11 +204,16 @@ def _model_name(arch: ArchitectureFile) -> str:
 
 
 def summary(model_or_source, **kwargs) -> Summary:
-    """The per-layer summary of a model built by kblocks, or of a text / YAML / zoo name."""
+    """The per-layer summary of a model built by kblocks, or of a text / YAML / zoo name.
+
+    Its last lines state the conventions: what input the model takes and what it outputs."""
     graph = getattr(model_or_source, "_kblocks_graph", None)
+    model = None
     if graph is None:
         if hasattr(model_or_source, "layers"):
             raise KBlocksError("this Keras model was not built by kblocks in this process; pass the "
                                "architecture text, YAML file or zoo name instead")
         graph = compile(model_or_source, **kwargs)
-    return Summary(_analyse(graph))
+    else:
+        model = model_or_source
+    return Summary(_analyse(graph), model=model)

@@ -55,21 +55,43 @@ def make_layer(node: Node, in_shape, *, name=None, dtype=None) -> keras.layers.L
                                 what=node.token, hint="check the extra keyword arguments") from None
 
 
-def emit(graph: Graph, *, name: str | None = None) -> keras.Model:
-    """Make the Keras model of a graph (inputs take float pixels; no preprocessing is added)."""
+def emit(graph: Graph, *, name: str | None = None, classifier_activation=None,
+         preprocess=None) -> keras.Model:
+    """Make the :class:`kblocks.lang.models.Network` of a graph.
+
+    The network ends as the graph says (an ``FC`` emits logits); ``classifier_activation="softmax"``
+    appends a ``Softmax`` to each output that does not already end in one, as
+    ``keras.applications`` does. ``preprocess`` (a layer, e.g.
+    :func:`kblocks.lang.conventions.normalization_layer`) is put between the input and the first layer;
+    without it the input is taken as given."""
+    from kblocks.lang.models import Network
+
     policy = keras.config.dtype_policy()
     mixed = policy.compute_dtype != policy.variable_dtype
     out_nodes = set(graph.outputs)
     inputs = keras.Input(shape=graph.input_shape, name="input")
-    tensors = {INPUT: inputs}
+    tensors = {INPUT: preprocess(inputs) if preprocess is not None else inputs}
+    last = {}
     for node in graph.nodes:
         args = [tensors[i] for i in node.inputs]
         dtype = "float32" if (mixed and node.index in out_nodes) else None
         layer = make_layer(node, graph.shape_of(node.inputs[0]), dtype=dtype)
         tensors[node.index] = layer(args if node.spec.kind == "merge" else args[0])
+        last[node.index] = layer
+    if classifier_activation == "softmax":
+        for k, i in enumerate(graph.outputs):
+            layer = last.get(i)
+            if isinstance(layer, keras.layers.Softmax) or getattr(
+                    getattr(layer, "activation", None), "__name__", "") == "softmax":
+                continue
+            tensors[i] = keras.layers.Softmax(name="classifier_softmax" if k == 0 else
+                                              f"aux{k}_softmax", dtype="float32")(tensors[i])
+    elif classifier_activation is not None:
+        raise ArchitectureError(f"classifier_activation={classifier_activation!r}: use None "
+                                f"(logits, the default) or \"softmax\" (probabilities)")
     outputs = [tensors[i] for i in graph.outputs]
     if len(outputs) > 1:  # named outputs: "output" first, then "aux1", "aux2", ...
         outputs = {("output" if k == 0 else f"aux{k}"): t for k, t in enumerate(outputs)}
     else:
         outputs = outputs[0]
-    return keras.Model(inputs, outputs, name=name or "kblocks")
+    return Network(inputs, outputs, name=name or "kblocks")

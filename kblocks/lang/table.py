@@ -47,9 +47,46 @@ class Summary:
     HEAD = Row("#", "layer (as written)", "at", "Keras layer", "output", "params", "activations",
                "MACs", "RF", "jump")
 
-    def __init__(self, analysis: Analysis):
+    def __init__(self, analysis: Analysis, model=None):
         self.analysis = analysis
         self.graph = analysis.graph
+        self.model = model  # the Keras model built from the graph, when there is one
+
+    # conventions -------------------------------------------------------------------------------
+    def _graph_ends_in_softmax(self) -> bool:
+        node = self.graph.nodes[self.graph.outputs[0]] if self.graph.nodes else None
+        if node is None:
+            return False
+        if node.spec.keras_class in ("Softmax",):
+            return True
+        fixed = dict(node.spec.fixed)
+        fixed.update(dict(node.extra))
+        return str(fixed.get("activation", "")) == "softmax"
+
+    @property
+    def outputs_probabilities(self) -> bool:
+        """True when the model emits probabilities (ends in a softmax), False for logits."""
+        if self.model is not None:
+            from kblocks.lang.conventions import output_is_probability
+
+            return output_is_probability(self.model)
+        return self._graph_ends_in_softmax()
+
+    @property
+    def input_convention(self) -> str:
+        from kblocks.lang.conventions import describe_input
+
+        if self.model is not None:
+            return describe_input(self.model)
+        return describe_input(None)
+
+    @property
+    def output_convention(self) -> str:
+        from kblocks.lang.conventions import describe_output
+
+        shape = self.graph.nodes[self.graph.outputs[0]].shape if self.graph.nodes else ()
+        classes = shape[-1] if shape else None
+        return describe_output(self.outputs_probabilities, classes)
 
     # numbers -----------------------------------------------------------------------------------
     @property
@@ -113,6 +150,8 @@ class Summary:
         if len(self.graph.outputs) > 1:
             names = ", ".join(["output"] + [f"aux{k}" for k in range(1, len(self.graph.outputs))])
             lines.append(f"Outputs: {names}")
+        lines.append(f"input: {self.input_convention}")
+        lines.append(f"outputs: {self.output_convention}")
         return lines
 
     def __str__(self) -> str:
@@ -141,4 +180,5 @@ class Summary:
         return {"params": self.params, "trainable": self.trainable_params,
                 "non_trainable": self.non_trainable_params,
                 "activation_elements": self.activation_elements, "macs": self.macs,
+                "input": self.input_convention, "outputs": self.output_convention,
                 "layers": [r.__dict__ for r in self.rows()]}

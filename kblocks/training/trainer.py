@@ -24,6 +24,7 @@ import numpy as np
 
 from kblocks.common import folderlock
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
+from kblocks.lang.conventions import channel_stats
 
 from kblocks.training.config import (PRECISIONS, RESUME_OPTIONS, TrainConfig, resolve_precision,
                                      validate_config)
@@ -92,20 +93,9 @@ def format_value(v, key=""):
 
 def _output_is_probability(network) -> bool:
     """True when the network ends in a softmax (so the loss must not apply one again)."""
-    import keras
+    from kblocks.lang.conventions import output_is_probability
 
-    from kblocks.training.transfer import _producer
-
-    layer = _producer(network, network.outputs[0])
-    while layer is not None and isinstance(layer, keras.layers.Activation) and \
-            getattr(layer.activation, "__name__", "") == "linear":
-        layer = _producer(network, layer.input)
-    if layer is None:
-        return False
-    if isinstance(layer, keras.layers.Softmax):
-        return True
-    activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", "") == "softmax"
+    return output_is_probability(network)
 
 
 def main_output(network):
@@ -125,39 +115,18 @@ def wrap(network, input_shape, *, mean=None, variance=None, normalize="standardi
     """``Input(uint8 pixels as float) -> normalisation -> augmentation -> network -> float32``."""
     import keras
 
-    from kblocks.training.transfer import NORMALIZE_NAME
+    from kblocks.lang.conventions import normalization_layer
+    from kblocks.lang.models import Network
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    if normalize == "standardize":
-        x = keras.layers.Normalization(mean=np.asarray(mean, np.float32),
-                                       variance=np.asarray(variance, np.float32),
-                                       name=NORMALIZE_NAME, dtype="float32")(inputs)
-    elif normalize == "scale":
-        x = keras.layers.Rescaling(1.0 / 255.0, name=NORMALIZE_NAME, dtype="float32")(inputs)
-    else:
-        x = keras.layers.Identity(name=NORMALIZE_NAME, dtype="float32")(inputs)
+    x = normalization_layer(normalize if normalize in ("standardize", "scale") else "none",
+                            mean=mean, variance=variance)(inputs)
     for layer in augment:
         x = layer(x)
     y = network(x)
     if getattr(y, "dtype", "float32") != "float32":
         y = keras.layers.Activation("linear", dtype="float32", name="float32_output")(y)
-    return keras.Model(inputs, y, name=name or network.name)
-
-
-def channel_stats(x: np.ndarray):
-    """Per-channel mean and variance of uint8 images, in float64, chunked to spare memory."""
-    channels = x.shape[-1]
-    total = np.zeros(channels)
-    total_sq = np.zeros(channels)
-    count = 0
-    for start in range(0, len(x), 4096):
-        chunk = x[start:start + 4096].reshape(-1, channels).astype(np.float64)
-        total += chunk.sum(0)
-        total_sq += (chunk ** 2).sum(0)
-        count += chunk.shape[0]
-    mean = total / count
-    var = np.maximum(total_sq / count - mean ** 2, 0.0)
-    return mean, var
+    return Network(inputs, y, name=name or network.name)
 
 
 def _register_custom_objects():
@@ -852,6 +821,7 @@ def _write_end(path, final, info, diverged, started):
 def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split=None, seed=0,
              batch_size=256, subset=None, unsafe=False) -> dict:
     """Accuracy and loss of a saved model on ``data`` (or on its seeded validation split)."""
+    from kblocks.lang.conventions import conventions, to_probabilities
     from kblocks.training.data import check_fits, load_data, split_data, stratified_subset
     from kblocks.training.transfer import output_units
 
@@ -869,11 +839,9 @@ def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split
     if len(want) == 3 and None not in want and want != dataset.input_shape:
         dataset, _ = _fit_images(dataset, None, want)
     check_fits(model.input_shape[1:], output_units(model), dataset, what="model")
+    conv = conventions(model)  # read from the model, or assumed (and said) for an older file
     probs = model.predict(dataset.x, batch_size=int(batch_size), verbose=0)
-    probs = np.asarray(probs, np.float64)
-    if not np.allclose(probs.sum(-1), 1.0, atol=1e-3) or probs.min() < 0:
-        shifted = probs - probs.max(-1, keepdims=True)
-        probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    probs = to_probabilities(probs, conv["output"] == "probabilities")
     predicted = probs.argmax(-1)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(dataset)), dataset.y], 1e-12, 1))))
     accuracy = float(np.mean(predicted == dataset.y))
@@ -881,4 +849,4 @@ def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split
                  else None for c in range(dataset.num_classes)]
     return {"model": str(path), "data": dataset.name, "samples": len(dataset),
             "loss": loss, "accuracy": accuracy,
-            "per_class_accuracy": dict(zip(dataset.classes, per_class))}
+            "per_class_accuracy": dict(zip(dataset.classes, per_class)), "conventions": conv}

@@ -21,7 +21,7 @@ import keras
 
 from kblocks.common.errors import ConfigError, DataError
 
-NORMALIZE_NAME = "kblocks_normalize"  # the first layer of every model the trainer saves
+from kblocks.lang.conventions import NORMALIZE_NAME, output_units
 
 
 @dataclass
@@ -61,16 +61,6 @@ def unwrap_trained(model):
         if len(nested) == 1:
             return nested[0]
     return model
-
-
-def output_units(model):
-    """Number of classes a (single-output) model predicts."""
-    shape = model.output_shape
-    if isinstance(shape, dict):
-        shape = shape.get("output", next(iter(shape.values())))
-    if isinstance(shape, list):
-        shape = shape[0]
-    return shape[-1]
 
 
 def _producer(model, tensor):
@@ -150,7 +140,11 @@ def load_weights_counted(network, path, report: TransferReport):
             for v in floats:
                 v.assign(np.full(tuple(v.shape), np.nan, dtype=np.dtype(v.dtype)))
     try:
-        network.load_weights(str(path), skip_mismatch=True)
+        import warnings
+
+        with warnings.catch_warnings():  # Keras' skip warnings print the NaN placeholders in
+            warnings.simplefilter("ignore", UserWarning)  # full; the report names those layers
+            network.load_weights(str(path), skip_mismatch=True)
     finally:
         for layer, floats, fresh in layers:
             loaded = [not np.isnan(np.array(v)).any() for v in floats]
