@@ -22,7 +22,6 @@ from __future__ import annotations
 import warnings
 
 import keras
-from keras.src.models.functional import Functional
 
 from kblocks.lang.conventions import main_output, output_is_probability
 
@@ -31,7 +30,7 @@ _CROSSENTROPY = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentro
 
 
 @keras.saving.register_keras_serializable(package="kblocks", name="Network")
-class Network(Functional):
+class Network(keras.Model):
     """A functional model whose ``compile`` defaults match its head (see the module docstring)."""
 
     @property
@@ -97,9 +96,7 @@ class Network(Functional):
 
     def compile_from_config(self, config):
         """As Keras' own (which skips models whose ``compile`` is overridden)."""
-        from keras.src.saving import serialization_lib
-
-        config = serialization_lib.deserialize_keras_object(config)
+        config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
@@ -127,7 +124,9 @@ class Network(Functional):
 
 # Saved as Keras' Functional (module and class name) with registered_name "kblocks>Network": with
 # kblocks imported the registered name wins; without it the file loads as a plain functional model.
-Network.__module__ = Functional.__module__
+# (Keras injects its Functional class into the bases at the first functional construction, so
+# only public API is used here; the module string is where Keras defines Functional.)
+Network.__module__ = "keras.src.models.functional"
 Network.__name__ = "Functional"
 
 
