@@ -820,7 +820,28 @@ def _write_end(path, final, info, diverged, started):
 
 def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split=None, seed=0,
              batch_size=256, subset=None, unsafe=False) -> dict:
-    """Accuracy and loss of a saved model on ``data`` (or on its seeded validation split)."""
+    """Accuracy and loss of a saved model on ``data`` (or on its seeded validation split).
+
+    Args:
+        model_path: a ``.keras`` file (loaded with ``safe_mode=True``).
+        data: a data source, as :class:`TrainConfig`'s ``data``.
+        data_dir: folder of prepared TFDS data sets (``tfds:``).
+        image_size: resize the images to ``H`` or ``HxW``.
+        val_split: score only the validation split a training run with this ``val_split`` and
+            ``seed`` held out (None: all of ``data``).
+        seed: the seed of that split.
+        batch_size: images per prediction step.
+        subset: score a stratified subset (count or fraction).
+        unsafe: load a file holding a Lambda layer (its code runs).
+
+    Returns:
+        ``{"model", "data", "samples", "loss", "accuracy", "per_class_accuracy",
+        "conventions"}``; the loss is the cross-entropy of the predicted probabilities.
+
+    Raises:
+        DataError: a missing model file, or data that does not fit the model.
+        UnsafeModelError: a Lambda layer without ``unsafe``.
+    """
     from kblocks.lang.conventions import conventions, to_probabilities
     from kblocks.training.data import check_fits, load_data, split_data, stratified_subset
     from kblocks.training.transfer import output_units
