@@ -46,7 +46,7 @@ def test_measure_gives_figures_and_reasons(space):
     assert small.ok and small.params > 0 and small.macs > 0 and small.activation_mb > 0
     big = measure(space, space.defaults(), Budget(max_params=100, max_macs=10))
     assert not big.ok and big.reason.startswith("params ") and "MACs" in big.reason
-    with pytest.raises(Exception, match="--max-params must be a positive number"):
+    with pytest.raises(Exception, match="max_params= must be a positive number"):
         Budget(max_params=-1)
 
 

@@ -27,9 +27,8 @@ class Budget:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not math.isfinite(value) or value <= 0:
-                option = "--" + key.replace("_", "-")
-                raise ConfigError(f"{option} must be a positive number, got {value!r}",
-                                  what=option, hint="e.g. --max-params 2e6")
+                raise ConfigError(f"{key}= must be a positive number, got {value!r}",
+                                  what=key, hint="e.g. max_params=2e6")
 
     @property
     def active(self) -> bool:

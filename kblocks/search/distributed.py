@@ -43,7 +43,7 @@ def serve(oracle, host: str, port: int, *, echo=print, poll: float = 0.5):
         bound = 0
     if not bound:
         raise ConfigError(f"cannot listen on {host}:{port} (in use, or not an address of this "
-                          f"machine)", what="port", hint="choose another --port or --bind")
+                          f"machine)", what="port", hint="choose another port= or bind=")
     server.start()
     echo(f"chief: serving trials on {host}:{port}; start workers with "
          f"--distributed worker --chief HOST:{port}")

@@ -198,8 +198,8 @@ def make_oracle(kind: str, *, space, objective="val_accuracy", max_trials=None, 
         return BayesianOracle(max_trials=max_trials, **extra, **common)
     if kind == "hyperband":
         if not max_epochs or int(max_epochs) < 1:
-            raise ConfigError("hyperband needs --max-epochs (the most epochs one model trains)",
-                              what="max_epochs", hint="e.g. --max-epochs 20")
+            raise ConfigError("hyperband needs max_epochs= (the most epochs one model trains)",
+                              what="max_epochs", hint="e.g. max_epochs=20")
         oracle = HyperbandOracle(max_epochs=int(max_epochs), factor=int(factor),
                                  hyperband_iterations=int(hyperband_iterations), **common)
         oracle.max_trials = max_trials  # an optional cap on top of Hyperband's own schedule
@@ -208,8 +208,8 @@ def make_oracle(kind: str, *, space, objective="val_accuracy", max_trials=None, 
         population = int(population_size or 20)
         sample = int(sample_size or max(2, population // 4))
         if population < 1 or not 1 <= sample <= population:
-            raise ConfigError(f"evolution needs 1 <= --sample-size ({sample}) <= "
-                              f"--population ({population})", what="sample_size")
+            raise ConfigError(f"evolution needs 1 <= sample_size= ({sample}) <= "
+                              f"population= ({population})", what="sample_size")
         return EvolutionOracle(max_trials=max_trials, population_size=population,
                                sample_size=sample, **common)
     raise ConfigError(f"unknown tuner {kind!r}", what="tuner",

@@ -95,7 +95,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
             epoch, step, value = guard.where
             raise keras_tuner.errors.FailedTrialError(
                 f"the loss became {value} in epoch {epoch}" + (f", step {step}" if step else "")
-                + "; lower --lr or add --warmup")
+                + "; lower lr= or add warmup=")
         return summarise(history.history, self.objective, seconds=seconds,
                          initial_epoch=int(kwargs.get("initial_epoch", 0)))
 

@@ -98,7 +98,7 @@ class RandomCrop(_Augment):
         height, width = x.shape[1], x.shape[2]
         if height is None or width is None:
             raise ConfigError("random crop needs a fixed image size", what="augment",
-                              hint="give the model a fixed input shape (e.g. --image-size 64)")
+                              hint="give the model a fixed input shape (e.g. image_size=64)")
         if self.mode == "reflect" and (p >= height or p >= width):
             raise ConfigError(f"crop padding {p} must be smaller than the image ({height}x{width})",
                               what="augment")

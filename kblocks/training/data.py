@@ -165,7 +165,7 @@ def load_data(spec: str, *, data_dir=None, image_size=None, split="train") -> Ar
     """
     if not spec or not str(spec).strip():
         raise DataError("no data source given", what="data",
-                        hint="e.g. --data digits, --data npz:train.npz, --data images:photos/")
+                        hint="e.g. data=digits, data=npz:train.npz, data=images:photos/")
     spec = str(spec).strip()
     scheme, sep, argument = spec.partition(":")
     if scheme not in _SOURCES:
@@ -432,7 +432,7 @@ class Tfds(DataSource):
                 f"{self.data_dir or 'the default TFDS folder'} ({type(err).__name__}: {err})",
                 what="data",
                 hint="prepare it first (tfds build NAME --data_dir DIR on a machine with network) "
-                     "and pass --data-dir DIR") from None
+                     "and pass data_dir=DIR") from None
         try:
             classes = list(info.features["label"].names)
         except Exception:  # noqa: BLE001 - no label feature or no names
@@ -450,7 +450,7 @@ class Tfds(DataSource):
         shapes = {a.shape for a in xs}
         if len(shapes) > 1:
             raise DataError(f"tfds:{name}: images have different sizes {sorted(shapes)[:3]}...",
-                            what="data", hint="pass --image-size HxW to resize them")
+                            what="data", hint="pass image_size=HxW to resize them")
         return ArrayData(np.stack(xs), np.asarray(ys), classes, f"tfds:{name}")
 
 
@@ -511,7 +511,7 @@ def split_data(data: ArrayData, val=0.1, *, seed: int = 0):
     the labels, so the same seed always gives the same split. Both parts keep the original order.
     """
     n = len(data)
-    count = _resolve_count(val, n, "--val-split")
+    count = _resolve_count(val, n, "val_split")
     if count == 0:
         return data, None
     if count >= n:
@@ -534,7 +534,7 @@ def split_data(data: ArrayData, val=0.1, *, seed: int = 0):
 
 def stratified_subset(data: ArrayData, size, *, seed: int = 0) -> ArrayData:
     """A stratified, seeded subset of ``size`` samples (a count or a fraction), original order."""
-    count = _resolve_count(size, len(data), "--subset")
+    count = _resolve_count(size, len(data), "subset")
     if count <= 0 or count >= len(data):
         return data
     _, keep = split_data(data, count, seed=int(seed) + 7919)
@@ -550,14 +550,14 @@ def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
         raise DataError(
             f"the {what} takes inputs of shape {tuple(shape)} but {data.name} has images of shape "
             f"{data.input_shape}", what="data",
-            hint="resize the data (--image-size HxW for images:/tfds:) or build the model for "
+            hint="resize the data (image_size=HxW for images:/tfds:) or build the model for "
                  "this shape")
     if num_outputs is not None and num_outputs != data.num_classes:
         raise DataError(
             f"the {what} has {num_outputs} outputs but {data.name} has {data.num_classes} classes",
             what="data",
             hint=f"end the architecture with FC (no units: the data's class count is used) or "
-                 f"FC({data.num_classes}); a --transfer run replaces the head itself")
+                 f"FC({data.num_classes}); a transfer= run replaces the head itself")
     if data.y.max() >= (num_outputs or data.num_classes):
         raise DataError(f"label {int(data.y.max())} is out of range for {num_outputs} outputs",
                         what="data")

@@ -43,7 +43,7 @@ def scope(enabled: bool, *, batch_size: int | None = None):
         with _jax_scope(batch_size) as placement:
             yield placement
     else:
-        raise ConfigError(f"--distribute is not supported on the {backend} backend",
+        raise ConfigError(f"distribute=True is not supported on the {backend} backend",
                           what="distribute", hint="use KERAS_BACKEND=jax or tensorflow")
 
 

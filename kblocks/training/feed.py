@@ -65,9 +65,9 @@ def choose(feed="auto", *, nbytes: int, batch_size: int, train_size: int, distri
     choice = check(feed, steps_per_execution)
     accelerator = accelerator_present()
     if choice == "device" and distributed:
-        raise ConfigError("--feed device keeps the data on one device, which --distribute "
+        raise ConfigError("feed='device' keeps the data on one device, which distribute=True "
                           "spreads over several", what="feed",
-                          hint="use --feed host (or auto) with --distribute")
+                          hint="use feed='host' (or 'auto') with distribute=True")
     if choice == "auto":
         backend = keras.backend.backend()
         if distributed:

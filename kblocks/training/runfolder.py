@@ -93,7 +93,7 @@ def read_resume_state(path) -> dict:
     record_path, state_path = path / "run.json", path / "state.json"
     if not record_path.is_file():
         raise ConfigError(f"{path} is not a run folder: it has no run.json", what="resume",
-                          hint="give the --out folder of an earlier kblocks train")
+                          hint="give the out= folder of an earlier kblocks train")
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
@@ -191,28 +191,28 @@ def check_run_dir(path, *, overwrite=False, protect=()) -> Path:
     if (path / "run.json").exists():
         if not overwrite:
             raise ConfigError(f"run folder {path} already holds a run", what="out",
-                              hint="pass a new --out folder, or --overwrite to replace it")
+                              hint="pass a new out= folder, or overwrite=True to replace it")
         owned = recorded_files(path)
         foreign = [path / name for name in RUN_FILES
                    if name not in owned and os.path.lexists(path / name)]
         if foreign:
             raise ConfigError(f"{path} holds {_names(foreign)}, which its run.json does not list "
                               f"as written by kblocks; a new run would write into them",
-                              what="out", hint="move them out of the folder, or pass a new --out")
+                              what="out", hint="move them out of the folder, or pass a new out=")
         doomed = [path / name for name in owned if os.path.lexists(path / name)]
         protected = {Path(p).resolve() for p in protect if p}
         hit = [p for p in doomed if p.resolve() in protected or
                any(q.is_relative_to(p.resolve()) for q in protected)]
         if hit:
-            raise ConfigError(f"--overwrite would remove {_names(hit)} in {path}, which this run "
+            raise ConfigError(f"overwrite=True would remove {_names(hit)} in {path}, which this run "
                               f"reads", what="out",
-                              hint="copy the file out of the folder first, or pass a new --out folder")
+                              hint="copy the file out of the folder first, or pass a new out= folder")
         return path
     foreign = [path / name for name in RUN_FILES if os.path.lexists(path / name)]
     if foreign:
         raise ConfigError(f"{path} holds {_names(foreign)}, which kblocks did not write (the folder "
                           f"has no run.json); a run would replace them", what="out",
-                          hint="pass a new or empty --out folder")
+                          hint="pass a new or empty out= folder")
     return path
 
 
