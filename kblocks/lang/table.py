@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kblocks.common.numbers import si as _si
 from kblocks.lang.analysis import Analysis
 from kblocks.lang.graph import INPUT
 from kblocks.lang.shapes import dims
@@ -13,11 +14,6 @@ def _num(n) -> str:
     return f"{n:,}" if n else "0"
 
 
-def _si(n) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return str(n)
 
 
 def _axes(values) -> str:

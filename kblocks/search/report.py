@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kblocks.common.numbers import si
 from kblocks.search.budget import measure
 from kblocks.search.record import load_record
 from kblocks.search.tuner import PROJECT
@@ -128,12 +129,7 @@ class SearchReport:
 
 
 def _num(v) -> str:
-    if v is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.2f}{unit}"
-    return str(v)
+    return "-" if v is None else si(v, sep="")
 
 
 def _metric(trial, name, last=True):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.common.errors import ConfigError
+from kblocks.common.numbers import si
 from kblocks.common.suggest import did_you_mean
 
 AUX_WEIGHT = 0.3  #: weight of each auxiliary loss in GoogLeNet (Szegedy et al. 2015, section 5)
@@ -159,18 +160,11 @@ def loss_weights(model, aux: float = AUX_WEIGHT):
     return {k: (1.0 if k == "output" else float(aux)) for k in heads}
 
 
-def _si(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return str(int(n))
-
-
 def table_rows(items=None) -> list:
     """Rows (name, family, input, params, MACs, source) of the zoo table, as strings."""
     items = entries() if items is None else items
     rows = []
     for e in items:
         shape = "x".join(str(d) for d in e.input_shape)
-        rows.append((e.name, e.family, shape, f"{e.params:,}", _si(e.macs), e.short_source))
+        rows.append((e.name, e.family, shape, f"{e.params:,}", si(e.macs), e.short_source))
     return rows
