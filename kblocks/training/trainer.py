@@ -24,7 +24,7 @@ import numpy as np
 
 from kblocks.common import folderlock
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
-from kblocks.lang.conventions import channel_stats
+from kblocks.lang.conventions import channel_stats, output_is_probability
 
 from kblocks.training.config import (PRECISIONS, RESUME_OPTIONS, TrainConfig, resolve_precision,
                                      validate_config)
@@ -90,13 +90,6 @@ def format_value(v, key=""):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def _output_is_probability(network) -> bool:
-    """True when the network ends in a softmax (so the loss must not apply one again)."""
-    from kblocks.lang.conventions import output_is_probability
-
-    return output_is_probability(network)
-
 
 def main_output(network):
     """A multi-output network (auxiliary heads) is trained on its ``output``."""
@@ -179,7 +172,7 @@ def compile_for_training(model, network, cfg: TrainConfig, *, precision: str,
     optimizer = schedules.make_optimizer(
         name, learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
         weight_decay=weight_decay, loss_scale=precision == "fp16")
-    loss, accuracy, needs_one_hot = make_loss(not _output_is_probability(network),
+    loss, accuracy, needs_one_hot = make_loss(not output_is_probability(network),
                                               cfg.label_smoothing)
     if compile:
         model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy],
@@ -492,7 +485,7 @@ def _wrap_and_compile(run: _Run):
     from kblocks.training import feed, schedules
 
     cfg, network, train_data, val_data = run.cfg, run.network, run.train_data, run.val_data
-    run.from_probs = _output_is_probability(network)
+    run.from_probs = output_is_probability(network)
     if not run.epochs_done:
         mean, var = channel_stats(train_data.x) if cfg.normalize == "standardize" else \
             (None, None)
