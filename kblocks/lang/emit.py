@@ -26,33 +26,25 @@ def _kwargs(node: Node) -> dict:
     return kw
 
 
-def _zero_pad_class(rank):
-    return {1: keras.layers.ZeroPadding1D, 2: keras.layers.ZeroPadding2D,
-            3: keras.layers.ZeroPadding3D}[rank]
-
-
 def make_layer(node: Node, in_shape, *, name=None, dtype=None) -> keras.layers.Layer:
+    """The Keras layer of one graph node, made by its kind's factory (:mod:`kblocks.lang.kinds`)."""
     spec = node.spec
     kw = _kwargs(node)
     kw["name"] = name or node.name
     if dtype is not None:
         kw["dtype"] = dtype
     try:
-        if spec.kind == "prelu":
-            kw.setdefault("shared_axes", list(range(1, len(in_shape))) or None)
-            return keras.layers.PReLU(**kw)
-        if spec.kind == "zeropad":
-            return _zero_pad_class(len(in_shape) - 1)(**kw)
-        if spec.kind == "merge" and spec.token == "CONCAT":
-            return keras.layers.Concatenate(axis=-1, **kw)
-        if spec.keras_class.startswith("kblocks>"):
-            from kblocks.lang import layers as kl
-
-            return getattr(kl, spec.keras_class.split(">", 1)[1])(**kw)
-        return getattr(keras.layers, spec.keras_class)(**kw)
+        return spec.kind.keras(spec, kw, in_shape)
     except (TypeError, ValueError) as err:
-        raise ArchitectureError(f"Keras refused {spec.keras_class or spec.token}: {err}", span=node.span,
+        raise ArchitectureError(f"Keras refused {_class_name(spec)}: {err}", span=node.span,
                                 what=node.token, hint="check the extra keyword arguments") from None
+
+
+def _class_name(spec) -> str:
+    """The layer class as Keras registers it: ``kblocks>LRN`` for kblocks' own layers."""
+    if spec.kind.custom:
+        return f"kblocks>{spec.keras_class}"
+    return spec.keras_class or spec.token
 
 
 def emit(graph: Graph, *, name: str | None = None) -> keras.Model:
@@ -66,7 +58,7 @@ def emit(graph: Graph, *, name: str | None = None) -> keras.Model:
         args = [tensors[i] for i in node.inputs]
         dtype = "float32" if (mixed and node.index in out_nodes) else None
         layer = make_layer(node, graph.shape_of(node.inputs[0]), dtype=dtype)
-        tensors[node.index] = layer(args if node.spec.kind == "merge" else args[0])
+        tensors[node.index] = layer(args if node.spec.kind.merge else args[0])
     outputs = [tensors[i] for i in graph.outputs]
     if len(outputs) > 1:  # named outputs: "output" first, then "aux1", "aux2", ...
         outputs = {("output" if k == 0 else f"aux{k}"): t for k, t in enumerate(outputs)}

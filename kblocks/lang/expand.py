@@ -257,8 +257,8 @@ class Expander:
             raw = values.get(arg.name, arg.default)
             params.append((arg.name, self._typed(raw, arg, spec, item, ctx)))
         pdict = dict(params)
-        if spec.token in ("POOL", "AVGPOOL") and pdict["stride"] is None:
-            params = [(k, pdict["size"] if k == "stride" else v) for k, v in params]
+        params = [(a.name, spec.default(a, pdict) if v is None and a.same_as else v)
+                  for a, (_, v) in zip(spec.args, params)]
         resolved_extra = tuple((k, self._plain(v, ctx, item.span)) for k, v in extra.items())
         return Op(spec.token, tuple(params), resolved_extra, item.span, item.text, ctx.scope)
 
@@ -423,7 +423,7 @@ def _keras_keywords(spec: LayerSpec) -> frozenset:
 @functools.lru_cache(maxsize=None)
 def _installed_keras_keywords(spec: LayerSpec) -> frozenset:
     """The installed Keras' constructor keywords (imports Keras: only for keywords not in the table)."""
-    if not spec.keras_class or spec.keras_class.startswith("kblocks>"):
+    if not spec.keras_class or spec.kind.custom:
         return frozenset()
     import keras
 

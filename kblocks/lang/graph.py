@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from kblocks.lang import limits
 from kblocks.lang import shapes as sh
 from kblocks.common.errors import ArchitectureError, LimitError, Span
+from kblocks.lang.kinds import Site
 from kblocks.lang.ir import Aux, Merge, Op, Program, format_op, format_text
 from kblocks.lang.vocab import MERGE_TOKEN, VOCAB
 
@@ -116,9 +117,7 @@ class _Builder:
         """Weights are tensors too: a layer whose kernel alone is over the per-tensor limit (a
         CONV(8, kernel=100000, padding=same) keeps its output small), or a model over the parameter
         limit, is refused here rather than by an out-of-memory error in Keras."""
-        from kblocks.lang.analysis import param_counts  # analysis imports this module
-
-        weights = sum(param_counts(node, self.shape(node.inputs[0])))
+        weights = sum(node.spec.kind.params(dict(node.params), self.shape(node.inputs[0])))
         if weights > limits.MAX_ACTIVATION_ELEMENTS:
             raise self.fail(f"its weights have {weights:,} elements, over the limit of "
                             f"{limits.MAX_ACTIVATION_ELEMENTS:,} for one tensor", node.span, node.token,
@@ -145,15 +144,14 @@ class _Builder:
         spec = VOCAB[op.token]
         shape = self.shape(current)
         params = dict(op.params)
-        kind = spec.kind
         common = dict(span=op.span, text=op.text, scope=op.scope)
         self.counts[op.token] = self.counts.get(op.token, 0) + 1
         try:
-            if kind == "dense" and len(shape) > 1:
+            if spec.kind.flattens_input and len(shape) > 1:
                 current = self.add("FLATTEN", (), (), (current,), (math.prod(shape),), span=op.span,
                                    note="inserted before FC", head=head, scope=op.scope)
                 shape, head = self.shape(current), False
-            if kind in ("conv", "dwconv", "sepconv", "pool") and isinstance(params.get("padding"), int):
+            if spec.kind.zero_pads and isinstance(params.get("padding"), int):
                 pad = params["padding"]
                 sh.expect_map(op.token, shape, spec.rank)
                 if pad > 0:
@@ -163,67 +161,10 @@ class _Builder:
                     shape, head = self.shape(current), False
                 op = op.replace_param("padding", "valid")
                 params["padding"] = "valid"
-            out = self.out_shape(op, shape, params)
+            out = spec.kind.out_shape(params, shape, Site(op.token, spec.rank, self.counts[op.token]))
         except sh.ShapeError as err:
             raise self.fail(str(err), op.span, op.token) from None
         return self.add(op.token, op.params, op.extra, (current,), out, head=head, **common)
-
-    def out_shape(self, op, shape, p):
-        spec = VOCAB[op.token]
-        kind = spec.kind
-        if kind == "conv":
-            sh.expect_map(op.token, shape, spec.rank)
-            if shape[-1] % p["groups"] or p["filters"] % p["groups"]:
-                raise sh.ShapeError(f"groups={p['groups']} must divide both the input channels "
-                                    f"({shape[-1]}) and filters ({p['filters']})")
-            space = sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"], p["dilation"],
-                              count=self.counts[op.token])
-            return space + (p["filters"],)
-        if kind == "dwconv":
-            sh.expect_map(op.token, shape, 2)
-            return sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"],
-                             count=self.counts[op.token]) + (shape[-1] * p["multiplier"],)
-        if kind == "sepconv":
-            sh.expect_map(op.token, shape, 2)
-            return sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"],
-                             count=self.counts[op.token]) + (p["filters"],)
-        if kind == "convt":
-            sh.expect_map(op.token, shape, 2)
-            if isinstance(p["padding"], int):
-                raise sh.ShapeError("CONVT takes padding=same or valid (crop the output instead)")
-            return sh.conv_transpose(shape, p["kernel"], p["stride"], p["padding"]) + (p["filters"],)
-        if kind == "pool":
-            sh.expect_map(op.token, shape, 2)
-            return sh.window(op.token, shape, p["size"], p["stride"], p["padding"], what="window",
-                             count=self.counts[op.token]) + (shape[-1],)
-        if kind == "gpool":
-            sh.expect_map(op.token, shape, 2)
-            return (shape[-1],)
-        if kind == "flatten":
-            return (math.prod(shape),)
-        if kind == "dense":
-            return (p["units"],)
-        if kind == "sdropout":
-            sh.expect_map(op.token, shape, 2)
-            return shape
-        if kind == "gn":
-            if shape[-1] % p["groups"]:
-                raise sh.ShapeError(f"groups={p['groups']} must divide the {shape[-1]} channels; "
-                                    f"write GN(groups=...) with a divisor")
-            return shape
-        if kind == "zeropad":
-            if len(shape) < 2:
-                raise sh.ShapeError("ZEROPAD needs a feature map")
-            return sh.zero_pad(shape, p["pad"])
-        if kind == "upsample":
-            sh.expect_map(op.token, shape, 2)
-            return sh.upsample(shape, p["size"])
-        if kind == "reshape":
-            target = p["shape"]
-            if math.prod(target) != math.prod(shape):
-                raise sh.ShapeError(f"cannot reshape {sh.dims(shape)} to {sh.dims(target)}")
-            return tuple(target)
-        return shape  # activations, dropout, normalisation, LRN
 
     def merge(self, merge: Merge, current):
         ends, skip_flags = [], []
