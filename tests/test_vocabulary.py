@@ -1,9 +1,9 @@
 """Every token of the vocabulary builds, and kblocks' shapes and parameter counts equal Keras' own."""
+import dataclasses
+from collections.abc import Callable
+
 import numpy as np
 import pytest
-
-import dataclasses
-from typing import Callable
 
 import kblocks
 from kblocks.lang import kinds

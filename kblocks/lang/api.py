@@ -13,6 +13,7 @@ from kblocks.lang.graph import Graph, build_graph
 from kblocks.lang.ir import format_text as _format_program
 from kblocks.lang.spec import ArchitectureFile, load_architecture
 from kblocks.lang.table import Summary
+from kblocks.lang.yamlfile import load_yaml_text
 
 
 def parse(text: str):
@@ -70,8 +71,6 @@ def _blocks(arch: ArchitectureFile, blocks) -> BlockLibrary:
 
 def load_architecture_blocks(path) -> BlockLibrary:
     """The ``blocks:`` of a YAML file (a file holding only blocks needs no ``network``)."""
-    from kblocks.lang.spec import load_yaml_text
-
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"blocks file {str(path)!r} does not exist")

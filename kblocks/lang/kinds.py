@@ -15,8 +15,9 @@ Shapes exclude the batch axis; ``p`` is the dict of a layer's resolved DSL argum
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from kblocks.lang import shapes as sh
 from kblocks.lang.shapes import _tuple

@@ -9,7 +9,7 @@ is one registration here (and, for a new kind of layer, one record in :mod:`kblo
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kblocks.lang import kinds as K
