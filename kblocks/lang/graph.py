@@ -167,6 +167,7 @@ class _Builder:
         return self.add(op.token, op.params, op.extra, (current,), out, head=head, **common)
 
     def merge(self, merge: Merge, current):
+        """The branches of ``merge`` from ``current``, then the CONCAT, ADD or MULTIPLY node."""
         ends, skip_flags = [], []
         for body, proj in zip(merge.branches, merge.skip_proj):
             if body:
@@ -175,46 +176,59 @@ class _Builder:
             else:
                 ends.append(current)
                 skip_flags.append(proj)
-        token = MERGE_TOKEN[merge.op]
         shapes = [self.shape(e) for e in ends]
-        what = {"|": "concatenation", "+": "add", "&": "multiply"}[merge.op]
         if merge.op == "|":
-            ranks = {len(s) for s in shapes}
-            if len(ranks) > 1 or len({s[:-1] for s in shapes}) > 1:
-                raise self.fail(f"branches of a concatenation must agree except in channels; got "
-                                f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'|'",
-                                hint="give every branch the same strides/padding")
-            out = shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+            out = self.concat_shape(shapes, merge)
         else:
-            others = [s for s, f in zip(shapes, skip_flags) if f is None]
-            target = max(others, key=len) if others else shapes[0]
-            for i, (end, s, flag) in enumerate(zip(ends, shapes, skip_flags)):
-                if flag is None or s == target or (merge.op == "&" and _broadcasts(s, target)):
-                    continue
-                if not flag:
-                    raise self.fail(f"SKIP has shape {sh.dims(s)} but the other branch "
-                                    f"{sh.dims(target)}, and proj=false", merge.span, f"'{merge.op}'",
-                                    hint="remove proj=false or write the shortcut branch out")
-                ends[i] = self.projection(end, s, target, merge)
-                shapes[i] = target
-            widest = max(shapes, key=len)
-            for i, s in enumerate(shapes):
-                if len(s) < len(widest) and merge.op == "&":
-                    new = (1,) * (len(widest) - len(s)) + s
-                    ends[i] = self.add("RESHAPE", (("shape", new),), (), (ends[i],), new,
-                                       span=merge.span, note=f"broadcast {sh.dims(s)} over {sh.dims(widest)}")
-                    shapes[i] = new
-            try:
-                out = shapes[0]
-                for s in shapes[1:]:
-                    out = sh.broadcast(out, s)
-            except sh.ShapeError as err:
-                raise self.fail(f"branches of an {what} do not fit: {err}", merge.span, f"'{merge.op}'",
-                                hint="make the branches end with the same shape") from None
-            if merge.op == "+" and any(s != out for s in shapes):
-                raise self.fail(f"branches of an add must have the same shape; got "
-                                f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'+'")
-        return self.add(token, (), (), tuple(ends), out, span=merge.span, text="")
+            out = self.elementwise_shape(ends, shapes, skip_flags, merge)
+        return self.add(MERGE_TOKEN[merge.op], (), (), tuple(ends), out, span=merge.span, text="")
+
+    def concat_shape(self, shapes, merge):
+        ranks = {len(s) for s in shapes}
+        if len(ranks) > 1 or len({s[:-1] for s in shapes}) > 1:
+            raise self.fail(f"branches of a concatenation must agree except in channels; got "
+                            f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'|'",
+                            hint="give every branch the same strides/padding")
+        return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+
+    def elementwise_shape(self, ends, shapes, skip_flags, merge):
+        """The output of an add or multiply. A SKIP branch that does not fit is projected; for a
+        multiply a lower-rank branch is reshaped to broadcast. Updates ``ends`` and ``shapes``."""
+        self.fit_skips(ends, shapes, skip_flags, merge)
+        widest = max(shapes, key=len)
+        for i, s in enumerate(shapes):
+            if len(s) < len(widest) and merge.op == "&":
+                new = (1,) * (len(widest) - len(s)) + s
+                ends[i] = self.add("RESHAPE", (("shape", new),), (), (ends[i],), new,
+                                   span=merge.span, note=f"broadcast {sh.dims(s)} over {sh.dims(widest)}")
+                shapes[i] = new
+        what = {"+": "add", "&": "multiply"}[merge.op]
+        try:
+            out = shapes[0]
+            for s in shapes[1:]:
+                out = sh.broadcast(out, s)
+        except sh.ShapeError as err:
+            raise self.fail(f"branches of an {what} do not fit: {err}", merge.span, f"'{merge.op}'",
+                            hint="make the branches end with the same shape") from None
+        if merge.op == "+" and any(s != out for s in shapes):
+            raise self.fail(f"branches of an add must have the same shape; got "
+                            f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'+'")
+        return out
+
+    def fit_skips(self, ends, shapes, skip_flags, merge):
+        """Project each SKIP branch whose shape differs from the other branches' (unless
+        ``proj=false``, or a multiply broadcasts it anyway)."""
+        others = [s for s, f in zip(shapes, skip_flags) if f is None]
+        target = max(others, key=len) if others else shapes[0]
+        for i, (end, s, flag) in enumerate(zip(ends, shapes, skip_flags)):
+            if flag is None or s == target or (merge.op == "&" and _broadcasts(s, target)):
+                continue
+            if not flag:
+                raise self.fail(f"SKIP has shape {sh.dims(s)} but the other branch "
+                                f"{sh.dims(target)}, and proj=false", merge.span, f"'{merge.op}'",
+                                hint="remove proj=false or write the shortcut branch out")
+            ends[i] = self.projection(end, s, target, merge)
+            shapes[i] = target
 
     def projection(self, end, have, want, merge):
         """The projection shortcut W_s of ResNet: a 1x1 conv with the stride and filters that fit."""
