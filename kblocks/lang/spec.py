@@ -46,6 +46,19 @@ def _int_list(value, key, where):
 
 
 def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile:
+    """Check and type the top-level keys of an architecture file, in the order a reader meets them.
+
+    Args:
+        data: the mapping :func:`load_yaml_text` read.
+        lines: key paths to line numbers, from :func:`load_yaml_text`.
+        source: the file name, for messages.
+
+    Returns:
+        The :class:`ArchitectureFile`.
+
+    Raises:
+        ConfigError: naming the file, the line and the key, for any key of the wrong form.
+    """
     def where(*path):
         line = lines.get(tuple(path))
         return f"{source}, line {line}" if line else source
@@ -63,11 +76,21 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
     if "input" in data and data["input"] is not None:
         arch.input_shape = _int_list(data["input"], "input", where("input"))
     if "classes" in data and data["classes"] is not None:
-        c = data["classes"]
-        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
-            raise ConfigError(f"{where('classes')}: 'classes' must be a positive whole number, got {c!r}")
-        arch.classes = c
-    variables = data.get("vars") or {}
+        arch.classes = _classes(data["classes"], where)
+    arch.variables = _variables(data.get("vars") or {}, where)
+    arch.blocks = _blocks(data.get("blocks") or {}, lines, source, where)
+    arch.defaults = _defaults(data.get("defaults") or {}, where)
+    arch.meta = {k: data[k] for k in ("source", "doc", "family", "reference") if k in data}
+    return arch
+
+
+def _classes(c, where) -> int:
+    if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+        raise ConfigError(f"{where('classes')}: 'classes' must be a positive whole number, got {c!r}")
+    return c
+
+
+def _variables(variables, where) -> dict:
     if not isinstance(variables, dict):
         raise ConfigError(f"{where('vars')}: 'vars' must be a mapping name: value")
     for k, v in variables.items():
@@ -76,8 +99,12 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
         if not isinstance(v, (int, float, str, bool)) or not is_plain_value(v):
             raise ConfigError(f"{where('vars', k)}: variable {k!r} must be a number, word or "
                               f"true/false, got {type(v).__name__}")
-    arch.variables = dict(variables)
-    blocks = data.get("blocks") or {}
+    return dict(variables)
+
+
+def _blocks(blocks, lines, source, where) -> BlockLibrary:
+    """The file's blocks over the built-in ones (which they may not redefine by accident: a name
+    given twice in one file is refused by the YAML loader, a built-in name is shadowed)."""
     if not isinstance(blocks, dict):
         raise ConfigError(f"{where('blocks')}: 'blocks' must be a mapping name: body")
     lib = builtin_library().child()
@@ -85,8 +112,10 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError(f"{where('blocks', name)}: block name {name!r} is not a plain name")
         lib.add(block_from_mapping(name, spec, source=source, line=lines.get(("blocks", name), 0)))
-    arch.blocks = lib
-    defaults = data.get("defaults") or {}
+    return lib
+
+
+def _defaults(defaults, where) -> dict:
     if not isinstance(defaults, dict) or any(not isinstance(v, dict) for v in defaults.values()):
         raise ConfigError(f"{where('defaults')}: 'defaults' maps a layer token to its keyword "
                           f"defaults, e.g. CONV: {{use_bias: false}}")
@@ -101,9 +130,7 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
                 raise ConfigError(f"{where('defaults', token)}: the default {token}: {key} must be a "
                                   f"number, word, true/false or a list of them, got "
                                   f"{type(value).__name__}")
-    arch.defaults = defaults
-    arch.meta = {k: data[k] for k in ("source", "doc", "family", "reference") if k in data}
-    return arch
+    return defaults
 
 
 def load_architecture(path) -> ArchitectureFile:
