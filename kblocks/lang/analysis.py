@@ -24,22 +24,46 @@ from kblocks.lang.graph import INPUT, Graph, Node
 
 @dataclass(frozen=True)
 class LayerStats:
+    """The figures of one node (conventions in the module docstring).
+
+    Args:
+        trainable: trainable parameters, as Keras counts them.
+        non_trainable: non-trainable parameters (batch normalisation's moving statistics).
+        activations: activation elements this node's output adds per image (0 for views and
+            in-place layers).
+        macs: multiply-adds per image.
+        rf: receptive field per spatial axis; None once the whole input is seen.
+        jump: distance in input pixels between neighbouring outputs, per spatial axis (a float
+            after upsampling); None with ``rf``.
+    """
+
     trainable: int
     non_trainable: int
-    activations: int  # elements added by this layer's output
+    activations: int
     macs: int
-    rf: tuple | None  # receptive field per spatial axis; None once the whole input is seen
+    rf: tuple | None
     jump: tuple | None
 
     @property
     def params(self):
+        """Trainable plus non-trainable parameters."""
         return self.trainable + self.non_trainable
 
 
 @dataclass(frozen=True)
 class Analysis:
+    """The figures of a whole graph: one :class:`LayerStats` per node and the totals as properties
+    (``params``, ``trainable``, ``non_trainable``, ``activation_elements``, ``activation_bytes``,
+    ``macs``).
+
+    Args:
+        graph: the :class:`~kblocks.lang.graph.Graph` analysed.
+        layers: one :class:`LayerStats` per node, in the graph's order.
+        input_elements: elements of one input image (counted in the activation memory).
+    """
+
     graph: Graph
-    layers: tuple  # LayerStats per node
+    layers: tuple
     input_elements: int
 
     @property

@@ -34,10 +34,19 @@ def make_layer(node: Node, in_shape, *, name=None, dtype=None) -> keras.layers.L
     if dtype is not None:
         kw["dtype"] = dtype
     try:
-        return spec.kind.keras(spec, kw, in_shape)
+        return spec.kind.keras(_layers_module(spec.kind), spec, kw, in_shape)
     except (TypeError, ValueError) as err:
         raise ArchitectureError(f"Keras refused {_class_name(spec)}: {err}", span=node.span,
                                 what=node.token, hint="check the extra keyword arguments") from None
+
+
+def _layers_module(kind):
+    """Where a kind's Keras class lives: ``keras.layers``, or kblocks' own layers."""
+    if kind.custom:
+        from kblocks.lang import layers
+
+        return layers
+    return keras.layers
 
 
 def _class_name(spec) -> str:

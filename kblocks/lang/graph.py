@@ -23,6 +23,24 @@ INPUT = -1  # index standing for the model input
 
 @dataclass(frozen=True)
 class Node:
+    """One layer of the graph: what Keras will make of it and where it came from.
+
+    Args:
+        index: position in :attr:`Graph.nodes` (inputs always come earlier).
+        token: canonical vocabulary token (``"CONV"``); :attr:`spec` is its entry.
+        params: ``((name, value), ...)``: every DSL argument, resolved, in the token's order.
+        extra: ``((keyword, value), ...)``: Keras keywords passed through unchanged.
+        inputs: indices of the nodes it reads (:data:`INPUT` for the model input); a merge has
+            one per branch.
+        shape: its output shape without the batch axis.
+        name: its Keras layer name, by rule: ``conv_3``, or ``basic2_bn_7`` inside a named block.
+        span: where it was written (empty for inserted nodes).
+        text: the text it was written as (empty for inserted nodes).
+        note: why an inserted node is there (``"inserted before FC"``).
+        scope: the outermost named-block instance it comes from (``"basic2"``).
+        branch_head: it is the first layer of a branch, reading a tensor another branch also reads.
+    """
+
     index: int
     token: str
     params: tuple
@@ -44,6 +62,7 @@ class Node:
 
     @property
     def spec(self):
+        """Its :class:`~kblocks.lang.vocab.LayerSpec`; ``spec.kind`` says what the layer means."""
         return VOCAB[self.token]
 
     @property
@@ -54,6 +73,18 @@ class Node:
 
 @dataclass(frozen=True)
 class Graph:
+    """A network as a flat list of layers in the order Keras builds them.
+
+    Args:
+        input_shape: the model input without the batch axis.
+        nodes: the :class:`Node` s, each after the nodes it reads.
+        outputs: node indices of the model outputs, the main output first, then each ``AUX[...]``
+            head (:data:`INPUT` for a network that is the identity).
+        program: the expanded program it was built from (:mod:`kblocks.lang.ir`).
+        source: the file or zoo name it came from (empty for text).
+        text: the architecture text, for error context.
+    """
+
     input_shape: tuple
     nodes: tuple
     outputs: tuple  # node indices (INPUT for an identity network), main output first
@@ -62,12 +93,15 @@ class Graph:
     text: str = ""  # the architecture text (for error context)
 
     def canonical_text(self) -> str:
+        """The canonical architecture text, ``INPUT(...)`` first (see ``kblocks.format_text``)."""
         return format_text(Program(self.program.nodes, self.input_shape))
 
     def shape_of(self, index):
+        """The output shape of node ``index``, or the input shape for :data:`INPUT`."""
         return self.input_shape if index == INPUT else self.nodes[index].shape
 
     def consumers(self):
+        """``{index: [indices of the nodes that read it]}``, :data:`INPUT` included."""
         users = {INPUT: []}
         for n in self.nodes:
             users[n.index] = []
@@ -258,6 +292,23 @@ def _broadcasts(a, b) -> bool:
 
 
 def build_graph(program: Program, input_shape, *, text: str = "", source: str = "") -> Graph:
+    """The layer graph of an expanded program, with the implicit layers inserted and every shape
+    checked.
+
+    Args:
+        program: the expanded program (:class:`kblocks.lang.ir.Program`), FC units given.
+        input_shape: the input without the batch axis.
+        text: the architecture text, for error context.
+        source: the file it came from, for error context.
+
+    Returns:
+        The :class:`Graph`.
+
+    Raises:
+        ArchitectureError: no input shape, or a layer that cannot take its input (naming the
+            layer and where it was written).
+        LimitError: a graph, tensor, weight or parameter count over :mod:`kblocks.lang.limits`.
+    """
     if input_shape is None:
         raise ArchitectureError("no input shape: write INPUT(h,w,c) first or give input_shape=",
                                 hint="CLI: --input-shape 32,32,3")

@@ -7,8 +7,9 @@ in place or is a view (activation memory), how its Keras layer is made (the emit
 in a plot. Tokens of the vocabulary (:mod:`kblocks.lang.vocab`) point at their record; a new kind of
 layer is one record here and one :class:`~kblocks.lang.vocab.LayerSpec` there.
 
-Keras is imported only inside the factories, when a model is emitted: compiling and analysing a
-text never imports it.
+This module does not import Keras: a factory is handed the module its layer class lives in
+(``keras.layers``, or :mod:`kblocks.lang.layers` for kblocks' own) by the emitter, the one module
+of the language that imports Keras, so compiling and analysing a text never imports it.
 
 Shapes exclude the batch axis; ``p`` is the dict of a layer's resolved DSL arguments.
 """
@@ -59,8 +60,9 @@ class LayerKind:
         macs: ``macs(p, in_shape, out_shape) -> int``: multiply-adds per image.
         window: ``window(p, rank) -> Window | None``: its receptive-field step; None leaves field and
             jump as they are.
-        keras: ``keras(spec, kwargs, in_shape) -> keras.layers.Layer``: makes the Keras layer from
-            the keyword arguments the emitter collected (name and dtype included).
+        keras: ``keras(layers, spec, kwargs, in_shape) -> Layer``: makes the Keras layer from the
+            keyword arguments the emitter collected (name and dtype included); ``layers`` is the
+            module of its class (``keras.layers``, or :mod:`kblocks.lang.layers` when ``custom``).
         colour: fill colour of its boxes in :func:`kblocks.lang.plot.plot_graph`.
         in_place: an elementwise layer computed in place (adds no activation memory unless it heads
             a branch).
@@ -123,11 +125,9 @@ def _conv_window(p, rank):
     return Window(tuple(dd * (kk - 1) + 1 for kk, dd in zip(k, d)), _tuple(p["stride"], rank))
 
 
-def keras_layer(spec, kw, in_shape):
-    """The layer ``keras.layers.<spec.keras_class>(**kw)``: the factory of most kinds."""
-    import keras
-
-    return getattr(keras.layers, spec.keras_class)(**kw)
+def keras_layer(layers, spec, kw, in_shape):
+    """The layer ``<spec.keras_class>(**kw)`` of ``layers``: the factory of most kinds."""
+    return getattr(layers, spec.keras_class)(**kw)
 
 
 def _norm_params(p, shape):
@@ -257,11 +257,8 @@ def _zeropad_shape(p, shape, site):
     return sh.zero_pad(shape, p["pad"])
 
 
-def _zeropad_layer(spec, kw, in_shape):
-    import keras
-
-    cls = {1: keras.layers.ZeroPadding1D, 2: keras.layers.ZeroPadding2D,
-           3: keras.layers.ZeroPadding3D}[len(in_shape) - 1]
+def _zeropad_layer(layers, spec, kw, in_shape):
+    cls = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[len(in_shape) - 1]
     return cls(**kw)
 
 
@@ -295,12 +292,6 @@ def _gn_shape(p, shape, site):
     return shape
 
 
-def _lrn_layer(spec, kw, in_shape):
-    from kblocks.lang.layers import LRN
-
-    return LRN(**kw)
-
-
 DROPOUT = LayerKind("dropout", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#f7f7f7",
                     view=True)
 SDROPOUT = LayerKind("sdropout", _map_shape, _no_params, _no_macs, _no_window, keras_layer,
@@ -309,16 +300,14 @@ BN = LayerKind("bn", _same_shape, lambda p, shape: (_norm_params(p, shape)[0], 2
                _no_macs, _no_window, keras_layer, "#dadaeb")
 LN = LayerKind("ln", _same_shape, _norm_params, _no_macs, _no_window, keras_layer, "#dadaeb")
 GN = LayerKind("gn", _gn_shape, _norm_params, _no_macs, _no_window, keras_layer, "#dadaeb")
-LRN = LayerKind("lrn", _same_shape, _no_params, _no_macs, _no_window, _lrn_layer, "#dadaeb",
+LRN = LayerKind("lrn", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#dadaeb",
                 custom=True)
 
 
 # --- activations -------------------------------------------------------------------------------------
-def _prelu_layer(spec, kw, in_shape):
-    import keras
-
+def _prelu_layer(layers, spec, kw, in_shape):
     kw.setdefault("shared_axes", list(range(1, len(in_shape))) or None)  # one slope per channel
-    return keras.layers.PReLU(**kw)
+    return layers.PReLU(**kw)
 
 
 ACT = LayerKind("act", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#eeeeee",
@@ -328,7 +317,7 @@ PRELU = LayerKind("prelu", _same_shape, lambda p, shape: (shape[-1], 0), _no_mac
 
 
 # --- structure ---------------------------------------------------------------------------------------
-def _no_layer(spec, kw, in_shape):
+def _no_layer(layers, spec, kw, in_shape):
     raise TypeError(f"{spec.token} makes no Keras layer (the expander removes it)")
 
 
