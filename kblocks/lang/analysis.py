@@ -91,6 +91,11 @@ class Analysis:
         return sum(s.macs for s in self.layers)
 
 
+def param_counts(node: Node, in_shape: tuple) -> tuple:
+    """(trainable, non-trainable) parameters of one node, as Keras counts them (its kind's record)."""
+    return node.spec.kind.params(dict(node.params), in_shape)
+
+
 def _field(node: Node, fields: list) -> tuple:
     """(receptive field, jump) after ``node``, from those of its inputs (the largest of each)."""
     if any(f[0] is None for f in fields) or len(node.shape) == 1:
@@ -130,9 +135,8 @@ def analyse(graph: Graph) -> Analysis:
     rf = {INPUT: (None, None) if rank == 0 else ((1,) * rank, (1,) * rank)}
     for node in graph.nodes:
         in_shape = graph.shape_of(node.inputs[0])
-        p = dict(node.params)
-        trainable, frozen = node.spec.kind.params(p, in_shape)
+        trainable, frozen = param_counts(node, in_shape)
+        macs = node.spec.kind.macs(dict(node.params), in_shape, node.shape)
         r = rf[node.index] = _field(node, [rf[i] for i in node.inputs])
-        stats.append(LayerStats(trainable, frozen, _added_elements(node),
-                                node.spec.kind.macs(p, in_shape, node.shape), r[0], r[1]))
+        stats.append(LayerStats(trainable, frozen, _added_elements(node), macs, r[0], r[1]))
     return Analysis(graph, tuple(stats), math.prod(graph.input_shape))

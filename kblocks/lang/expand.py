@@ -484,8 +484,8 @@ def _to_int(value, arg, spec, fail):
         if not (isinstance(value, float) and value.is_integer()):
             raise fail(f"{arg.name} of {spec.token} must be a whole number, got {_short(value)}")
         value = int(value)  # 32.0 is 32; -0.0 is 0, refused below like 0
-    if value < 1:
-        raise fail(f"{arg.name} of {spec.token} must be at least 1, got {value}")
+    if value < arg.minimum:
+        raise fail(f"{arg.name} of {spec.token} must be at least {arg.minimum}, got {value}")
     if value > limits.MAX_INT:
         raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got {_short(value)}")
     return value
@@ -510,9 +510,8 @@ def _to_ints(value, arg, spec, fail):
     if not items or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
         raise fail(f"{arg.name} of {spec.token} must be a whole number or a list of them, "
                    f"got {value!r}")
-    minimum = 0 if spec.token == "ZEROPAD" else 1
-    if any(v < minimum for v in items):
-        raise fail(f"{arg.name} of {spec.token} must be at least {minimum}, got {_short(value)}")
+    if any(v < arg.minimum for v in items):
+        raise fail(f"{arg.name} of {spec.token} must be at least {arg.minimum}, got {_short(value)}")
     if any(v > limits.MAX_INT for v in items):
         raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got "
                    f"{_short(value)}")

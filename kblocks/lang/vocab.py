@@ -28,6 +28,7 @@ class Arg:
     keras: str | None = None
     aliases: tuple = ()
     same_as: str | None = None  # a default of None means "the value of this other argument"
+    minimum: int = 1  # the smallest whole number an int/ints argument takes
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ VOCAB.register(LayerSpec("ELU", K.ACT, "ELU", (Arg("alpha", 1.0, "float", "alpha
 VOCAB.register(LayerSpec("PRELU", K.PRELU, "PReLU", doc="PReLU with one slope per channel (He et al. 2015)",
                          example=("PRELU", (8, 8, 3))))
 VOCAB.register(LayerSpec("ZEROPAD", K.ZEROPAD, "ZeroPadding2D", (Arg("pad", 1, "ints", "padding",
-                                                                     ("padding",)),), rank=2,
+                                                                     ("padding",), minimum=0),), rank=2,
                          example=("ZEROPAD([1, 2])", (8, 8, 3))))
 VOCAB.register(LayerSpec("UPSAMPLE", K.UPSAMPLE, "UpSampling2D", (Arg("size", 2, "ints", "size"),),
                          rank=2, example=("UPSAMPLE(2)", (8, 8, 3))))
