@@ -13,26 +13,49 @@ from kblocks.lang.vocab import VOCAB
 USER_TOKENS = sorted(spec.token for spec in VOCAB if spec.user)
 
 
+def registration_problems(spec) -> list:
+    """What is missing from a token's registration: a kind record with every field, and for a user
+    token an example (text, input shape) that uses the token and compiles (no Keras needed)."""
+    kind = spec.kind
+    if not isinstance(kind, LayerKind):
+        return [f"kind is {kind!r}, not a LayerKind record"]
+    problems = [f"kind field {f.name} is {getattr(kind, f.name)!r}"
+                for f in dataclasses.fields(LayerKind)
+                if (f.type in ("Callable", Callable) and not callable(getattr(kind, f.name)))
+                or (f.type == "str" and not getattr(kind, f.name))]
+    if not (kind.colour.startswith("#") and len(kind.colour) == 7):
+        problems.append(f"colour {kind.colour!r} is not #rrggbb")
+    if not spec.keras_class and kind is not kinds.SKIP:
+        problems.append("no Keras class")
+    if not spec.user:
+        return problems
+    if len(spec.example) != 2 or not isinstance(spec.example[0], str) or not spec.example[1]:
+        return [*problems, f"example is {spec.example!r}, not (text, input shape)"]
+    text, shape = spec.example
+    nodes = kblocks.compile(text, input_shape=shape).nodes
+    if kind is not kinds.SKIP and not any(n.token == spec.token for n in nodes):
+        problems.append(f"example {text!r} makes no {spec.token}")
+    return problems
+
+
 @pytest.mark.parametrize("token", sorted(spec.token for spec in VOCAB))
 def test_every_token_is_fully_registered(token):
-    """A half-registered token fails here: its kind record has every field, a user token has an
-    example on an input it accepts, and the example compiles (no Keras needed)."""
-    spec = VOCAB[token]
-    kind = spec.kind
-    assert isinstance(kind, LayerKind), token
-    for f in dataclasses.fields(LayerKind):
-        value = getattr(kind, f.name)
-        if f.type in ("Callable", Callable):
-            assert callable(value), (token, f.name)
-        elif f.type == "str":
-            assert value, (token, f.name)
-    assert kind.colour.startswith("#") and len(kind.colour) == 7, token
-    assert spec.keras_class or kind is kinds.SKIP, token
-    if spec.user:
-        text, shape = spec.example
-        assert isinstance(text, str) and token in text.upper() and shape, token
-        graph = kblocks.compile(text, input_shape=shape)
-        assert any(n.token == token for n in graph.nodes) or kind is kinds.SKIP, token
+    assert registration_problems(VOCAB[token]) == [], token
+
+
+def test_a_half_registered_token_is_caught():
+    dc = dataclasses
+    conv = VOCAB["CONV"]
+    assert registration_problems(dc.replace(conv, example=())) == \
+        ["example is (), not (text, input shape)"]
+    assert registration_problems(dc.replace(conv, example=("FC(3)", (4,)))) == \
+        ["example 'FC(3)' makes no CONV"]
+    assert registration_problems(dc.replace(conv, kind=dc.replace(kinds.CONV, colour=""))) == \
+        ["kind field colour is ''", "colour '' is not #rrggbb"]
+    assert registration_problems(dc.replace(conv, kind=dc.replace(kinds.CONV, macs=None))) == \
+        ["kind field macs is None"]
+    assert registration_problems(dc.replace(conv, kind="conv")) == \
+        ["kind is 'conv', not a LayerKind record"]
 
 
 @pytest.mark.parametrize("token", USER_TOKENS)
