@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # pytest-xdist workers for `make test` (CI has 2 cores); each test file stays in one worker.
 JOBS   ?= 2
 
-.PHONY: demo test test-fast bench-build clean docs
+.PHONY: demo lint test test-fast bench-build clean docs
 
 # Create the virtual environment and install kblocks with TensorFlow, Keras Tuner and the test tools.
 $(STAMP): setup.cfg pyproject.toml
@@ -20,7 +20,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m kblocks.demo
 
-test: $(STAMP)
+# ruff (rule set and reasons in pyproject.toml) and the import contracts (.importlinter) first.
+# PYTHONPATH: the contracts are checked on this checkout even where the venv was installed elsewhere.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest -q -m "not gpu" -n $(JOBS) --dist loadfile --durations=20
 
 test-fast: $(STAMP)

@@ -186,8 +186,6 @@ def main(argv=None):
     args = parse_args(argv)
     import keras
 
-    import kblocks
-
     started = time.perf_counter()
     cases = []
     if args.quick:

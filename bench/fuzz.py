@@ -608,7 +608,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--time-limit", type=float, default=10.0, help="seconds per case")
+    ap.add_argument("--time-limit", type=float, default=10.0,
+                    help="seconds per case (0: no limit; tests/test_fuzz.py counts work instead)")
     ap.add_argument("--memory-limit", type=float, default=500.0,
                     help="MB a single case may add to the process's peak memory")
     ap.add_argument("--json", default=None, help="also write the summary here")

@@ -192,7 +192,7 @@ def torch_worker(args):
                 loss_fn = torch.nn.CrossEntropyLoss()
                 fwd = torch.compile(net) if mode == "compile" else net
 
-                def step(x, y):
+                def step(x, y, loss_fn=loss_fn, fwd=fwd, opt=opt):  # bound now: deleted below
                     with torch.autocast("cuda", dtype=torch.bfloat16,
                                         enabled=args.precision == "bf16"):
                         loss = loss_fn(fwd(x), y)
@@ -201,7 +201,7 @@ def torch_worker(args):
                     opt.step()
                     return loss
 
-                def window(n):
+                def window(n, step=step, xs=xs, ys=ys):
                     torch.cuda.synchronize()
                     t = time.perf_counter()
                     for i in range(n):
@@ -220,7 +220,7 @@ def torch_worker(args):
                 out[name][mode] = res
                 log(f"  torch {name} {mode}: {res['images_per_second']:.0f} img/s "
                     f"(first 3 steps {first:.1f} s)")
-                del net, opt, fwd
+                del net, opt, fwd, step, window
             except Exception as err:  # noqa: BLE001 - one failure must not hide the others
                 out[name][mode] = {"error": f"{type(err).__name__}: {err}"[:300]}
                 log(f"  torch {name} {mode} failed: {err}")

@@ -52,7 +52,7 @@ def main(argv=None):
     from kblocks.inspect.embedding import tsne_embedding
     from kblocks.inspect.featuremaps import feature_maps
     from kblocks.inspect.filters import filter_layer, filter_tiles
-    from kblocks.inspect.inputs import _load_samples, prepare_image
+    from kblocks.inspect.inputs import load_samples, prepare_image
     from kblocks.inspect.layers import as_view, default_spatial_layer, input_shape, output_shape
     from kblocks.inspect.occlusion import occlusion_map
     from kblocks.inspect.saliency import saliency_map
@@ -64,7 +64,7 @@ def main(argv=None):
     model = load_model(args.model)
     view = as_view(model)
     h, w, c = input_shape(view)
-    pool = _load_samples(f"cifar10:{args.npz}", max(args.samples, 200), seed=args.seed)
+    pool = load_samples(f"cifar10:{args.npz}", max(args.samples, 200), seed=args.seed)
     names = pool.classes
     x = np.stack([prepare_image(img, (h, w), c) for img in pool.x])
     probs = class_probabilities(view, x)
@@ -87,7 +87,7 @@ def main(argv=None):
     layer = filter_layer(view)
     plotting.plot_filters(filter_tiles(view, layer), out("filters.png"),
                           title=f"first-layer filters ({layer.name})")
-    spatial = [l for l in view.layers if len(output_shape(l, view)) == 4]
+    spatial = [ly for ly in view.layers if len(output_shape(ly, view)) == 4]
     last = default_spatial_layer(view)
     try:
         cam_layers(view)
@@ -99,9 +99,9 @@ def main(argv=None):
         image, label = x[i], int(pool.y[i])
         tag = names[label]
         what = f"{tag}, p={probs[i, label]:.2f}"
-        for which, l in (("first", spatial[0]), ("last", last)):
-            plotting.plot_feature_maps(feature_maps(view, image, l), out(f"featuremaps_{which}_{tag}.png"),
-                                       title=f"{l.name} on a {tag}")
+        for which, ly in (("first", spatial[0]), ("last", last)):
+            plotting.plot_feature_maps(feature_maps(view, image, ly), out(f"featuremaps_{which}_{tag}.png"),
+                                       title=f"{ly.name} on a {tag}")
         plotting.plot_heatmap(image, saliency_map(view, image, label), out(f"saliency_{tag}.png"),
                               title=f"Saliency - {what}", label="max |d score / d pixel|")
         plotting.plot_heatmap(image, grad_cam(view, image, label, last), out(f"gradcam_{tag}.png"),

@@ -5,8 +5,8 @@
     print(kblocks.summary(model_or_text, input_shape=(32, 32, 3)))
 """
 # Importing kblocks does not import Keras: only building a model (kblocks.lang.emit) does.
-from kblocks.lang.api import analyse, build, compile, format_text, parse, summary  # noqa: F401
-from kblocks.common.errors import KBlocksError  # noqa: F401
+from kblocks.lang.api import analyse, build, compile, format_text, parse, summary
+from kblocks.common.errors import KBlocksError
 
 __version__ = "0.1.0"
 

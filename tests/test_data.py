@@ -132,7 +132,7 @@ def test_tfds_with_mock_data(tmp_path):
 
 def test_tfds_missing_dataset_is_a_data_error(tmp_path):
     pytest.importorskip("tensorflow_datasets")
-    with pytest.raises(DataError, match="--data-dir"):
+    with pytest.raises(DataError, match="data_dir"):
         load_data("tfds:mnist", data_dir=str(tmp_path))
 
 
@@ -140,7 +140,7 @@ def test_image_size_parsing():
     assert parse_image_size("64") == (64, 64)
     assert parse_image_size("64x48") == (64, 48)
     assert parse_image_size(None) is None
-    with pytest.raises(ConfigError, match="--image-size"):
+    with pytest.raises(ConfigError, match="image_size"):
         parse_image_size("big")
 
 
@@ -199,7 +199,7 @@ def test_split_mistakes():
     d = _toy([5, 5])
     with pytest.raises(ConfigError, match="leaves no training data"):
         split_data(d, 10)
-    with pytest.raises(ConfigError, match="--val-split"):
+    with pytest.raises(ConfigError, match="val_split"):
         split_data(d, "lots")
     assert split_data(d, 0)[1] is None
 

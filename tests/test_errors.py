@@ -102,5 +102,6 @@ def test_cli_bad_input_exits_2_without_traceback(args, tmp_path):
     r = subprocess.run([sys.executable, "-m", "kblocks", *args], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr and r.stderr.startswith("error:") or "Error:" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: "), r.stderr
     assert not list(tmp_path.iterdir())  # nothing half-written

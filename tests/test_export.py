@@ -147,9 +147,16 @@ def test_cli_export_refuses_an_existing_folder_unless_overwrite(tmp_path):
     assert result.exit_code == 2
     assert "already exists" in result.output and "--overwrite" in result.output
     assert (out / "keep.txt").read_text() == "old"
+    # --overwrite replaces a SavedModel, never a folder holding the user's files (issue 21)
     result = _cli("export", "CONV(4)-GAP-FC(2)", "--input-shape", "8,8,3", "-o", out, "--overwrite")
-    assert result.exit_code == 0, result.output
-    assert not (out / "keep.txt").exists() and (out / "saved_model.pb").is_file()
+    assert result.exit_code == 2 and "not a SavedModel" in result.output
+    assert (out / "keep.txt").read_text() == "old"
+    (out / "keep.txt").unlink()
+    for _ in range(2):  # into the empty folder, then over the SavedModel written there
+        result = _cli("export", "CONV(4)-GAP-FC(2)", "--input-shape", "8,8,3", "-o", out,
+                      "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert (out / "saved_model.pb").is_file()
     assert sorted(os.listdir(tmp_path)) == ["m"]
 
 

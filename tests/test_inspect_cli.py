@@ -104,9 +104,9 @@ def test_tsne_on_digits(files):
 
 @pytest.mark.skipif(not os.path.exists(CIFAR), reason="no ../shared/data/cifar10/train.npz")
 def test_tsne_on_cifar10(files):
-    from kblocks.inspect.inputs import _load_samples
+    from kblocks.inspect.inputs import load_samples
 
-    samples = _load_samples(f"cifar10:{CIFAR}", 12, seed=1)
+    samples = load_samples(f"cifar10:{CIFAR}", 12, seed=1)
     assert samples.x.shape == (12, 32, 32, 3) and samples.x.dtype == np.uint8
     assert len(samples.classes) == 10 and samples.y.max() < 10
     out = files["dir"] / "cifar_codes.png"

@@ -14,12 +14,12 @@ import keras
 from kblocks.inspect import (class_probabilities, feature_maps, fgsm, filter_tiles, grad_cam,
                              saliency_map, tsne_embedding)
 from kblocks.inspect.embedding import codes
-from kblocks.inspect.inputs import _load_samples
+from kblocks.inspect.inputs import load_samples
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return _load_samples("digits")
+    return load_samples("digits")
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,7 @@ def test_keras_save_is_atomic_under_sigkill(tmp_path):
         proc = subprocess.Popen([sys.executable, str(script), str(target)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         trials.append((proc, target))
-    for proc, target in trials:
+    for proc, _target in trials:
         first = proc.stdout.readline()  # the first save is complete
         assert first.strip() == "1", first
         for _ in range(rng.randint(0, 3)):
@@ -210,7 +210,7 @@ def test_keras_save_is_atomic_under_sigkill(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-    for proc, target in trials:
+    for _proc, target in trials:
         model = saving.load_model(target)  # complete and loadable, with safe_mode
         kernel, bias = model.get_layer("marker").get_weights()
         assert kernel.min() == kernel.max() == bias[0] >= 1  # one save's weights, not a mix

@@ -2,7 +2,6 @@
 best architecture file; every tuner on a small subset; user errors exit 2 with a message."""
 import csv
 import json
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -22,13 +21,10 @@ def search(*args):
 @pytest.mark.slow
 def test_six_trial_search_on_digits_and_its_best_architecture(tmp_path):
     out = tmp_path / "s"
-    started = time.perf_counter()
     result = search(SPACE, "--data", "digits", "--tuner", "random", "--trials", "6",
                     "--epochs", "2", "--batch-size", "64", "--optimizer", "adam",
                     "--max-params", "20k", "--out", str(out))
-    elapsed = time.perf_counter() - started
     assert result.exit_code == 0, result.output
-    assert elapsed < 120, f"a 6-trial search on digits took {elapsed:.0f} s"
     assert result.output.count("completed  val_accuracy") == 6
     for name in ("search.json", "leaderboard.txt", "trials.csv", "search.png", "best.yaml"):
         assert (out / name).exists(), name

@@ -33,7 +33,7 @@ def test_lenet_reaches_95_percent_on_digits(lenet_run):
     out, output = lenet_run
     record = json.loads((out / "run.json").read_text())
     assert record["final"]["val_accuracy"] >= 0.95, record["final"]
-    assert record["final"]["seconds"] < 60
+    assert len((out / "history.csv").read_text().splitlines()) == 1 + 12  # 12 epochs, no more
     assert "val_accuracy" in output and "final metrics" in output
 
 
@@ -131,8 +131,8 @@ def test_user_mistakes_exit_2_without_traceback(tmp_path, case):
         extra, expect = ["--augment", "rotate90"], "unknown augmentation"
     elif case == "freeze":
         extra, expect = ["--freeze-until", "conv"], "needs --transfer"
-    elif case == "batch":
-        extra, expect = ["--batch-size", "0"], "batch size"
+    elif case == "batch":  # the library's batch_size=0, in the command's words
+        extra, expect = ["--batch-size", "0"], "--batch-size: batch size must be >= 1, got --batch-size 0"
     elif case == "set":
         extra, expect = ["--set", "width"], "NAME=VALUE"
     result = CliRunner().invoke(main, ["train", arch, "--data", data, "--epochs", "1",

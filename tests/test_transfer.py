@@ -14,7 +14,7 @@ ARCH = "CONV(8)-BN-RELU-POOL-CONV(16)-BN-RELU-POOL-FC(32)-RELU-FC"
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("transfer")
-    result = train(ARCH, TrainConfig(data="digits", epochs=2, batch_size=64, seed=1, verbose=0,
+    train(ARCH, TrainConfig(data="digits", epochs=2, batch_size=64, seed=1, verbose=0,
                                      tensorboard=False), out=root / "base")
     digits = load_data("digits")
     keep = digits.y < 4  # a new task: 4 of the classes

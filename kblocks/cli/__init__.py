@@ -1,50 +1,23 @@
-"""The ``kblocks`` command line: one click group, one module per family of commands.
+"""The ``kblocks`` command line: one click group (:mod:`app`), one module per family of commands.
 
-Mistakes in user input (``KBlocksError``, missing files) print one clear message on stderr and exit
-with code 2, never a traceback.
+Owns the commands, their options and how errors are printed. May import every other package of
+kblocks; nothing imports it. Mistakes in user input (``KBlocksError``, missing files) print one
+clear message on stderr and exit with code 2, never a traceback.
 """
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import click
-
-from kblocks.common.errors import KBlocksError
-
-
-class _Group(click.Group):
-    """Turns user-input errors raised by any command into exit code 2 with a plain message."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except KBlocksError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-        except FileNotFoundError as err:
-            click.echo(f"error: file not found: {err.filename or err}", err=True)
-            sys.exit(2)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="kblocks")
-def main():
-    """kblocks: architecture strings and YAML blocks compiled to Keras models."""
+from kblocks.cli.app import main
 
 
 def _register():
     # Each module adds its commands to ``main``; import order is the order in --help.
-    from kblocks.cli import core  # noqa: F401  summary, build, plot
-
-    for optional in ("train", "inspect", "search", "zoo"):
-        try:
-            __import__(f"kblocks.cli.{optional}")
-        except ModuleNotFoundError as err:  # a family not written yet
-            if err.name != f"kblocks.cli.{optional}":
-                raise
+    from kblocks.cli import core, inspect, search, train, zoo  # noqa: F401
 
 
 _register()
+
+__all__ = ["main"]

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
 from pathlib import Path
 
 import click
 
-from kblocks.cli import main
+from kblocks.cli.app import main
+from kblocks.cli.options import parse_assignments
+from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import KBlocksError
 
 
@@ -22,31 +22,6 @@ def _shape(text):
     if not dims or any(d < 1 for d in dims):
         raise KBlocksError(f"--input-shape takes positive sizes like 32,32,3, got {text!r}")
     return dims
-
-
-def _variables(pairs):
-    out = {}
-    for pair in pairs:
-        for item in pair.split():
-            if "=" not in item:
-                raise KBlocksError(f"--set takes NAME=VALUE, got {item!r}")
-            key, value = item.split("=", 1)
-            if not key.isidentifier():
-                raise KBlocksError(f"--set: {key!r} is not a variable name")
-            out[key] = _literal(value)
-    return out
-
-
-def _literal(value: str):
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 def _merge_variables(fn):
@@ -77,15 +52,34 @@ def architecture_options(fn):
 
 
 def compile_kwargs(input_shape, classes, blocks, variables):
-    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **_variables(variables))
+    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **parse_assignments(variables))
 
 
-def atomic_target(path: Path):
-    """A temporary path in the same folder; ``os.replace`` it onto ``path`` when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+def is_file_path(value) -> bool:
+    """Whether ``value`` (an argument that may be architecture text) names an existing path."""
+    try:
+        return bool(value) and "\n" not in str(value) and os.path.exists(value)
+    except (OSError, ValueError):  # a name too long, a NUL byte: text, not a path
+        return False
+
+
+def check_output(path, suffixes, *, what="-o", overwrite=None, reads=()) -> Path:
+    """Refuse an output path before any work: a wrong suffix (``-o M.keras`` for a PNG would
+    turn the model into a picture), one of the files the command reads, a folder, or, where the
+    command has ``--overwrite`` (``overwrite`` not None), an existing file without it."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise KBlocksError(f"{what} {path}: the file name must end in {' or '.join(suffixes)}",
+                           hint=f"e.g. {what} {out.with_suffix(suffixes[0]).name}")
+    for source in reads:
+        if is_file_path(source) and os.path.exists(out) and os.path.samefile(source, out):
+            raise KBlocksError(f"{what} {path} is the file this command reads; writing it would "
+                               f"destroy it", hint="give another output file name")
+    if out.is_dir():
+        raise KBlocksError(f"{what} {path} is a folder", hint="give a file name")
+    if overwrite is False and os.path.lexists(out):
+        raise KBlocksError(f"{path} already exists; pass --overwrite to replace it")
+    return out
 
 
 @main.command()
@@ -114,14 +108,15 @@ def summary(architecture, input_shape, classes, blocks, variables, as_json, show
 @architecture_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model (.keras).")
-def build(architecture, input_shape, classes, blocks, variables, output):
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def build(architecture, input_shape, classes, blocks, variables, output, overwrite):
     """Build the Keras model and save it as a .keras file."""
     import kblocks
 
-    out = Path(output)
-    if out.suffix != ".keras":
+    if not output.endswith(".keras"):
         raise KBlocksError(f"-o {output}: the file name must end in .keras (for SavedModel use "
                            f"'kblocks export')")
+    out = check_output(output, (".keras",), overwrite=overwrite, reads=(architecture,))
     from kblocks.common.saving import save_model
 
     model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
@@ -138,12 +133,8 @@ def plot(architecture, input_shape, classes, blocks, variables, output):
     import kblocks
     from kblocks.lang.plot import plot_graph
 
+    out = check_output(output, (".png", ".svg", ".pdf"), reads=(architecture,))
     graph = kblocks.compile(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
-    out = Path(output)
-    tmp = atomic_target(out)
-    try:
+    with atomic_path(out) as tmp:
         plot_graph(graph, tmp, fmt=out.suffix.lstrip(".") or "png")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     click.echo(f"wrote {out}")

@@ -17,7 +17,8 @@ import os
 
 import click
 
-from kblocks.cli import main
+from kblocks.cli.app import main
+from kblocks.cli.core import check_output
 from kblocks.common.errors import KBlocksError
 
 METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm")
@@ -149,36 +150,16 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
     Images are read as 0..255 pixels (any normalisation is inside the model).
     """
     method = method.lower()
-    if method in NEEDS_IMAGE and not image:
-        raise KBlocksError(f"--method {method} needs --image PATH (a PNG or JPEG to explain)",
-                           hint=f"e.g. kblocks inspect MODEL --method {method} --image cat.png")
-    if method == "tsne" and not data:
-        raise KBlocksError("--method tsne needs --data: 'digits' or 'cifar10:PATH'",
-                           hint="e.g. --data cifar10:../shared/data/cifar10/train.npz --samples 2000")
-    if image and not os.path.isfile(image):
-        raise KBlocksError(f"--image: file not found: {image}", hint="give the path of a PNG or JPEG")
-    for name, value, used in (("--layer", layer, USES_LAYER), ("--class", class_spec, USES_CLASS)):
-        if value is not None and method not in used:
-            click.echo(f"note: {name} is not used by --method {method}", err=True)
-    if image and method not in NEEDS_IMAGE:
-        click.echo(f"note: --image is not used by --method {method}", err=True)
-    output = output or _default_output(method)
+    output = _check_request(method, model_spec, image, data, layer, class_spec, output, weights)
 
     from kblocks.inspect import classes as kc
     from kblocks.inspect import plotting
-    from kblocks.inspect.layers import as_view, input_shape as model_input_shape, num_classes
+    from kblocks.inspect.layers import as_view, input_shape as model_input_shape
 
     model = load_model(model_spec, weights=weights, input_shape=_shape(input_shape), classes=classes,
                        unsafe=unsafe)
     view = as_view(model)
-    names = kc.parse_class_names(class_names)
-    if names is None and model_spec.lower().endswith(".keras"):
-        names = kc.stored_class_names(model_spec)
-    if names is not None and len(names) != num_classes(view):
-        if class_names:
-            raise KBlocksError(f"--class-names gives {len(names)} names but the model has "
-                               f"{num_classes(view)} classes", hint="give one name per class, in order")
-        names = None
+    names = _class_names(class_names, model_spec, view)
     h, w, c = model_input_shape(view)
     if method == "filters":
         _filters(view, layer, output, plotting)
@@ -195,6 +176,43 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
             _fgsm(view, img, class_index, eps, names, output, plotting)
         else:
             _heatmap(view, img, method, class_index, layer, window, stride, names, output, plotting)
+
+
+def _check_request(method, model_spec, image, data, layer, class_spec, output, weights) -> str:
+    """What ``method`` needs is given (a note for what it does not use); the output path."""
+    if method in NEEDS_IMAGE and not image:
+        raise KBlocksError(f"--method {method} needs --image PATH (a PNG or JPEG to explain)",
+                           hint=f"e.g. kblocks inspect MODEL --method {method} --image cat.png")
+    if method == "tsne" and not data:
+        raise KBlocksError("--method tsne needs --data: 'digits' or 'cifar10:PATH'",
+                           hint="e.g. --data cifar10:../shared/data/cifar10/train.npz --samples 2000")
+    if image and not os.path.isfile(image):
+        raise KBlocksError(f"--image: file not found: {image}", hint="give the path of a PNG or JPEG")
+    for name, value, used in (("--layer", layer, USES_LAYER), ("--class", class_spec, USES_CLASS)):
+        if value is not None and method not in used:
+            click.echo(f"note: {name} is not used by --method {method}", err=True)
+    if image and method not in NEEDS_IMAGE:
+        click.echo(f"note: --image is not used by --method {method}", err=True)
+    output = output or _default_output(method)
+    check_output(output, (".png",), reads=(model_spec, weights, image))
+    return output
+
+
+def _class_names(class_names, model_spec, view):
+    """``--class-names``, else the names a kblocks ``.keras`` file stores; None when they do not
+    match the model's class count (an error if they were given)."""
+    from kblocks.inspect import classes as kc
+    from kblocks.inspect.layers import num_classes
+
+    names = kc.parse_class_names(class_names)
+    if names is None and model_spec.lower().endswith(".keras"):
+        names = kc.stored_class_names(model_spec)
+    if names is not None and len(names) != num_classes(view):
+        if class_names:
+            raise KBlocksError(f"--class-names gives {len(names)} names but the model has "
+                               f"{num_classes(view)} classes", hint="give one name per class, in order")
+        names = None
+    return names
 
 
 def _filters(view, layer, output, plotting):
@@ -279,9 +297,9 @@ def _fgsm(view, img, class_index, eps, names, output, plotting):
 
 def _tsne(view, data, samples, seed, layer, names, output, plotting):
     from kblocks.inspect.embedding import code_layer_output, tsne_embedding
-    from kblocks.inspect.inputs import _load_samples
+    from kblocks.inspect.inputs import load_samples
 
-    loaded = _load_samples(data, samples, seed=seed)
+    loaded = load_samples(data, samples, seed=seed)
     points = tsne_embedding(view, loaded.x, layer, seed=seed)
     codes = code_layer_output(view, layer)
     class_names = names or loaded.classes

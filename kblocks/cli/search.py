@@ -5,30 +5,9 @@ import sys
 
 import click
 
-from kblocks.cli import main
+from kblocks.cli.app import main
+from kblocks.cli.options import number, parse_assignments, train_config_values, train_options
 from kblocks.common.errors import ConfigError
-
-
-def _number(text, option):
-    """``2e6``, ``2000000``, ``2M`` or ``300k`` -> a float (None stays None)."""
-    if text is None:
-        return None
-    raw = str(text).strip()
-    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(raw[-1:].lower(), 1.0)
-    if scale != 1.0:
-        raw = raw[:-1]
-    try:
-        return float(raw) * scale
-    except ValueError:
-        raise ConfigError(f"{option} takes a number like 2e6 or 300k, got {text!r}",
-                          what=option) from None
-
-
-def _variables(pairs) -> dict:
-    from kblocks.cli.core import _variables as parse
-
-    return parse(pairs)
-
 
 _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
                        case_sensitive=False)
@@ -40,19 +19,10 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
               help="YAML file with named blocks (e.g. kblocks/search/spaces/blocks.yaml).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Bind variables of the space (repeatable).")
-@click.option("--data", default=None,
-              help="digits | npz:PATH | cifar10:PATH | images:DIR | tfds:NAME (as kblocks train).")
-@click.option("--data-dir", default=None, help="Folder of prepared TFDS data sets (tfds:).")
-@click.option("--image-size", default=None, help="Resize images:/tfds: data to H or HxW.")
-@click.option("--val-split", default="0.1",
-              help="Validation count (5000) or fraction (0.1); stratified and seeded.")
-@click.option("--val-data", default=None, help="A separate validation source instead of a split.")
-@click.option("--subset", default=None, help="Search on a stratified subset (count or fraction).")
 @click.option("--tuner", "tuner_kind", default="random", type=_TUNERS)
 @click.option("--trials", default=None, type=int,
               help="Architectures to train (random, grid, bayesian, evolution; a cap for "
                    "hyperband).")
-@click.option("--epochs", default=5, type=int, help="Epochs per trial (not hyperband).")
 @click.option("--max-epochs", default=None, type=int,
               help="Hyperband: the most epochs one architecture trains.")
 @click.option("--factor", default=3, type=int, help="Hyperband: reduction factor.")
@@ -66,27 +36,7 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
 @click.option("--max-macs", default=None, help="Reject architectures with more multiply-adds.")
 @click.option("--max-activation-mb", default=None,
               help="Reject architectures with more activation memory per image (MiB).")
-@click.option("--batch-size", default=128, type=int)
-@click.option("--optimizer", default="sgd", type=click.Choice(["sgd", "adam", "adamw"],
-                                                               case_sensitive=False))
-@click.option("--lr", default=None, type=float, help="Peak learning rate [trainer's default].")
-@click.option("--weight-decay", default=None, type=float)
-@click.option("--schedule", default="cosine",
-              type=click.Choice(["constant", "step", "cosine", "onecycle", "plateau"],
-                                case_sensitive=False))
-@click.option("--warmup", default=0.0, type=float, help="Warm-up epochs.")
-@click.option("--augment", default="", help="Comma list: flip, cropN, translateN, cutoutN.")
-@click.option("--label-smoothing", default=0.0, type=float)
-@click.option("--normalize", default="standardize",
-              type=click.Choice(["standardize", "scale", "none"]))
-@click.option("--precision", default="auto", type=click.Choice(["auto", "bf16", "fp16", "fp32"]))
-@click.option("--early-stopping", default=0, type=int, help="Patience within a trial (0 = off).")
-@click.option("--feed", default="auto", type=click.Choice(["auto", "host", "device"]),
-              help="How batches reach each trial's model (see kblocks train --help).")
-@click.option("--steps-per-execution", default="auto", metavar="N|auto",
-              help="Training steps per compiled call [auto: 32 on a GPU/TPU, 1 on CPU].")
-@click.option("--seed", default=None, type=int,
-              help="Seed of the split and of the tuner [default: 1].")
+@train_options("search")
 @click.option("--out", default=None, help="Search folder [default: runs/search-<time>].")
 @click.option("--resume", is_flag=True, help="Continue the search in --out.")
 @click.option("--time-budget", default=None, type=float,
@@ -104,13 +54,10 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
               help="Worker: seconds to wait for the chief before giving up.")
 @click.option("-v", "--verbose", is_flag=True, help="Per-epoch lines inside each trial.")
 @click.option("--no-report", is_flag=True, help="Do not write the report at the end.")
-def search_command(space, blocks, sets, data, data_dir, image_size, val_split, val_data, subset,
-                   tuner_kind, trials, epochs, max_epochs, factor, population, sample_size,
-                   initial_points, max_params, max_macs, max_activation_mb, batch_size,
-                   optimizer, lr, weight_decay, schedule, warmup, augment, label_smoothing,
-                   normalize, precision, early_stopping, feed, steps_per_execution, seed, out, resume, time_budget,
-                   overwrite, distributed, port, bind, chief_address, worker_id, chief_timeout,
-                   verbose, no_report):
+def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, population,
+                   sample_size, initial_points, max_params, max_macs, max_activation_mb, out,
+                   resume, time_budget, overwrite, distributed, port, bind, chief_address,
+                   worker_id, chief_timeout, verbose, no_report, **options):
     """Search the architectures of SPACE (text with {placeholders} or a YAML file) on --data.
 
     \b
@@ -122,7 +69,7 @@ def search_command(space, blocks, sets, data, data_dir, image_size, val_split, v
     """
     from kblocks.training.runfolder import default_run_dir
     from kblocks.search.budget import Budget
-    from kblocks.search.runner import SearchConfig, run_search
+    from kblocks.search.runner import SearchConfig, SearchFailed, run_search
     from kblocks.training import TrainConfig
 
     if out is None:
@@ -130,20 +77,15 @@ def search_command(space, blocks, sets, data, data_dir, image_size, val_split, v
             raise ConfigError("--resume needs --out (the folder of the search to continue)",
                               what="--resume")
         out = str(default_run_dir("search"))
-    if space is not None and data is None:
+    if space is not None and options["data"] is None:
         raise ConfigError("no data given", what="--data", hint="e.g. --data digits")
-    train = TrainConfig(
-        data=data or "digits", data_dir=data_dir, image_size=image_size, val_split=val_split,
-        val_data=val_data, subset=subset, epochs=epochs, batch_size=batch_size,
-        optimizer=optimizer.lower(), lr=lr, weight_decay=weight_decay, schedule=schedule.lower(),
-        warmup=warmup, augment=augment, label_smoothing=label_smoothing, normalize=normalize,
-        precision=precision, seed=seed, early_stopping=early_stopping, feed=feed,
-        steps_per_execution=steps_per_execution, tensorboard=False,
-        verbose=2 if verbose else 0)
-    budget = Budget(_number(max_params, "--max-params"), _number(max_macs, "--max-macs"),
-                    _number(max_activation_mb, "--max-activation-mb"))
+    values = train_config_values(options)
+    values["data"] = values["data"] or "digits"
+    train = TrainConfig(**values, tensorboard=False, verbose=2 if verbose else 0)
+    budget = Budget(number(max_params, "--max-params"), number(max_macs, "--max-macs"),
+                    number(max_activation_mb, "--max-activation-mb"))
     cfg = SearchConfig(
-        space=space, blocks=blocks, variables=_variables(sets), train=train, tuner=tuner_kind,
+        space=space, blocks=blocks, variables=parse_assignments(sets), train=train, tuner=tuner_kind,
         trials=trials, max_epochs=max_epochs, factor=factor, population=population,
         sample_size=sample_size, initial_points=initial_points, budget=budget, out=out,
         resume=resume, overwrite=overwrite, distributed=distributed, port=port, bind=bind,
@@ -152,6 +94,9 @@ def search_command(space, blocks, sets, data, data_dir, image_size, val_split, v
         report=not no_report, time_budget=time_budget)
     try:
         run_search(cfg, echo=click.echo, command=["kblocks"] + sys.argv[1:])
+    except SearchFailed as err:  # the options were fine; no architecture trained (exit 1)
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; continue with: kblocks search --out {out} --resume", err=True)
         sys.exit(130)

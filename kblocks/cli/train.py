@@ -6,30 +6,9 @@ import sys
 
 import click
 
-from kblocks.cli import main
+from kblocks.cli.app import main
+from kblocks.cli.options import parse_assignments, train_config_values, train_options
 from kblocks.common.errors import ConfigError
-
-
-def _parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
-
-
-def _variables(pairs) -> dict:
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip().isidentifier():
-            raise ConfigError(f"cannot read {pair!r}", what="--set",
-                              hint="write NAME=VALUE, e.g. --set width=64")
-        out[name.strip()] = _parse_value(value.strip())
-    return out
 
 
 def _command_line(ctx) -> list:
@@ -61,7 +40,7 @@ def _print_table(title: str, rows: dict):
     from rich.console import Console
     from rich.table import Table
 
-    from kblocks.training.trainer import _fmt_value
+    from kblocks.training import format_value
 
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
@@ -69,62 +48,13 @@ def _print_table(title: str, rows: dict):
     for key, value in rows.items():
         if isinstance(value, dict):
             continue
-        table.add_row(str(key), _fmt_value(value, str(key)))
+        table.add_row(str(key), format_value(value, str(key)))
     Console(soft_wrap=True).print(table)
-
-
-_SCHEDULES = click.Choice(["constant", "step", "cosine", "onecycle", "plateau"],
-                          case_sensitive=False)
 
 
 @main.command("train", context_settings={"show_default": True})
 @click.argument("source", required=False)
-@click.option("--data", "data", default=None,
-              help="digits | npz:PATH | cifar10:PATH | images:DIR | tfds:NAME (or a path). "
-                   "Required unless --resume.")
-@click.option("--data-dir", default=None, help="Folder of prepared TFDS data sets (tfds:).")
-@click.option("--image-size", default=None, help="Resize the images to H or HxW (any source).")
-@click.option("--val-split", default="0.1", help="Validation count (5000) or fraction (0.1); "
-                                                  "stratified and seeded. 0 for none.")
-@click.option("--val-data", default=None, help="A separate validation source instead of a split.")
-@click.option("--subset", default=None, help="Train on a stratified subset (count or fraction).")
-@click.option("--epochs", default=10, type=int)
-@click.option("--batch-size", default=128, type=int)
-@click.option("--optimizer", default="sgd", type=click.Choice(["sgd", "adam", "adamw"],
-                                                               case_sensitive=False))
-@click.option("--lr", default=None, type=float,
-              help="Peak learning rate [default: sgd 0.05, adam/adamw 0.001; x0.1 with --transfer]")
-@click.option("--momentum", default=0.9, type=float, help="SGD momentum.")
-@click.option("--nesterov/--no-nesterov", default=True, help="Nesterov momentum for SGD.")
-@click.option("--weight-decay", default=None, type=float,
-              help="Decoupled weight decay [default: sgd 5e-4 (PyTorch-equivalent), adam 0, "
-                   "adamw 0.05]")
-@click.option("--schedule", default="cosine", type=_SCHEDULES)
-@click.option("--warmup", default=0.0, type=float, help="Warm-up epochs (cosine, onecycle).")
-@click.option("--step-every", default=None, type=int, help="Epochs between steps (step schedule).")
-@click.option("--step-gamma", default=0.1, type=float, help="Factor per step (step schedule).")
-@click.option("--augment", default="", help="Comma list: flip, cropN, translateN, cutoutN.")
-@click.option("--label-smoothing", default=0.0, type=float)
-@click.option("--normalize", default="standardize",
-              type=click.Choice(["standardize", "scale", "none"]),
-              help="Input layer: per-channel mean/std of the training split, 1/255, or nothing.")
-@click.option("--precision", default="auto", type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
-              help="auto = bf16 on a GPU, fp32 on CPU.")
-@click.option("--seed", default=None, type=int, help="Random seed [default: a fresh one, saved].")
-@click.option("--deterministic", is_flag=True, help="Deterministic ops (slower).")
-@click.option("--early-stopping", default=0, type=int, help="Patience in epochs (0 = off).")
-@click.option("--monitor", default="val_accuracy", help="Metric for best.keras/early stopping.")
-@click.option("--transfer", default=None, help="Start from MODEL.keras or FILE.weights.h5.")
-@click.option("--freeze-until", default=None,
-              help="Freeze through the last layer matching an index, name or prefix "
-                   "('backbone' = all but the head).")
-@click.option("--reset-head", is_flag=True, help="New head even if the class count matches.")
-@click.option("--distribute", is_flag=True, help="Data-parallel over all local devices.")
-@click.option("--feed", default="auto", type=click.Choice(["auto", "host", "device"]),
-              help="How batches reach the model: device = uint8 data moved to the accelerator "
-                   "once and batched there; auto = device on JAX with a GPU/TPU, else host.")
-@click.option("--steps-per-execution", default="auto", metavar="N|auto",
-              help="Training steps per compiled call [auto: 32 on a GPU/TPU, 1 on CPU].")
+@train_options("train")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Architecture variable (repeatable).")
 @click.option("--out", default=None, help="Run folder [default: runs/<time>-<name>].")
@@ -137,11 +67,7 @@ _SCHEDULES = click.Choice(["constant", "step", "cosine", "onecycle", "plateau"],
 @click.option("--unsafe", is_flag=True,
               help="Load a --transfer (or resumed) .keras file even if it holds a Lambda layer, "
                    "whose Python code then runs: only for files you trust.")
-def train_command(source, data, data_dir, image_size, val_split, val_data, subset, epochs,
-                  batch_size, optimizer, lr, momentum, nesterov, weight_decay, schedule, warmup,
-                  step_every, step_gamma, augment, label_smoothing, normalize, precision, seed,
-                  deterministic, early_stopping, monitor, transfer, freeze_until, reset_head,
-                  distribute, feed, steps_per_execution, sets, out, overwrite, no_tensorboard, quiet, resume, unsafe):
+def train_command(source, sets, out, overwrite, no_tensorboard, quiet, resume, unsafe, **options):
     """Train SOURCE (architecture text, YAML file or zoo name) on --data.
 
     \b
@@ -157,8 +83,9 @@ def train_command(source, data, data_dir, image_size, val_split, val_data, subse
     from kblocks.training import TrainConfig, train
 
     ctx = click.get_current_context()
+    data, transfer = options["data"], options["transfer"]
     if resume is not None:
-        _resume(ctx, resume, epochs, quiet, unsafe, no_tensorboard)
+        _resume(ctx, resume, options["epochs"], quiet, unsafe, no_tensorboard)
         return
     if data is None:
         raise ConfigError("--data is required", what="--data",
@@ -167,18 +94,9 @@ def train_command(source, data, data_dir, image_size, val_split, val_data, subse
         raise ConfigError("no architecture given", what="SOURCE",
                           hint="give architecture text, a YAML file or a zoo name, or --transfer "
                                "MODEL.keras")
-    config = TrainConfig(
-        data=data, data_dir=data_dir, image_size=image_size, val_split=val_split,
-        val_data=val_data, subset=subset, epochs=epochs, batch_size=batch_size,
-        optimizer=optimizer.lower(), lr=lr, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, schedule=schedule.lower(), warmup=warmup,
-        step_every=step_every, step_gamma=step_gamma, augment=augment,
-        label_smoothing=label_smoothing, normalize=normalize, precision=precision, seed=seed,
-        deterministic=deterministic, early_stopping=early_stopping, monitor=monitor,
-        transfer=transfer, freeze_until=freeze_until, reset_head=reset_head,
-        distribute=distribute, feed=feed, steps_per_execution=steps_per_execution,
-        variables=_variables(sets), tensorboard=not no_tensorboard,
-        verbose=0 if quiet else "auto", unsafe=unsafe)
+    config = TrainConfig(**train_config_values(options), variables=parse_assignments(sets),
+                         tensorboard=not no_tensorboard, verbose=0 if quiet else "auto",
+                         unsafe=unsafe)
     name = source or transfer or "run"
     run_dir = out or str(default_run_dir(name if len(name) < 40 else name.split("-")[0]))
     click.echo(f"kblocks train: {name}\n  data {data}, run folder {run_dir}", err=False)

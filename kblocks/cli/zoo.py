@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from kblocks.cli import main
-from kblocks.cli.core import architecture_options, compile_kwargs
+from kblocks.cli.app import main
+from kblocks.cli.core import architecture_options, compile_kwargs, is_file_path
 from kblocks.common.errors import KBlocksError
 
 _HEAD = ("name", "family", "input", "params", "MACs", "source")
@@ -67,18 +67,43 @@ def zoo(name, as_json):
     click.echo("\n" + e.network)
 
 
-def export_saved_model(model, path, *, overwrite: bool = False) -> Path:
+#: what ``model.export`` writes in a SavedModel folder; ``--overwrite`` replaces nothing else
+SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb"}
+
+
+def check_export_target(path, *, overwrite: bool, reads=()) -> Path:
+    """Refuse an export folder before any work: an existing one without ``overwrite``, a file,
+    and with ``overwrite`` anything but a SavedModel folder (a run folder, the folder holding the
+    .keras file being exported)."""
+    target = Path(path)
+    if os.path.lexists(target) and not overwrite:
+        raise KBlocksError(f"{target} already exists; pass --overwrite to replace it")
+    if os.path.lexists(target) and (target.is_symlink() or not target.is_dir()):
+        raise KBlocksError(f"{target} exists and is not a folder; a SavedModel is a folder")
+    if not target.is_dir():
+        return target
+    for source in reads:
+        if is_file_path(source) and Path(source).resolve().is_relative_to(
+                target.resolve()):
+            raise KBlocksError(f"{target} holds {source}, the model being exported; --overwrite "
+                               f"would destroy it", hint="export to another folder")
+    foreign = sorted(p.name for p in target.iterdir() if p.name not in SAVED_MODEL_ENTRIES)
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise KBlocksError(f"{target} is not a SavedModel folder (it holds {listed}); "
+                           f"--overwrite replaces only a SavedModel kblocks exported",
+                           hint="export to a new or empty folder")
+    return target
+
+
+def export_saved_model(model, path, *, overwrite: bool = False, reads=()) -> Path:
     """Write ``model`` as a TensorFlow SavedModel at ``path`` with ``model.export``, atomically.
 
     The export goes to a temporary folder next to ``path`` and is renamed onto it only when
     complete, so ``path`` never holds half a model. An existing ``path`` is an error unless
     ``overwrite`` is true; then it is replaced and the old folder removed after the rename.
     """
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise KBlocksError(f"{target} already exists; pass --overwrite to replace it")
-    if target.exists() and not target.is_dir():
-        raise KBlocksError(f"{target} exists and is not a folder; a SavedModel is a folder")
+    target = check_export_target(path, overwrite=overwrite, reads=reads)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     old = None
@@ -120,6 +145,7 @@ def export(architecture, input_shape, classes, blocks, variables, output, overwr
         import tensorflow  # noqa: F401  model.export writes a TensorFlow SavedModel
     except ModuleNotFoundError:
         raise KBlocksError("kblocks export needs TensorFlow (pip install 'kblocks[tf]')") from None
+    check_export_target(output, overwrite=overwrite, reads=(architecture,))
     source = Path(architecture)
     if architecture.endswith(".keras") and "\n" not in architecture:
         if input_shape or classes or blocks or variables:
@@ -132,6 +158,6 @@ def export(architecture, input_shape, classes, blocks, variables, output, overwr
         model = load_model(source, compile=False, unsafe=unsafe)
     else:
         model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
-    target = export_saved_model(model, output, overwrite=overwrite)
+    target = export_saved_model(model, output, overwrite=overwrite, reads=(architecture,))
     click.echo(f"exported {target} ({model.count_params():,} params); serve with "
                f"tf.saved_model.load({str(target)!r}).serve(x)")

@@ -14,11 +14,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
+from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import KBlocksError
 
 CUSTOM_MODULES = ("kblocks.lang.layers", "kblocks.training.augment", "kblocks.training.schedules")
@@ -44,19 +43,40 @@ def register_custom_objects() -> None:
             pass
 
 
-def lambda_layers(path) -> list:
-    """Names of the ``Lambda`` layers in a ``.keras`` file's config (nested models included).
-
-    Reads only ``config.json`` from the zip archive; nothing is deserialised."""
+def _read_config(path):
+    """The parsed ``config.json`` of a ``.keras`` archive, or None when ``path`` is not one (Keras'
+    own error then says so). A config over :data:`MAX_CONFIG_BYTES` raises :class:`ModelFileError`,
+    judged by the size the zip directory declares, before anything is read; the read itself stops
+    one byte past the limit (zipfile never returns more than the declared size)."""
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo("config.json")
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise ModelFileError(f"{path}: its config.json is {info.file_size:,} bytes, over the "
-                                     f"{MAX_CONFIG_BYTES:,}-byte limit")
-            config = json.loads(archive.read(info))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-        return []  # not a .keras archive: Keras' own error says so below
+            size = info.file_size
+            if size <= MAX_CONFIG_BYTES:
+                with archive.open(info) as f:
+                    raw = f.read(MAX_CONFIG_BYTES + 1)
+                size = max(size, len(raw))
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError):
+        return None
+    if size > MAX_CONFIG_BYTES:  # outside the try: a KBlocksError is a ValueError (issue 21)
+        raise ModelFileError(f"{path}: its config.json is {size:,} bytes or more, over the "
+                             f"{MAX_CONFIG_BYTES:,}-byte limit",
+                             hint="a model's config is a few megabytes at most; the file is not "
+                                  "a model kblocks or Keras wrote")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None  # not JSON: Keras' own error says so
+
+
+def lambda_layers(path) -> list:
+    """Names of the ``Lambda`` layers in a ``.keras`` file's config (nested models included).
+
+    Reads only ``config.json`` from the zip archive; nothing is deserialised. Raises
+    :class:`ModelFileError` when that config is over the size limit."""
+    config = _read_config(path)
+    if config is None:
+        return []
     found = []
     stack = [config]
     while stack:
@@ -96,10 +116,9 @@ def load_model(path, *, unsafe: bool = False, compile: bool = False):
         raise ModelFileError(f"{path}: a model file must end in .keras",
                              hint="save models with kblocks or model.save('name.keras')")
     register_custom_objects()
-    if not unsafe:
-        names = lambda_layers(path)
-        if names:
-            raise _refusal(path, names)
+    names = lambda_layers(path)  # also enforces the config size limit, --unsafe or not
+    if names and not unsafe:
+        raise _refusal(path, names)
     try:
         return keras.saving.load_model(str(path), compile=compile, safe_mode=not unsafe)
     except KBlocksError:
@@ -141,56 +160,9 @@ def save_weights(model, path) -> Path:
 
 
 def _write_atomically(path: Path, ending: str, write) -> Path:
-    """``write(tmp)`` to a temporary ``.{stem}.*{ending}.tmp{ending}`` in ``path``'s folder, then
-    fsync it, ``os.replace`` it onto ``path`` and fsync the folder; on any failure the temporary
-    is removed and ``path`` keeps its previous content."""
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    """``write(tmp)`` to a temporary ``.{stem}.*{ending}.tmp{ending}`` in ``path``'s folder
+    (Keras wants the ending), then moved onto ``path`` (:func:`kblocks.common.atomic.atomic_path`)."""
     stem = path.name[:-len(ending)]
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f"{ending}.tmp{ending}", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_dir(folder)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, prefix=f".{stem}.", suffix=f"{ending}.tmp{ending}") as tmp:
+        write(str(tmp))
     return path
-
-
-def fsync_file(path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def fsync_dir(folder) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

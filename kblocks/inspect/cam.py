@@ -24,11 +24,10 @@ import numpy as np
 import keras
 
 from kblocks.common.errors import KBlocksError
-from kblocks.inspect.classes import check_class_index, predicted_class
+from kblocks.inspect.classes import check_class_index, class_score_gradient, predicted_class
 from kblocks.inspect.featuremaps import spatial_layer
-from kblocks.inspect.gradients import gradient
 from kblocks.inspect.inputs import as_batch, prepare_image
-from kblocks.inspect.layers import (as_view, input_shape, logits_model, num_classes,
+from kblocks.inspect.layers import (as_view, input_shape, num_classes,
                                     output_shape, predict)
 
 __all__ = ["class_activation_map", "grad_cam", "upsample", "cam_layers"]
@@ -65,8 +64,8 @@ def cam_layers(model):
             names = ", ".join(layer.name for layer in tail) or "nothing"
             problem = (f"after its global average pooling {layers[start].name!r} come {names}, "
                        "not a single dense layer")
-        elif len(output_shape(layers[start], view)) != 2 and not any(isinstance(l, keras.layers.Flatten)
-                                                                 for l in tail):
+        elif len(output_shape(layers[start], view)) != 2 and not any(isinstance(t, keras.layers.Flatten)
+                                                                 for t in tail):
             problem = "its global average pooling keeps dimensions without a Flatten after it"
         elif len(tuple(view.input_of(layers[start]).shape)) != 4:
             problem = "its global average pooling does not pool 2-D feature maps"
@@ -109,13 +108,8 @@ def grad_cam(model, image, class_index: int | None = None, layer=None) -> np.nda
     view = as_view(model)
     layer = spatial_layer(view, layer)
     h, w, c = input_shape(view)
-    x = as_batch(prepare_image(image, (h, w), c))
-    if class_index is None:
-        class_index = predicted_class(view, x)
-    class_index = check_class_index(class_index, num_classes(view))
-    scores_model, _ = logits_model(view)
-    result = gradient(scores_model, x, lambda out: out[:, class_index],
-                      target=view.output_of(layer), name=layer.name)
+    _, result = class_score_gradient(view, image, class_index, target=view.output_of(layer),
+                                     name=layer.name)
     acts, grads = result.activation[0], result.grad[0]  # (h', w', K)
     alpha = grads.mean(axis=(0, 1))
     heat = np.maximum(np.tensordot(acts, alpha, axes=([-1], [0])), 0.0)

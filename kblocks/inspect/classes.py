@@ -95,3 +95,30 @@ def resolve_class(spec, model, class_names: list[str] | None = None) -> int | No
                            hint="names are: " + ", ".join(class_names))
     raise KBlocksError(f"--class {text!r} is a name, but no class names are known for this model",
                        hint="give an index (0..%d) or the names with --class-names a,b,c" % (n - 1))
+
+
+def class_score_gradient(model, image, class_index=None, *, target=None, name: str = ""):
+    """The gradient of one class's score (before any softmax) for one image.
+
+    Args:
+        model: a Keras model or :class:`~kblocks.inspect.layers.ModelView`.
+        image: a path or an array of 0..255 pixels (resized and adapted to the model's input).
+        class_index: the class; default: the predicted one.
+        target: the tensor to differentiate with respect to (default: the input pixels).
+        name: the target's name, for error messages.
+
+    Returns:
+        ``(class_index, Gradient)`` (:class:`kblocks.inspect.gradients.Gradient`).
+    """
+    from kblocks.inspect.gradients import gradient
+    from kblocks.inspect.inputs import prepare_image
+    from kblocks.inspect.layers import input_shape
+
+    h, w, c = input_shape(model)
+    x = as_batch(prepare_image(image, (h, w), c))
+    if class_index is None:
+        class_index = predicted_class(model, x)
+    class_index = check_class_index(class_index, num_classes(model))
+    scores_model, _ = logits_model(model)
+    return class_index, gradient(scores_model, x, lambda out: out[:, class_index], target=target,
+                                 name=name)

@@ -27,7 +27,7 @@ def code_layer_output(model, layer=None):
     view = as_view(model)
     if layer is not None:
         return view.output_of(resolve_layer(view, layer))
-    denses = [l for l in view.layers if isinstance(l, keras.layers.Dense)]
+    denses = [ly for ly in view.layers if isinstance(ly, keras.layers.Dense)]
     if denses:
         return view.input_of(denses[-1])
     if len(view.layers) < 2:

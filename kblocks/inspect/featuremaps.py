@@ -30,7 +30,7 @@ def spatial_layer(model, layer=None):
             f"--layer: layer {layer.name!r} outputs shape {shape}, not spatial maps "
             "(height x width x channels)",
             hint="pick a convolution, activation or pooling layer; spatial layers are: "
-                 + describe_layers(view, only=lambda l: len(output_shape(l, view)) == 4))
+                 + describe_layers(view, only=lambda ly: len(output_shape(ly, view)) == 4))
     return layer
 
 

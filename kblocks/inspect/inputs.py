@@ -4,10 +4,10 @@ kblocks models take raw pixel values 0..255 as float32, ``(batch, height, width,
 any normalisation is a layer inside the trained model. So an image is read with Pillow, resized
 to the model's input size (bilinear), its channels adapted (grey <-> RGB), and *not* rescaled.
 
-``_load_samples`` is a deliberately small private loader for the t-SNE picture (``--data``):
+``load_samples`` is a deliberately small loader for the t-SNE picture (``--data``):
 ``digits`` (scikit-learn's 8x8 handwritten digits, 0..16 scaled to 0..255) and ``cifar10:PATH``
 (the npz container of JPEG bytes: keys ``jpeg``, ``offsets``, ``labels``, ``classes``).
-TODO(merge): once ``kblocks.training.data`` (the general loader) lands, replace ``_load_samples`` by it; it
+TODO(merge): once ``kblocks.training.data`` (the general loader) lands, replace ``load_samples`` by it; it
 is kept here so that this feature does not depend on that module while both are written.
 
 Reference: the preprocessing convention follows the Keras applications ("inputs are pixels in
@@ -122,11 +122,11 @@ def _subset(n_total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_total, size=n, replace=False))
 
 
-def _load_samples(spec: str, n: int | None = None, seed: int = 0) -> Samples:
+def load_samples(spec: str, n: int | None = None, seed: int = 0) -> Samples:
     """A small, random (seeded) subset of a data set, as uint8 images and labels.
 
     ``spec``: ``digits`` or ``cifar10:PATH`` (PATH: the npz of JPEG bytes). Only the chosen
-    images are decoded. Private on purpose; see the module docstring (TODO(merge)).
+    images are decoded. Only the chosen images are decoded; see the module docstring.
     """
     spec = str(spec).strip()
     if spec == "digits":

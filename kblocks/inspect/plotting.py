@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
 
@@ -52,18 +51,12 @@ def _new_figure(kind: str):
 
 def save_figure(fig, path) -> str:
     """Write ``fig`` as PNG to ``path`` atomically; returns the path."""
+    from kblocks.common.atomic import atomic_path
+
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path, suffix=".tmp") as tmp:
+        with open(tmp, "wb") as fh:
             fig.savefig(fh, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kblocks.inspect.classes import check_class_index, predicted_class
-from kblocks.inspect.gradients import gradient
-from kblocks.inspect.inputs import as_batch, prepare_image
-from kblocks.inspect.layers import input_shape, logits_model, num_classes
+from kblocks.inspect.classes import class_score_gradient
 
 __all__ = ["saliency_map"]
 
@@ -27,11 +24,5 @@ def saliency_map(model, image, class_index: int | None = None) -> np.ndarray:
     ``image``: a path or an array on the 0..255 scale; ``class_index``: default the predicted class.
     The map is in the score's units per pixel unit (not rescaled).
     """
-    h, w, c = input_shape(model)
-    x = as_batch(prepare_image(image, (h, w), c))
-    if class_index is None:
-        class_index = predicted_class(model, x)
-    class_index = check_class_index(class_index, num_classes(model))
-    scores_model, _ = logits_model(model)
-    result = gradient(scores_model, x, lambda out: out[:, class_index])
+    _, result = class_score_gradient(model, image, class_index)
     return np.max(np.abs(result.grad[0]), axis=-1).astype("float32")

@@ -9,8 +9,9 @@ receptive-field window, Keras factory, colour — and :mod:`keras_keywords`); th
 figures (:mod:`graph`, :mod:`shapes`, :mod:`analysis`, :mod:`table`, :mod:`plot`), the emitter to
 Keras (:mod:`emit`, :mod:`layers`) and the functions ``kblocks`` exports (:mod:`api`).
 
-May import: :mod:`kblocks.common` and itself. Never training, search, inspect, zoo or cli (the
-zoo is reached only by name, through ``importlib``, when a zoo name is built). Only :mod:`emit`
-and :mod:`layers` import Keras; the rest runs without it. These rules are import-linter contracts
+May import: :mod:`kblocks.common` and itself; never training, search, inspect, zoo or cli (a zoo
+name is found by reading the zoo's folder as package data, :func:`api.zoo_file`). Only :mod:`emit`
+and :mod:`layers` import Keras, and :mod:`expand` once for a keyword missing from
+:mod:`keras_keywords`; the rest runs without it. These rules are import-linter contracts
 (``.importlinter``), checked by ``make test``.
 """

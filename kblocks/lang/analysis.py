@@ -92,8 +92,12 @@ class Analysis:
 
 
 def param_counts(node: Node, in_shape: tuple) -> tuple:
-    """(trainable, non-trainable) parameters of one node, as Keras counts them (its kind's record)."""
-    return node.spec.kind.params(dict(node.params), in_shape)
+    """(trainable, non-trainable) parameters of one node, as Keras counts them: its kind's record,
+    all of them frozen when the layer is written with ``trainable=false``."""
+    trainable, frozen = node.spec.kind.params(dict(node.params), in_shape)
+    if dict(node.extra).get("trainable") is False:  # CONV(8, trainable=false): Keras freezes all
+        return 0, trainable + frozen
+    return trainable, frozen
 
 
 def _field(node: Node, fields: list) -> tuple:

@@ -10,7 +10,6 @@ from kblocks.lang.blocks import BlockLibrary, builtin_library, block_from_mappin
 from kblocks.common.errors import ArchitectureError, ConfigError, KBlocksError
 from kblocks.lang.expand import Expander, finalize_units
 from kblocks.lang.graph import Graph, build_graph
-from kblocks.lang.ir import format_text as _format_program
 from kblocks.lang.spec import ArchitectureFile, load_architecture
 from kblocks.lang.table import Summary
 from kblocks.lang.yamlfile import load_yaml_text
@@ -51,12 +50,34 @@ def _as_arch(source) -> ArchitectureFile:
                            f"{type(source).__name__}")
     stripped = source.strip()
     if stripped.isidentifier():
-        from kblocks import zoo
-
-        path = zoo.path(stripped)
+        path = zoo_file(stripped)
         if path is not None:
             return load_architecture(path)
     return ArchitectureFile(name="kblocks", network=source)
+
+
+#: The package whose ``architectures/`` folder holds the named networks. The language reads those
+#: files as package data and imports no code of the zoo, which sits above it (it compiles them).
+ZOO_PACKAGE = "kblocks.zoo"
+
+
+def zoo_file(name: str) -> Path | None:
+    """Path of the zoo's file for ``name``, or None. Case-insensitive; ``-`` and ``_`` are the same.
+
+    Args:
+        name: a network name such as ``"ResNet50"`` or ``"se-resnet50"``.
+
+    Returns:
+        The ``.yaml`` file in the zoo's folder, or None when no file has that name.
+    """
+    import importlib.resources
+
+    key = name.lower().replace("-", "_")
+    folder = importlib.resources.files(ZOO_PACKAGE) / "architectures"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml") and entry.name[:-5].lower().replace("-", "_") == key:
+            return Path(str(entry))
+    return None
 
 
 def _blocks(arch: ArchitectureFile, blocks) -> BlockLibrary:
@@ -74,7 +95,7 @@ def _blocks(arch: ArchitectureFile, blocks) -> BlockLibrary:
     else:
         raise KBlocksError("blocks= takes a YAML path, a mapping name: body, or a BlockLibrary")
     merged = lib.child()
-    for name, block in extra.blocks.items():
+    for block in extra.blocks.values():
         merged.add(block)
     return merged
 

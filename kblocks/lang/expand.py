@@ -19,6 +19,7 @@ from kblocks.lang import syntax as S
 from kblocks.lang.blocks import REQUIRED, BlockLibrary, builtin_library
 from kblocks.common.errors import ArchitectureError, LimitError, Span
 from kblocks.lang.ir import Aux, Merge, Op, Program
+from kblocks.lang.keras_keywords import refusal
 from kblocks.lang.parser import parse
 from kblocks.lang.vocab import VOCAB, LayerSpec
 
@@ -257,11 +258,11 @@ class Expander:
     def _bind(self, item: S.Layer, spec: LayerSpec, ctx: _Ctx) -> Op:
         """A layer with every argument resolved and checked; unknown keywords that the Keras layer
         takes pass through as ``extra``."""
-        extra: dict = {}
+        extra, spans = {}, {}
 
         def keras_keyword(key, raw, kspan):
             if key in _keras_keywords(spec) or key in _installed_keras_keywords(spec):
-                extra[key] = raw
+                extra[key], spans[key] = raw, kspan
                 return
             raise self._error(f"{spec.token} has no argument {key!r}", kspan or item.span, ctx,
                               what=item.name, hint=_no_argument_hint(spec, key))
@@ -279,7 +280,17 @@ class Expander:
         params = tuple((arg.name, spec.default(arg, typed) if typed[arg.name] is None and arg.same_as
                         else typed[arg.name]) for arg in spec.args)
         resolved_extra = tuple((k, self._plain(v, ctx, item.span)) for k, v in extra.items())
+        self._refuse_unmodelled(spec, resolved_extra, spans, item, ctx)
         return Op(spec.token, params, resolved_extra, item.span, item.text, ctx.scope)
+
+    def _refuse_unmodelled(self, spec, extra, spans, item, ctx):
+        """Refuse pass-through keywords that would change shapes or weights the analysis does not
+        model (``keras_keywords.REFUSED_KEYWORDS``), pointing at the keyword."""
+        for key, value in extra:
+            refused = refusal(spec.keras_class, key, value)
+            if refused is not None:
+                raise self._error(f"{spec.token} does not take {key}={_short(value)}: {refused[0]}",
+                                  spans.get(key) or item.span, ctx, what=item.name, hint=refused[1])
 
     def _plain(self, raw, ctx, span):
         """Resolve variables / params / placeholders in a pass-through Keras keyword value."""
@@ -438,8 +449,8 @@ def _keras_keywords(spec: LayerSpec) -> frozenset:
 
     if not spec.keras_class:
         return frozenset()
-    base = {"name", "dtype", "trainable", "autocast"}
-    names = set(KERAS_KEYWORDS.get(spec.keras_class, ())) | base
+    base = {"name", "dtype", "trainable", "autocast"}  # Layer's, for a class the table lacks
+    names = set(KERAS_KEYWORDS.get(spec.keras_class, base))
     names -= {a.keras for a in spec.args if a.keras}
     return frozenset(names)
 
@@ -459,8 +470,9 @@ def _installed_keras_keywords(spec: LayerSpec) -> frozenset:
         sig = inspect.signature(klass.__init__)
         names |= {p.name for p in sig.parameters.values()
                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
-        if klass.__name__ == "Layer":
-            break
+        if klass.__name__ == "Layer" or not any(p.kind == p.VAR_KEYWORD
+                                                for p in sig.parameters.values()):
+            break  # SpatialDropout2D(rate, data_format, seed, name, dtype) passes nothing on
     return frozenset(names - {a.keras for a in spec.args if a.keras})
 
 

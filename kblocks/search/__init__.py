@@ -9,6 +9,6 @@
 The command line (``kblocks search``, ``kblocks report``) adds budgets, resume, distribution and
 the report; docs/search.md describes all of it.
 """
-from kblocks.search.space import SearchSpace  # noqa: F401
+from kblocks.search.space import SearchSpace
 
 __all__ = ["SearchSpace"]

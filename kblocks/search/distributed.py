@@ -43,7 +43,7 @@ def serve(oracle, host: str, port: int, *, echo=print, poll: float = 0.5):
         bound = 0
     if not bound:
         raise ConfigError(f"cannot listen on {host}:{port} (in use, or not an address of this "
-                          f"machine)", what="--port", hint="choose another --port or --bind")
+                          f"machine)", what="port", hint="choose another --port or --bind")
     server.start()
     echo(f"chief: serving trials on {host}:{port}; start workers with "
          f"--distributed worker --chief HOST:{port}")
@@ -118,7 +118,7 @@ def join(host, port, folder, timeout: float, *, echo=print) -> bool:
         return False
     if state == "timeout":
         raise ConfigError(f"no chief answered at {host}:{port} within {timeout:g} s",
-                          what="--chief", hint="start the chief first (kblocks search ... "
+                          what="chief", hint="start the chief first (kblocks search ... "
                                                "--distributed chief --port PORT), and check the "
                                                "address and any firewall")
     return True
@@ -135,6 +135,6 @@ def work(tuner, fit_args, fit_kwargs, *, host, port, folder, echo=print):
             echo(f"worker: the search in {folder} is over; stopping")
             return
         raise ConfigError(f"lost the chief at {host}:{port} ({err.code().name})",
-                          what="--chief", hint="restart the worker with the same --worker-id "
+                          what="chief", hint="restart the worker with the same --worker-id "
                                                "once the chief runs again (--resume)") from None
     echo("worker: the chief has no more trials; stopping")

@@ -16,35 +16,26 @@ moved into place, so a search killed at any moment leaves files that ``--resume`
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
+from kblocks.common import atomic
 from kblocks.common.errors import ConfigError
 from kblocks.search.evolution import RegularizedEvolutionOracle
 
 TUNERS = ("random", "grid", "bayesian", "hyperband", "evolution")
 MAX_REJECTIONS = 500  #: rejected draws in a row before a search stops as "space exhausted"
+#: how a trial's message starts when it failed for the machine (memory, disk), not its architecture:
+#: such a trial is run again on --resume (the tuner writes it, the oracle reads it)
+ENVIRONMENT_FAILURE = "environment failure (run again on --resume): "
 EXAMPLES_KEPT = 50  #: rejected architectures kept (with their reason) in the oracle's state
 
 
 def write_json_atomic(path, obj):
-    """``json.dumps(obj)`` to ``path`` via a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``json.dumps(obj)`` to ``path`` atomically (the tuner's and oracle's state files)."""
+    atomic.write_json(path, obj)
 
 
 def _kind(reason: str) -> str:
@@ -140,6 +131,16 @@ class BudgetedOracle:
         super().reload()
         done = (TrialStatus.COMPLETED, TrialStatus.FAILED)
         self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in done]
+        # A trial that failed for a reason outside its architecture (disk full, out of memory) is
+        # run again: it waits in the retry queue, and no longer counts as ended or failed.
+        for trial_id in sorted(self.trials):
+            trial = self.trials[trial_id]
+            if trial.status == TrialStatus.FAILED and is_environment_failure(trial.message):
+                trial.status = TrialStatus.INVALID  # waiting to run again
+                trial.message = None
+                self.end_order = [t for t in self.end_order if t != trial_id]
+                if trial_id not in self._retry_queue:
+                    self._retry_queue.insert(0, trial_id)  # pop() takes from the end: in order
 
     def _save_trial(self, trial):
         path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
@@ -175,6 +176,11 @@ class GridOracle(BudgetedOracle, keras_tuner.oracles.GridSearchOracle):
         return self._get_next_combination(values)
 
 
+def is_environment_failure(message) -> bool:
+    """Whether a failed trial's message says the machine failed (see ``ENVIRONMENT_FAILURE``)."""
+    return bool(message) and ENVIRONMENT_FAILURE in message
+
+
 def make_oracle(kind: str, *, space, objective="val_accuracy", max_trials=None, seed=None,
                 checker=None, max_epochs=None, factor=3, hyperband_iterations=1,
                 population_size=None, sample_size=None, num_initial_points=None):
@@ -193,7 +199,7 @@ def make_oracle(kind: str, *, space, objective="val_accuracy", max_trials=None, 
     if kind == "hyperband":
         if not max_epochs or int(max_epochs) < 1:
             raise ConfigError("hyperband needs --max-epochs (the most epochs one model trains)",
-                              what="--max-epochs", hint="e.g. --max-epochs 20")
+                              what="max_epochs", hint="e.g. --max-epochs 20")
         oracle = HyperbandOracle(max_epochs=int(max_epochs), factor=int(factor),
                                  hyperband_iterations=int(hyperband_iterations), **common)
         oracle.max_trials = max_trials  # an optional cap on top of Hyperband's own schedule
@@ -203,8 +209,8 @@ def make_oracle(kind: str, *, space, objective="val_accuracy", max_trials=None, 
         sample = int(sample_size or max(2, population // 4))
         if population < 1 or not 1 <= sample <= population:
             raise ConfigError(f"evolution needs 1 <= --sample-size ({sample}) <= "
-                              f"--population ({population})", what="--sample-size")
+                              f"--population ({population})", what="sample_size")
         return EvolutionOracle(max_trials=max_trials, population_size=population,
                                sample_size=sample, **common)
-    raise ConfigError(f"unknown tuner {kind!r}", what="--tuner",
+    raise ConfigError(f"unknown tuner {kind!r}", what="tuner",
                       hint="use one of " + ", ".join(TUNERS))

@@ -74,12 +74,12 @@ class TrialRecipe:
         """The trial's network, built under the recipe's precision policy."""
         import keras
 
-        from kblocks.training.trainer import PRECISIONS, _main_output
+        from kblocks.training import PRECISIONS, main_output
 
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(PRECISIONS[self.precision])
         try:
-            return _main_output(space.build(values))
+            return main_output(space.build(values))
         finally:
             keras.config.set_dtype_policy(previous)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.search.budget import measure
-from kblocks.search.runner import load_record
+from kblocks.search.record import load_record
 from kblocks.search.tuner import PROJECT
 
 
@@ -160,7 +160,6 @@ def load_report(out, *, space=None) -> SearchReport:
     oracle_state = {}
     if (project / "oracle.json").exists():
         oracle_state = json.loads((project / "oracle.json").read_text())
-    objective = record["tuner"].get("objective", "val_accuracy")
     rows = []
     paths = sorted(project.glob("trial_*/trial.json"), key=lambda p: _trial_key(p.parent.name))
     for path in paths:
@@ -196,18 +195,18 @@ def _trial_key(name: str):
 
 def write_report(out, *, space=None) -> SearchReport:
     """Read the folder and write leaderboard.txt, trials.csv, best.yaml and search.png."""
-    from kblocks.training import runfolder
+    from kblocks.common import atomic
     from kblocks.search.space import SearchSpace
 
     out = Path(out)
     record = load_record(out)
     space = space or SearchSpace.from_dict(record["space"])
     report = load_report(out, space=space)
-    runfolder.write_text(out / "leaderboard.txt", report.render(limit=None) + "\n")
-    runfolder.write_text(out / "trials.csv", _csv(report))
+    atomic.write_text(out / "leaderboard.txt", report.render(limit=None) + "\n")
+    atomic.write_text(out / "trials.csv", _csv(report))
     best = report.best
     if best is not None:
-        runfolder.write_text(out / "best.yaml", best_yaml(space, best, report))
+        atomic.write_text(out / "best.yaml", best_yaml(space, best, report))
     plot_search(report, out / "search.png")
     return report
 
@@ -262,7 +261,7 @@ def plot_search(report: SearchReport, path):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from kblocks.training import runfolder
+    from kblocks.common import atomic
 
     done = [r for r in report.completed if r.params is not None]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
@@ -307,6 +306,6 @@ def plot_search(report: SearchReport, path):
     fig.suptitle(f"{report.out}: {len(report.rows)} trials, {rej} rejected before training",
                  fontsize=9)
     fig.tight_layout()
-    with runfolder.atomic_path(path, suffix=".png") as tmp:
+    with atomic.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -16,21 +16,29 @@ running when the search stopped is run again from its start, and the search goes
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
+from kblocks.common.folderlock import LOCK_NAME
 from kblocks.search.budget import Budget
 from kblocks.search.oracles import TUNERS, write_json_atomic
+from kblocks.search.record import FORMAT, SEARCH_FILE, load_record
 from kblocks.search.tuner import PROJECT
 
-FORMAT = 1  #: version of search.json
-SEARCH_FILE = "search.json"
+#: what a search writes in its folder: all that ``--overwrite`` may remove
+SEARCH_FOLDER_FILES = (SEARCH_FILE, PROJECT, "leaderboard.txt", "trials.csv", "best.yaml",
+                       "search.png")
+
+
+class SearchFailed(KBlocksError):
+    """The search ended and no trial completed (the CLI exits 1)."""
 
 
 @dataclass
@@ -68,7 +76,7 @@ class SearchConfig:
 def _fingerprint(record: dict) -> dict:
     """What must not change between a search and its --resume."""
     train = dict(record["train"])
-    for key in ("verbose", "tensorboard"):
+    for key in ("verbose", "tensorboard", "unsafe"):  # unsafe: never stored (older records had it)
         train.pop(key, None)
     tuner = {k: v for k, v in record["tuner"].items() if k != "trials"}  # may grow on resume
     return {"space": record["space"], "tuner": tuner, "budget": record["budget"],
@@ -86,21 +94,6 @@ def _describe_change(old: dict, new: dict) -> str:
     return "nothing"
 
 
-def load_record(out) -> dict:
-    path = Path(out) / SEARCH_FILE
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist: {out} is not a search folder", what="--out",
-                          hint="give the --out folder of a kblocks search")
-    try:
-        record = json.loads(path.read_text())
-    except ValueError:
-        raise ConfigError(f"{path} is not valid JSON", what="--out") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a kblocks search record (format {FORMAT})",
-                          what="--out")
-    return record
-
-
 def _tuner_options(cfg: SearchConfig) -> dict:
     return {"kind": cfg.tuner.lower(), "trials": cfg.trials, "objective": cfg.objective,
             "max_epochs": cfg.max_epochs, "factor": cfg.factor,
@@ -110,36 +103,36 @@ def _tuner_options(cfg: SearchConfig) -> dict:
 
 def _check_options(cfg: SearchConfig):
     if cfg.tuner.lower() not in TUNERS:
-        raise ConfigError(f"unknown tuner {cfg.tuner!r}", what="--tuner",
+        raise ConfigError(f"unknown tuner {cfg.tuner!r}", what="tuner",
                           hint="use one of " + ", ".join(TUNERS))
     kind = cfg.tuner.lower()
     if cfg.trials is not None and cfg.trials < 1:
-        raise ConfigError(f"--trials must be at least 1, got {cfg.trials}", what="--trials")
+        raise ConfigError(f"trials must be at least 1, got trials={cfg.trials}", what="trials")
     if kind in ("random", "bayesian", "evolution") and not cfg.trials:
-        raise ConfigError(f"the {kind} tuner needs --trials (how many architectures to train)",
-                          what="--trials", hint="e.g. --trials 20")
+        raise ConfigError(f"the {kind} tuner needs trials= (how many architectures to train)",
+                          what="trials", hint="e.g. trials=20")
     if kind == "hyperband" and not cfg.max_epochs:
-        raise ConfigError("hyperband needs --max-epochs", what="--max-epochs",
-                          hint="e.g. --max-epochs 20")
+        raise ConfigError("hyperband needs max_epochs=", what="max_epochs",
+                          hint="e.g. max_epochs=20")
     if cfg.distributed not in (None, "chief", "worker"):
-        raise ConfigError(f"--distributed is chief or worker, got {cfg.distributed!r}",
-                          what="--distributed")
+        raise ConfigError(f"distributed= is chief or worker, got {cfg.distributed!r}",
+                          what="distributed")
     if cfg.distributed == "worker" and not cfg.chief:
-        raise ConfigError("a worker needs --chief HOST:PORT (where the chief listens)",
-                          what="--chief", hint="e.g. --chief 10.0.0.5:8000")
+        raise ConfigError("a worker needs chief=HOST:PORT (where the chief listens)",
+                          what="chief", hint="e.g. chief=10.0.0.5:8000")
     if cfg.time_budget is not None and cfg.time_budget <= 0:
-        raise ConfigError(f"--time-budget must be a positive number of seconds, got "
-                          f"{cfg.time_budget}", what="--time-budget")
+        raise ConfigError(f"time_budget= must be a positive number of seconds, got "
+                          f"{cfg.time_budget}", what="time_budget")
     if cfg.distributed == "worker" and (cfg.overwrite):
         raise ConfigError("a worker never overwrites the search folder; only the chief may",
-                          what="--overwrite")
+                          what="overwrite")
 
 
 def _chief_address(text: str):
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ConfigError(f"--chief takes HOST:PORT, got {text!r}", what="--chief",
-                          hint="e.g. --chief 127.0.0.1:8000")
+        raise ConfigError(f"chief= takes HOST:PORT, got {text!r}", what="chief",
+                          hint="e.g. chief=127.0.0.1:8000")
     return host, int(port)
 
 
@@ -155,7 +148,7 @@ def _set_role(cfg: SearchConfig):
         wid = cfg.worker_id or f"worker-{socket.gethostname()}-{os.getpid()}"
         if "chief" in wid:
             raise ConfigError(f"a worker id may not contain 'chief', got {wid!r}",
-                              what="--worker-id")
+                              what="worker_id")
         os.environ.update(KERASTUNER_TUNER_ID=wid, KERASTUNER_ORACLE_IP=host,
                           KERASTUNER_ORACLE_PORT=str(port))
 
@@ -171,29 +164,33 @@ def _prepare_folder(cfg: SearchConfig, record: dict, echo) -> dict:
         a, b = _fingerprint(old), _fingerprint(record)
         if a != b:
             raise ConfigError(f"the search in {out} was started with other options "
-                              f"({_describe_change(a, b)})", what="--resume",
-                              hint="resume with the same options, or start a new --out folder")
+                              f"({_describe_change(a, b)})", what="resume",
+                              hint="resume with the same options, or start a new out= folder")
         old["tuner"]["trials"] = record["tuner"]["trials"] or old["tuner"]["trials"]
         old["resumed"] = old.get("resumed", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")]
         old["status"] = "running"
         write_json_atomic(path, old)
         return old
     if cfg.resume:
-        raise ConfigError(f"{out} holds no search to continue", what="--resume",
-                          hint="drop --resume to start a new search there")
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise ConfigError(f"{out} is not empty" + (" (it holds a search)" if path.exists() else ""),
-                          what="--out",
-                          hint="add --resume to continue that search, --overwrite to start "
-                               "again, or give a new --out folder")
-    if cfg.overwrite and out.exists():
+        raise ConfigError(f"{out} holds no search to continue", what="resume",
+                          hint="drop resume=True to start a new search there")
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and \
+            not (cfg.overwrite and path.exists()):
+        if not path.exists():  # --overwrite removes only a search kblocks wrote
+            raise ConfigError(f"{out} is not empty and holds no search (no {SEARCH_FILE}): "
+                              f"kblocks will not write into it or remove what it holds",
+                              what="out", hint="give a new or empty out= folder")
+        raise ConfigError(f"{out} is not empty (it holds a search)", what="out",
+                          hint="add resume=True to continue that search, overwrite=True to start "
+                               "again, or give a new out= folder")
+    if cfg.overwrite and path.exists():
         import shutil
 
-        for name in (SEARCH_FILE, PROJECT):
+        for name in SEARCH_FOLDER_FILES:
             target = out / name
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            elif target.exists():
+            elif os.path.lexists(target):
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
@@ -207,62 +204,118 @@ def _drop_ragged(x, y, batch_size: int):
 
 
 def run_search(cfg: SearchConfig, *, echo=print, command=None):
-    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None)."""
-    import numpy as np
+    """Run (or resume, or join) the search ``cfg`` describes; return the report (or None).
 
-    from kblocks.training.data import check_fits
+    The search folder is locked (:mod:`kblocks.common.folderlock`) from the first check to the last
+    write, so a second search on it is refused ("... is in use by process N"); a worker of a
+    distributed search does not take the lock: the chief is the folder's one writer. Raises
+    :class:`SearchFailed` when the search ends with no completed trial."""
+    if cfg.distributed == "worker":
+        return _run_search(cfg, echo=echo, command=command)
+    from kblocks.common import folderlock
+
+    with folderlock.hold(cfg.out, what="search folder"):
+        return _run_search(cfg, echo=echo, command=command)
+
+
+@dataclass
+class _Search:
+    """What the phases of a search share (see :func:`_run_search`)."""
+
+    cfg: SearchConfig
+    train_cfg: object = None        # kblocks.training.TrainConfig, seed fixed
+    seed: int = 1
+    started: float = 0.0
+    classes: int = 0
+    space: object = None            # kblocks.search.space.SearchSpace
+    record: dict = field(default_factory=dict)
+    x: object = None                # training images and labels (a whole number of batches)
+    y: object = None
+    val: object = None              # validation ArrayData
+    yv: object = None
+    recipe: object = None           # kblocks.search.recipe.TrialRecipe
+    tuner: object = None
+    chief: tuple | None = None      # (host, port) of the chief, for a worker
+
+
+def _run_search(cfg: SearchConfig, *, echo=print, command=None):
+    """The phases of a search: data, space and folder; the trials' data and recipe; the tuner;
+    the search itself (or serving it as chief, or working for one); its outcome and report."""
+    run = _prepare(cfg, command, echo)
+    _trial_data(run)
+    _set_role(run.cfg)
+    if run.cfg.distributed == "worker":
+        from kblocks.search.distributed import join
+
+        run.chief = _chief_address(run.cfg.chief)
+        if not join(*run.chief, Path(run.cfg.out), run.cfg.chief_timeout, echo=echo):
+            return None
+    if run.cfg.distributed:
+        from kblocks.search.distributed import quiet_condition_protos
+
+        quiet_condition_protos()
+    _make_tuner(run, echo)
+    if not _search(run, echo):
+        return None  # a worker: the chief keeps the record and writes the report
+    return _outcome(run, echo)
+
+
+def _prepare(cfg: SearchConfig, command, echo) -> _Search:
+    """Options (from the folder on a bare ``--resume``), seed, data, the space, and the search
+    folder with its record."""
     from kblocks.search.space import SearchSpace
-    from kblocks.training import TrainConfig, one_hot, prepare_data, set_seed
+    from kblocks.training import TrainConfig, prepare_data, set_seed
+    from kblocks.training.data import check_fits
 
     started = time.time()
     if cfg.space is None:
         cfg = _from_folder(cfg)
     _check_options(cfg)
     train_cfg = cfg.train or TrainConfig()
-    out = Path(cfg.out)
-
     seed = int(train_cfg.seed if train_cfg.seed is not None else 1)
     train_cfg = train_cfg.replace(seed=seed)
     set_seed(seed, train_cfg.deterministic)
     train, val = prepare_data(train_cfg, seed)
     if val is None:
         raise DataError("a search selects architectures on validation data; the split is empty",
-                        what="--val-split", hint="use e.g. --val-split 0.1 or --val-data")
+                        what="val_split", hint="use e.g. val_split=0.1 or val_data=")
     space = SearchSpace(cfg.space, blocks=cfg.blocks, classes=train.num_classes,
                         input_shape=train.input_shape, **dict(cfg.variables))
     _check_output(space, train, check_fits)
     record = {
         "format": FORMAT, "kind": "kblocks-search", "space": space.to_dict(),
-        "tuner": _tuner_options(cfg), "budget": cfg.budget.to_dict(), "train": asdict(train_cfg),
+        "tuner": _tuner_options(cfg), "budget": cfg.budget.to_dict(), "train": train_cfg.to_record(),
         "seed": seed, "data": {"train": train.describe(), "val": val.describe()},
         "command": list(command) if command is not None else list(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
         "backend": _backend(),
     }
     record = _prepare_folder(cfg, record, echo)
-    options = dict(record["tuner"])
+    return _Search(cfg=cfg, train_cfg=train_cfg, seed=seed, started=started,
+                   classes=train.num_classes, space=space, record=record, x=train.x, y=train.y,
+                   val=val)
 
+
+def _trial_data(run: _Search):
+    """Every trial's data (a whole number of batches, one-hot labels when the loss needs them)
+    and its recipe."""
     from kblocks.search.recipe import TrialRecipe
+    from kblocks.training import one_hot
+
+    classes = run.classes
+    run.x, run.y = _drop_ragged(run.x, run.y, int(run.train_cfg.batch_size))
+    run.recipe = TrialRecipe.for_data(run.train_cfg, run.x, run.y, classes=classes,
+                                      seed=run.seed, verbose=run.cfg.verbose)
+    run.yv = run.val.y
+    if run.recipe.one_hot:
+        run.y, run.yv = one_hot(run.y, classes), one_hot(run.yv, classes)
+
+
+def _make_tuner(run: _Search, echo):
+    """The Keras Tuner tuner of the record's kind, with its oracle's own options."""
     from kblocks.search.tuner import make_tuner
 
-    batch = int(train_cfg.batch_size)
-    x, y = _drop_ragged(train.x, train.y, batch)
-    recipe = TrialRecipe.for_data(train_cfg, x, y, classes=train.num_classes, seed=seed,
-                                  verbose=cfg.verbose)
-    yv = val.y
-    if recipe.one_hot:
-        y, yv = one_hot(y, train.num_classes), one_hot(yv, train.num_classes)
-    _set_role(cfg)
-    if cfg.distributed == "worker":
-        from kblocks.search.distributed import join
-
-        chief = _chief_address(cfg.chief)
-        if not join(*chief, out, cfg.chief_timeout, echo=echo):
-            return None
-    if cfg.distributed:
-        from kblocks.search.distributed import quiet_condition_protos
-
-        quiet_condition_protos()
+    cfg, options = run.cfg, dict(run.record["tuner"])
     kind = options["kind"]
     oracle_options = {}
     if kind == "hyperband":
@@ -274,16 +327,23 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
     elif kind == "bayesian" and options["initial_points"]:
         oracle_options = dict(num_initial_points=options["initial_points"])
     resuming = cfg.resume or cfg.distributed == "worker"
-    tuner = make_tuner(space, kind, objective=options["objective"],
-                       max_trials=options["trials"], directory=str(out), project_name=PROJECT,
-                       overwrite=not resuming, seed=seed, budget=Budget(**record["budget"]),
-                       recipe=recipe, echo=echo, **oracle_options)
-    tuner.save()  # so a search killed in its first trial can be resumed
+    run.tuner = make_tuner(run.space, kind, objective=options["objective"],
+                           max_trials=options["trials"], directory=str(cfg.out),
+                           project_name=PROJECT, overwrite=not resuming, seed=run.seed,
+                           budget=Budget(**run.record["budget"]), recipe=run.recipe, echo=echo,
+                           **oracle_options)
     if cfg.time_budget:
-        tuner.deadline = started + float(cfg.time_budget)
+        run.tuner.deadline = run.started + float(cfg.time_budget)
+
+
+def _search(run: _Search, echo) -> bool:
+    """Run the trials (alone, as chief, or as a worker); False for a worker, whose chief keeps
+    the record. Keras Tuner's give-up and a full disk become one-line errors."""
+    cfg, tuner, out = run.cfg, run.tuner, Path(run.cfg.out)
     if cfg.distributed != "worker":
-        echo(_banner(space, record, cfg, len(x), len(val)))
+        echo(_banner(run.space, run.record, cfg, len(run.x), len(run.val)))
     try:
+        tuner.save()  # so a search killed in its first trial can be resumed
         if cfg.distributed == "chief":
             from kblocks.search.distributed import serve
 
@@ -291,22 +351,46 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
         elif cfg.distributed == "worker":
             from kblocks.search.distributed import work
 
-            work(tuner, (x, y), {"validation_data": (val.x, yv)}, host=chief[0],
-                 port=chief[1], folder=out, echo=echo)
-            return None
+            work(tuner, (run.x, run.y), {"validation_data": (run.val.x, run.yv)},
+                 host=run.chief[0], port=run.chief[1], folder=out, echo=echo)
+            return False
         else:
-            tuner.search(x, y, validation_data=(val.x, yv))
+            tuner.search(run.x, run.y, validation_data=(run.val.x, run.yv))
     except RuntimeError as err:  # Keras Tuner stops after too many failed trials in a row
         if "consecutive failures" not in str(err):
             raise
         _finish(out, "failed", str(err).splitlines()[0])
         raise KBlocksError(f"the search stopped: {str(err).splitlines()[0]}", what="search",
                            hint=f"see the trial messages in {out / PROJECT}/trial_*/trial.json; "
-                                f"a lower --lr often helps") from None
+                                f"a lower lr= often helps") from None
+    except OSError as err:  # the search's own files (oracle.json, trial.json) on a full disk
+        if err.errno != errno.ENOSPC:
+            raise
+        raise KBlocksError(f"no space left on the device writing {err.filename or out}",
+                           what="search", hint=f"free some space, then continue with: kblocks "
+                                               f"search --out {out} --resume") from None
+    return True
+
+
+def _outcome(run: _Search, echo):
+    """The record's status, :class:`SearchFailed` when no trial completed, and the report."""
+    cfg, tuner, out = run.cfg, run.tuner, Path(run.cfg.out)
+    completed = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    if not completed and not tuner.stopped_for_time:
+        ended = len(tuner.oracle.trials)
+        why = getattr(tuner.oracle, "stop_reason", None)  # e.g. every draw over budget
+        _finish(out, "failed", "no trial completed" + (f": {why}" if why else ""))
+        raise SearchFailed(f"no trial completed ({ended} failed" + (f"; {why}" if why else "")
+                           + f"); the trial errors are in {out / PROJECT}/trial_*/trial.json",
+                           what="search",
+                           hint="trials that failed for their architecture (shapes, a diverging "
+                                "loss: a lower lr= often helps) stay failed; those that failed "
+                                "for the machine (disk full, out of memory) run again with "
+                                "resume=True")
     stop_reason = getattr(tuner.oracle, "stop_reason", None)
     if tuner.stopped_for_time:
         stop_reason = (f"the time budget of {cfg.time_budget:g} s is used; continue with "
-                       f"--resume")
+                       f"resume=True")
     _finish(out, "stopped" if tuner.stopped_for_time else "finished", stop_reason)
     if stop_reason:
         echo(f"note: the search stopped early: {stop_reason}")
@@ -314,7 +398,7 @@ def run_search(cfg: SearchConfig, *, echo=print, command=None):
         return None
     from kblocks.search.report import write_report
 
-    report = write_report(out, space=space)
+    report = write_report(out, space=run.space)
     echo(report.render())
     return report
 
@@ -328,16 +412,18 @@ def _from_folder(cfg: SearchConfig) -> SearchConfig:
     if not cfg.resume:
         raise ConfigError("no search space given", what="SPACE",
                           hint="give architecture text with placeholders or a YAML file "
-                               "(or --resume with the --out folder of a search)")
+                               "(or resume=True with the out= folder of a search)")
     if not (Path(cfg.out) / SEARCH_FILE).exists():
-        raise ConfigError(f"{cfg.out} holds no search to continue", what="--resume",
-                          hint="give the --out folder of a kblocks search")
+        raise ConfigError(f"{cfg.out} holds no search to continue", what="resume",
+                          hint="give the out= folder of a kblocks search")
     stored = load_record(cfg.out)
     tuner = stored["tuner"]
     verbose = cfg.train.verbose if cfg.train is not None else 0
     return replace(
         cfg, space=stored["space"], blocks=None, variables={},
-        train=TrainConfig(**{**stored["train"], "verbose": verbose}), tuner=tuner["kind"],
+        train=TrainConfig.from_record({**stored["train"], "verbose": verbose},
+                                      unsafe=cfg.train.unsafe if cfg.train is not None else False),
+        tuner=tuner["kind"],
         trials=cfg.trials or tuner["trials"], objective=tuner["objective"],
         max_epochs=tuner["max_epochs"], factor=tuner["factor"],
         hyperband_iterations=tuner["hyperband_iterations"], population=tuner["population"],

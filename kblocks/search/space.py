@@ -64,11 +64,11 @@ def _read_blocks(blocks) -> dict:
     if isinstance(blocks, (str, Path)):
         path = Path(blocks)
         if not path.exists():
-            raise ConfigError(f"blocks file {str(path)!r} does not exist", what="--blocks")
+            raise ConfigError(f"blocks file {str(path)!r} does not exist", what="blocks")
         data, _ = load_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
         body = data.get("blocks", {})
         if not isinstance(body, dict):
-            raise ConfigError(f"{path}: 'blocks' must be a mapping name: body", what="--blocks")
+            raise ConfigError(f"{path}: 'blocks' must be a mapping name: body", what="blocks")
         return body
     raise KBlocksError("blocks= takes a YAML path or a mapping name: body", what="blocks")
 
@@ -96,7 +96,18 @@ class SearchSpace:
         blocks: extra named blocks: a YAML file with a ``blocks:`` mapping, or the mapping itself.
         classes: number of classes (the units of a bare final ``FC``); overrides the file's.
         input_shape: ``(height, width, channels)``; overrides the file's ``input``.
+        name: the space's name (default: the file's ``name``, its file name, or ``"space"``).
         **variables: values of the text's variables (as in :func:`kblocks.build`).
+
+    Raises:
+        ConfigError: a file or ``blocks`` that is missing or malformed, a block defined twice.
+        ArchitectureError: text that does not parse, or placeholders used inconsistently.
+
+    Example:
+
+    >>> space = SearchSpace("[CONV({f#: 8|16})-RELU]*{n#: 1..2}-FC(10)", input_shape=(8, 8, 1))
+    >>> space.names
+    ['n', 'f_1', 'f_2']
     """
 
     def __init__(self, source, *, blocks=None, classes=None, input_shape=None, name=None,
@@ -111,7 +122,7 @@ class SearchSpace:
         twice = sorted(set(own) & set(extra))
         if twice:
             raise ConfigError(f"block {twice[0]!r} is defined both in {origin or 'the space'} and "
-                              f"in the blocks file", what="--blocks",
+                              f"in the blocks file", what="blocks",
                               hint="rename one of them")
         if extra:
             data["blocks"] = {**own, **extra}
@@ -147,28 +158,45 @@ class SearchSpace:
         self.conditions = {name: conditions_of(use, self.specs) for name, use in found.uses.items()}
 
     def to_dict(self) -> dict:
-        """Plain data (JSON/YAML) that :meth:`from_dict` turns back into the same space."""
+        """The space as plain data, the form a search folder stores.
+
+        Returns:
+            A JSON- and YAML-safe mapping (``network``, ``input``, ``classes``, ``vars``,
+            ``blocks``, ...) that :meth:`from_dict` turns back into the same space.
+        """
         return copy.deepcopy(self._data)
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSpace":
+        """The space :meth:`to_dict` described.
+
+        Args:
+            data: a mapping from :meth:`to_dict` (or with the keys of an architecture file).
+
+        Returns:
+            A new :class:`SearchSpace`.
+        """
         return cls(dict(data))
 
     # -- what it holds ----------------------------------------------------------------------------
     @property
     def name(self) -> str:
+        """The space's name."""
         return self.arch.name
 
     @property
     def input_shape(self):
+        """``(height, width, channels)`` of the input, or None when the text leaves it open."""
         return self.arch.input_shape
 
     @property
     def classes(self):
+        """The number of classes, or None."""
         return self.arch.classes
 
     @property
     def text(self) -> str:
+        """The architecture text with its placeholders."""
         return self.arch.network
 
     @property
@@ -183,14 +211,36 @@ class SearchSpace:
         return f"SearchSpace({self.text!r}, {len(self)} hyperparameters)"
 
     def is_active(self, name: str, values: dict) -> bool:
+        """Whether hyperparameter ``name`` exists under ``values`` of the others.
+
+        ``{n#: 1..3}`` repeats an item: the width of the third copy exists only when ``n`` >= 3.
+
+        Args:
+            name: one of :attr:`names`.
+            values: values of (at least) the hyperparameters ``name`` depends on.
+
+        Returns:
+            True when every condition of ``name`` holds.
+        """
         return all(values.get(parent) in allowed for parent, allowed in self.conditions[name])
 
     def defaults(self) -> dict:
-        """The active hyperparameters at their defaults (first choice, lower bound, present)."""
+        """The active hyperparameters at their defaults.
+
+        Returns:
+            ``{name: value}``: first choice, lower bound, optional items present.
+        """
         return self.complete({})
 
     def complete(self, values) -> dict:
-        """``values`` restricted to the active hyperparameters, missing ones at their defaults."""
+        """``values`` restricted to the active hyperparameters, missing ones at their defaults.
+
+        Args:
+            values: a mapping, a ``keras_tuner.HyperParameters``, a Keras Tuner ``Trial`` or None.
+
+        Returns:
+            ``{name: value}`` for every active hyperparameter, in the order of :attr:`names`.
+        """
         given = _values_of(values)
         out = {}
         for name, spec in self.specs.items():
@@ -199,7 +249,12 @@ class SearchSpace:
         return out
 
     def hyperparameters(self):
-        """A ``keras_tuner.HyperParameters`` holding the whole space, values at the defaults."""
+        """The space as Keras Tuner hyperparameters (imports ``keras_tuner``).
+
+        Returns:
+            A ``keras_tuner.HyperParameters`` with every hyperparameter, its range and its
+            conditions, values at :meth:`defaults`.
+        """
         import keras_tuner
 
         config = {"space": [spec.tuner_config(self.conditions[name])
@@ -208,7 +263,12 @@ class SearchSpace:
         return keras_tuner.HyperParameters.from_config(config)
 
     def describe(self) -> list:
-        """One row per hyperparameter: name, kind, values, default, condition."""
+        """The hyperparameters as rows.
+
+        Returns:
+            One dict per hyperparameter with ``name``, ``kind``, ``values``, ``default`` and
+            ``condition`` (``"always"`` or when it is active).
+        """
         rows = []
         for name, spec in self.specs.items():
             cond = " and ".join(f"{p} >= {min(v)}" for p, v in self.conditions[name])
@@ -218,6 +278,11 @@ class SearchSpace:
         return rows
 
     def table(self) -> str:
+        """:meth:`describe` as an aligned plain-text table.
+
+        Returns:
+            The table, one line per hyperparameter under a header.
+        """
         rows = [{"name": "name", "kind": "kind", "values": "values", "default": "default",
                  "condition": "active when"}] + self.describe()
         keys = list(rows[0])
@@ -241,14 +306,37 @@ class SearchSpace:
         return given
 
     def compile(self, values=None):
-        """The layer graph of one architecture of the space (defaults where values are missing)."""
+        """The layer graph of one architecture of the space (makes no Keras objects).
+
+        Args:
+            values: hyperparameter values (mapping, ``HyperParameters`` or ``Trial``); missing
+                ones take their defaults. None: every default.
+
+        Returns:
+            The :class:`kblocks.lang.graph.Graph` of that architecture.
+
+        Raises:
+            KBlocksError: a name the space does not have, or a value outside its range.
+            ArchitectureError: an architecture whose shapes do not fit (e.g. pooled below 1x1).
+        """
         from kblocks.lang import api
 
         resolver = ValuesResolver(self.specs, self._checked(values))
         return api.compile(self.arch, resolver=resolver)
 
     def build(self, values=None, *, name=None):
-        """The ``keras.Model`` of one architecture (float pixels in, no preprocessing)."""
+        """The Keras model of one architecture (float pixels in, no preprocessing).
+
+        Args:
+            values: hyperparameter values, as for :meth:`compile`.
+            name: the model's name (default: the space's).
+
+        Returns:
+            A ``keras.Model``.
+
+        Raises:
+            KBlocksError: as :meth:`compile`, or Keras refusing a layer argument.
+        """
         from kblocks.lang.emit import emit
 
         graph = self.compile(values)
@@ -257,11 +345,27 @@ class SearchSpace:
         return model
 
     def fixed(self, values=None) -> str:
-        """Canonical text of one architecture: no placeholders left; it rebuilds the same model."""
+        """Canonical text of one architecture.
+
+        Args:
+            values: hyperparameter values, as for :meth:`compile`.
+
+        Returns:
+            Architecture text with no placeholders left; it rebuilds the same model.
+        """
         return self.compile(values).canonical_text()
 
     def architecture(self, values=None, *, name=None, doc=None) -> dict:
-        """A complete architecture file (``input``, ``classes``, ``blocks``, ``network``) as data."""
+        """One architecture as a complete architecture file (what ``best.yaml`` holds).
+
+        Args:
+            values: hyperparameter values, as for :meth:`compile`.
+            name: the file's ``name`` (default: ``<space>-fixed``).
+            doc: an optional ``doc`` text.
+
+        Returns:
+            A mapping with ``name``, ``input``, ``classes``, ``blocks`` and ``network``.
+        """
         graph = self.compile(values)
         out = {"name": name or f"{self.name}-fixed"}
         if doc:
@@ -276,7 +380,19 @@ class SearchSpace:
 
     # -- searching --------------------------------------------------------------------------------
     def tuner(self, kind: str = "random", **kwargs):
-        """A Keras Tuner tuner over this space; see :func:`kblocks.search.tuner.make_tuner`."""
+        """A Keras Tuner tuner over this space.
+
+        Args:
+            kind: ``random``, ``grid``, ``bayesian``, ``hyperband`` or ``evolution``.
+            **kwargs: passed to :func:`kblocks.search.tuner.make_tuner` (``objective``,
+                ``max_trials``, ``directory``, ``project_name``, ``data``, ``budget``, ...).
+
+        Returns:
+            A ``keras_tuner.Tuner`` whose trials build architectures of this space.
+
+        Raises:
+            ConfigError: an unknown ``kind`` or options it does not take.
+        """
         from kblocks.search.tuner import make_tuner
 
         return make_tuner(self, kind, **kwargs)

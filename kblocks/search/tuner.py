@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import errno
 import gc
 import math
 import os
@@ -27,13 +28,12 @@ import keras_tuner
 from keras_tuner.src import backend as kt_backend
 from keras_tuner.src.engine import tuner_utils
 
-from kblocks.training import feed
-
 from kblocks.common import saving
 from kblocks.common.errors import ConfigError
 from kblocks.search.budget import Budget, measure
-from kblocks.search.oracles import make_oracle, write_json_atomic
+from kblocks.search.oracles import ENVIRONMENT_FAILURE, make_oracle, write_json_atomic
 from kblocks.search.recipe import TrialRecipe
+from kblocks.training import feed
 
 PROJECT = "kt"  #: the Keras Tuner project folder inside a search folder
 
@@ -133,9 +133,49 @@ class AtomicSaveBestEpoch(tuner_utils.SaveBestEpoch):
         if kt_backend.config.backend() == "tensorflow":  # as SaveBestEpoch: a non-chief worker
             strategy = self.model.distribute_strategy        # writes to a temporary folder
             path = kt_backend.io.write_filepath(self.filepath, strategy)
-        saving.save_weights(self.model, path)
+        _check_space(self.model, path)
+        try:
+            saving.save_weights(self.model, path)
+        except OSError as err:  # ENOSPC, EIO...: a failure of this trial, not of the search
+            raise OSError(err.errno, _os_problem(err, path), str(path)) from None
         if strategy is not None:
             kt_backend.io.remove_temp_dir_with_filepath(path, strategy)
+
+
+#: starts the message of a trial that failed for a reason outside its architecture (disk full, out
+#: of memory, an I/O error): ``--resume`` runs such a trial again (see BudgetedOracle.reload)
+def environment_problem(err: BaseException) -> str | None:
+    """What went wrong outside the architecture, in one line, or None for any other error."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "ResourceExhaustedError":
+        return "out of memory" + (f": {str(err).splitlines()[0][:200]}" if str(err) else "")
+    if isinstance(err, OSError):
+        return _os_problem(err, getattr(err, "filename", None))
+    return None
+
+
+def _os_problem(err: OSError, path=None) -> str:
+    if err.errno == errno.ENOSPC:
+        return f"no space left on the device writing {path or 'a trial file'}"
+    if err.errno is None and not path:  # e.g. our own re-raise already says it all
+        return str(err)
+    what = err.strerror or str(err)
+    return f"{what} writing {path}" if path else what
+
+
+def _check_space(model, path):
+    """Refuse (OSError ENOSPC) a checkpoint the disk cannot hold, before HDF5 starts writing: an
+    HDF5 write that runs out of space mid-file can take the whole process down."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+        need = sum(int(v.numpy().nbytes) if hasattr(v, "numpy") else 0
+                   for v in model.weights) * 1.1 + (1 << 20)
+    except Exception:  # noqa: BLE001 - a check that cannot be made is skipped
+        return
+    if free < need:
+        raise OSError(errno.ENOSPC, f"no space left on the device writing {path} "
+                                    f"({free} bytes free, about {int(need)} needed)", str(path))
 
 
 def atomic_checkpoints(callbacks) -> None:
@@ -176,6 +216,11 @@ class SearchTuner(keras_tuner.Tuner):
             results = super().run_trial(trial, *args, **kwargs)
             self._last_metrics = _first(results)
             return results
+        except Exception as err:  # sorted into architecture and environment
+            problem = environment_problem(err)
+            if problem is None:
+                raise
+            raise keras_tuner.errors.FailedTrialError(ENVIRONMENT_FAILURE + problem) from None
         finally:
             release_memory(before)
 

@@ -86,10 +86,10 @@ class RandomCrop(_Augment):
         self.padding = int(padding)
         self.mode = str(mode)
         if self.padding < 0:
-            raise ConfigError(f"crop padding must be >= 0, got {self.padding}", what="--augment")
+            raise ConfigError(f"crop padding must be >= 0, got {self.padding}", what="augment")
         if self.mode not in ("reflect", "constant"):
             raise ConfigError(f"crop mode must be 'reflect' or 'constant', got {self.mode!r}",
-                              what="--augment")
+                              what="augment")
 
     def augment(self, x):
         p = self.padding
@@ -97,11 +97,11 @@ class RandomCrop(_Augment):
             return x
         height, width = x.shape[1], x.shape[2]
         if height is None or width is None:
-            raise ConfigError("random crop needs a fixed image size", what="--augment",
+            raise ConfigError("random crop needs a fixed image size", what="augment",
                               hint="give the model a fixed input shape (e.g. --image-size 64)")
         if self.mode == "reflect" and (p >= height or p >= width):
             raise ConfigError(f"crop padding {p} must be smaller than the image ({height}x{width})",
-                              what="--augment")
+                              what="augment")
         padded = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode=self.mode)
         batch = ops.shape(x)[0]
         offsets = keras.random.randint((batch, 2), 0, 2 * p + 1, seed=self.seed_generator)
@@ -131,12 +131,12 @@ class Cutout(_Augment):
         super().__init__(seed=seed, **kwargs)
         self.size = int(size)
         if self.size < 1:
-            raise ConfigError(f"cutout size must be >= 1, got {self.size}", what="--augment")
+            raise ConfigError(f"cutout size must be >= 1, got {self.size}", what="augment")
 
     def augment(self, x):
         height, width = x.shape[1], x.shape[2]
         if height is None or width is None:
-            raise ConfigError("cutout needs a fixed image size", what="--augment")
+            raise ConfigError("cutout needs a fixed image size", what="augment")
         batch = ops.shape(x)[0]
         centre = keras.random.randint((batch, 2), 0, max(height, width), seed=self.seed_generator)
         cy = ops.reshape(ops.mod(centre[:, 0], height), (-1, 1, 1, 1))
@@ -183,7 +183,7 @@ def parse_augment(spec, *, seed=None):
         match = _TOKEN.match(token)
         if not match:
             raise ConfigError(
-                f"unknown augmentation {token!r}", what="--augment",
+                f"unknown augmentation {token!r}", what="augment",
                 hint="use a comma-separated list of " + ", ".join(AUGMENT_TOKENS)
                 + " (e.g. flip,crop4,cutout8)")
         kind, number = match.group(1), match.group(2)
@@ -191,11 +191,11 @@ def parse_augment(spec, *, seed=None):
         name = f"augment_{i}_{token}"
         if kind == "flip":
             if number:
-                raise ConfigError(f"'flip' takes no number, got {token!r}", what="--augment")
+                raise ConfigError(f"'flip' takes no number, got {token!r}", what="augment")
             layers.append(RandomFlip(seed=layer_seed, name=name))
             continue
         if not number:
-            raise ConfigError(f"{kind!r} needs a size, e.g. {kind}4", what="--augment")
+            raise ConfigError(f"{kind!r} needs a size, e.g. {kind}4", what="augment")
         n = int(number)
         if kind == "crop":
             layers.append(RandomCrop(n, mode="reflect", seed=layer_seed, name=name))

@@ -108,7 +108,7 @@ class DataSource:
         self.split = split
         if self.needs_argument and not argument:
             raise DataError(f"data source '{self.scheme}' needs an argument",
-                            what="--data", hint=f"write it as {self.usage()}")
+                            what="data", hint=f"write it as {self.usage()}")
 
     @classmethod
     def usage(cls) -> str:
@@ -126,12 +126,12 @@ class DataSource:
         try:
             return np.load(path, allow_pickle=False)
         except Exception as err:  # noqa: BLE001
-            raise DataError(f"{self.spec}: cannot read as .npz ({err})", what="--data") from None
+            raise DataError(f"{self.spec}: cannot read as .npz ({err})", what="data") from None
 
     def path(self) -> Path:
         path = Path(os.path.expanduser(self.argument))
         if not path.exists():
-            raise DataError(f"{self.spec}: no such file or folder: {path}", what="--data",
+            raise DataError(f"{self.spec}: no such file or folder: {path}", what="data",
                             hint="check the path (relative paths start at the current folder)")
         return path
 
@@ -144,16 +144,16 @@ def parse_image_size(value):
         return (value, value)
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ConfigError(f"image size needs 2 numbers, got {value!r}", what="--image-size")
+            raise ConfigError(f"image size needs 2 numbers, got {value!r}", what="image_size")
         return (int(value[0]), int(value[1]))
     match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", str(value))
     if not match:
-        raise ConfigError(f"cannot read image size {value!r}", what="--image-size",
+        raise ConfigError(f"cannot read image size {value!r}", what="image_size",
                           hint="write HEIGHT or HEIGHTxWIDTH, e.g. 64 or 96x128")
     h = int(match.group(1))
     w = int(match.group(2) or h)
     if h < 1 or w < 1:
-        raise ConfigError(f"image size must be positive, got {value!r}", what="--image-size")
+        raise ConfigError(f"image size must be positive, got {value!r}", what="image_size")
     return (h, w)
 
 
@@ -164,7 +164,7 @@ def load_data(spec: str, *, data_dir=None, image_size=None, split="train") -> Ar
     as ``cifar10:``, any other ``.npz`` as ``npz:``.
     """
     if not spec or not str(spec).strip():
-        raise DataError("no data source given", what="--data",
+        raise DataError("no data source given", what="data",
                         hint="e.g. --data digits, --data npz:train.npz, --data images:photos/")
     spec = str(spec).strip()
     scheme, sep, argument = spec.partition(":")
@@ -172,13 +172,13 @@ def load_data(spec: str, *, data_dir=None, image_size=None, split="train") -> Ar
         guessed = _guess_scheme(spec)
         if guessed is None:
             raise DataError(
-                f"unknown data source {spec!r}", what="--data",
+                f"unknown data source {spec!r}", what="data",
                 hint="use one of " + ", ".join(c.usage() for c in _SOURCES.values())
                 + ", or a path to a folder or .npz file")
         scheme, argument = guessed, spec
     cls = _SOURCES[scheme]
     if not cls.needs_argument and argument:
-        raise DataError(f"data source '{scheme}' takes no argument, got {spec!r}", what="--data",
+        raise DataError(f"data source '{scheme}' takes no argument, got {spec!r}", what="data",
                         hint=f"write it as {cls.usage()}")
     source = cls(argument or None, data_dir=data_dir, image_size=parse_image_size(image_size),
                  split=split)
@@ -220,10 +220,10 @@ def _as_images(x: np.ndarray, spec: str) -> np.ndarray:
         x = x[..., None]
     if x.ndim != 4:
         raise DataError(f"{spec}: images must have shape (N, H, W) or (N, H, W, C), got {x.shape}",
-                        what="--data")
+                        what="data")
     if x.shape[-1] not in (1, 2, 3, 4) and x.shape[1] in (1, 3):
         raise DataError(f"{spec}: images look channels-first {x.shape}; kblocks wants (N, H, W, C)",
-                        what="--data", hint="transpose with x.transpose(0, 2, 3, 1) before saving")
+                        what="data", hint="transpose with x.transpose(0, 2, 3, 1) before saving")
     return x
 
 
@@ -233,39 +233,39 @@ def _as_labels(y: np.ndarray, n: int, spec: str) -> np.ndarray:
         y = y[:, 0]
     if y.ndim != 1:
         raise DataError(f"{spec}: labels must have shape (N,) of class indices, got {y.shape}",
-                        what="--data",
+                        what="data",
                         hint="for one-hot labels save y.argmax(axis=1) instead")
     if y.shape[0] != n:
-        raise DataError(f"{spec}: {n} images but {y.shape[0]} labels", what="--data")
+        raise DataError(f"{spec}: {n} images but {y.shape[0]} labels", what="data")
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise DataError(f"{spec}: labels must be whole numbers (class indices)", what="--data")
+            raise DataError(f"{spec}: labels must be whole numbers (class indices)", what="data")
         y = y.astype(np.int64)
     elif y.dtype.kind not in "iub":
-        raise DataError(f"{spec}: labels must be integers, got dtype {y.dtype}", what="--data")
+        raise DataError(f"{spec}: labels must be integers, got dtype {y.dtype}", what="data")
     return y.astype(np.int64)
 
 
 def _validate(data: ArrayData, spec: str):
     if len(data) == 0:
-        raise DataError(f"{spec}: the data set is empty", what="--data")
+        raise DataError(f"{spec}: the data set is empty", what="data")
     data.x = _as_images(data.x, spec)
     data.y = _as_labels(data.y, len(data.x), spec)
     if data.y.min() < 0:
-        raise DataError(f"{spec}: labels must be >= 0, found {int(data.y.min())}", what="--data")
+        raise DataError(f"{spec}: labels must be >= 0, found {int(data.y.min())}", what="data")
     if not data.classes:
         data.classes = [str(i) for i in range(int(data.y.max()) + 1)]
     if data.y.max() >= data.num_classes:
         raise DataError(
             f"{spec}: label {int(data.y.max())} is out of range for {data.num_classes} classes "
-            f"(labels must be 0..{data.num_classes - 1})", what="--data",
+            f"(labels must be 0..{data.num_classes - 1})", what="data",
             hint="fix the labels or the list of class names")
     if data.x.dtype != np.uint8:
         if data.x.dtype.kind not in "iuf":
             raise DataError(f"{spec}: images must be numeric, got dtype {data.x.dtype}",
-                            what="--data")
+                            what="data")
         if data.x.dtype.kind == "f" and not np.all(np.isfinite(data.x)):
-            raise DataError(f"{spec}: images contain NaN or infinite values", what="--data")
+            raise DataError(f"{spec}: images contain NaN or infinite values", what="data")
 
 
 # -- sources ----------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ class Npz(DataSource):
             missing = [k for k in ("x", "y") if k not in z.files]
             if missing:
                 raise DataError(f"{self.spec}: missing array(s) {', '.join(missing)}; "
-                                f"found {', '.join(z.files) or 'none'}", what="--data",
+                                f"found {', '.join(z.files) or 'none'}", what="data",
                                 hint="save with np.savez(path, x=images, y=labels)")
             x, y = z["x"], z["y"]
             classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
@@ -318,7 +318,7 @@ class Cifar10(DataSource):
             missing = [k for k in ("jpeg", "offsets", "labels") if k not in z.files]
             if missing:
                 raise DataError(f"{self.spec}: not a JPEG container, missing {', '.join(missing)}",
-                                what="--data", hint="for plain arrays use npz:PATH")
+                                what="data", hint="for plain arrays use npz:PATH")
             labels = z["labels"]
             classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
             x = self._cached(path)
@@ -340,6 +340,8 @@ class Cifar10(DataSource):
             return None
         key = self._key(path)
         try:
+            if key.is_symlink():  # a planted link: decode again rather than read through it
+                return None
             return np.load(key, allow_pickle=False)
         except Exception:  # noqa: BLE001 - absent or damaged cache: decode again
             return None
@@ -347,13 +349,15 @@ class Cifar10(DataSource):
     def _store(self, path, x):
         if os.environ.get("KBLOCKS_NO_CACHE"):
             return
+        from kblocks.common.atomic import atomic_path
+
         key = self._key(path)
         try:
-            key.parent.mkdir(parents=True, exist_ok=True)
-            tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, x)
-            os.replace(tmp, key)
+            # A fresh O_EXCL name in the cache folder: a link planted there (under a guessable
+            # name, for the next process ids) is never followed, and never renamed into the cache.
+            with atomic_path(key, prefix=f".{key.name}.", suffix=".tmp", durable=False) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, x)
         except OSError:
             pass  # a read-only home is no reason to fail
 
@@ -381,11 +385,11 @@ class Images(DataSource):
     def load(self) -> ArrayData:
         path = self.path()
         if not path.is_dir():
-            raise DataError(f"{self.spec}: not a folder", what="--data",
+            raise DataError(f"{self.spec}: not a folder", what="data",
                             hint="images:DIR wants a folder with one sub-folder per class")
         classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not classes:
-            raise DataError(f"{self.spec}: no class sub-folders in {path}", what="--data",
+            raise DataError(f"{self.spec}: no class sub-folders in {path}", what="data",
                             hint="put the images of each class in DIR/<class name>/")
         import keras
 
@@ -395,13 +399,13 @@ class Images(DataSource):
                 str(path), labels="inferred", label_mode="int", class_names=classes,
                 image_size=size, batch_size=256, shuffle=False, verbose=False)
         except ValueError as err:
-            raise DataError(f"{self.spec}: {err}", what="--data") from None
+            raise DataError(f"{self.spec}: {err}", what="data") from None
         xs, ys = [], []
         for images, labels in ds.as_numpy_iterator():
             xs.append(np.clip(np.round(images), 0, 255).astype(np.uint8))
             ys.append(labels)
         if not xs:
-            raise DataError(f"{self.spec}: no images found (jpeg, png, bmp or gif)", what="--data")
+            raise DataError(f"{self.spec}: no images found (jpeg, png, bmp or gif)", what="data")
         return ArrayData(np.concatenate(xs), np.concatenate(ys), classes, f"images:{path.name}")
 
 
@@ -413,7 +417,7 @@ class Tfds(DataSource):
         try:
             import tensorflow_datasets as tfds
         except ImportError:
-            raise DataError("tfds: tensorflow-datasets is not installed", what="--data",
+            raise DataError("tfds: tensorflow-datasets is not installed", what="data",
                             hint="pip install 'kblocks[tf]' (or tensorflow-datasets)") from None
         name = self.argument
         split = self.split or "train"
@@ -426,7 +430,7 @@ class Tfds(DataSource):
             raise DataError(
                 f"tfds:{name}: cannot load split {split!r} from "
                 f"{self.data_dir or 'the default TFDS folder'} ({type(err).__name__}: {err})",
-                what="--data",
+                what="data",
                 hint="prepare it first (tfds build NAME --data_dir DIR on a machine with network) "
                      "and pass --data-dir DIR") from None
         try:
@@ -442,11 +446,11 @@ class Tfds(DataSource):
             xs.append(image)
             ys.append(label)
         if not xs:
-            raise DataError(f"tfds:{name}: split {split!r} is empty", what="--data")
+            raise DataError(f"tfds:{name}: split {split!r} is empty", what="data")
         shapes = {a.shape for a in xs}
         if len(shapes) > 1:
             raise DataError(f"tfds:{name}: images have different sizes {sorted(shapes)[:3]}...",
-                            what="--data", hint="pass --image-size HxW to resize them")
+                            what="data", hint="pass --image-size HxW to resize them")
         return ArrayData(np.stack(xs), np.asarray(ys), classes, f"tfds:{name}")
 
 
@@ -512,7 +516,7 @@ def split_data(data: ArrayData, val=0.1, *, seed: int = 0):
         return data, None
     if count >= n:
         raise ConfigError(f"validation split of {count} leaves no training data ({n} samples)",
-                          what="--val-split", hint="use a smaller count or a fraction like 0.1")
+                          what="val_split", hint="use a smaller count or a fraction like 0.1")
     counts = data.class_counts()
     take = _per_class_counts(counts, count)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5B1D]))
@@ -545,15 +549,15 @@ def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
             a is not None and a != b for a, b in zip(shape, data.input_shape)):
         raise DataError(
             f"the {what} takes inputs of shape {tuple(shape)} but {data.name} has images of shape "
-            f"{data.input_shape}", what="--data",
+            f"{data.input_shape}", what="data",
             hint="resize the data (--image-size HxW for images:/tfds:) or build the model for "
                  "this shape")
     if num_outputs is not None and num_outputs != data.num_classes:
         raise DataError(
             f"the {what} has {num_outputs} outputs but {data.name} has {data.num_classes} classes",
-            what="--data",
+            what="data",
             hint=f"end the architecture with FC (no units: the data's class count is used) or "
                  f"FC({data.num_classes}); a --transfer run replaces the head itself")
     if data.y.max() >= (num_outputs or data.num_classes):
         raise DataError(f"label {int(data.y.max())} is out of range for {num_outputs} outputs",
-                        what="--data")
+                        what="data")

@@ -44,13 +44,13 @@ def scope(enabled: bool, *, batch_size: int | None = None):
             yield placement
     else:
         raise ConfigError(f"--distribute is not supported on the {backend} backend",
-                          what="--distribute", hint="use KERAS_BACKEND=jax or tensorflow")
+                          what="distribute", hint="use KERAS_BACKEND=jax or tensorflow")
 
 
 def _check_batch(batch_size, replicas):
     if batch_size is not None and replicas > 1 and batch_size % replicas:
         raise ConfigError(f"batch size {batch_size} does not split evenly over {replicas} devices",
-                          what="--batch-size",
+                          what="batch_size",
                           hint=f"use a multiple of {replicas}, e.g. "
                                f"{(batch_size // replicas + 1) * replicas}")
 

@@ -66,7 +66,7 @@ def choose(feed="auto", *, nbytes: int, batch_size: int, train_size: int, distri
     accelerator = accelerator_present()
     if choice == "device" and distributed:
         raise ConfigError("--feed device keeps the data on one device, which --distribute "
-                          "spreads over several", what="--feed",
+                          "spreads over several", what="feed",
                           hint="use --feed host (or auto) with --distribute")
     if choice == "auto":
         backend = keras.backend.backend()
@@ -94,7 +94,7 @@ def check(feed="auto", steps_per_execution="auto") -> str:
     the option at fault); nothing is imported or measured, so option mistakes fail at once."""
     choice = str(feed or "auto").lower()
     if choice not in FEEDS:
-        raise ConfigError(f"unknown feed {feed!r}", what="--feed",
+        raise ConfigError(f"unknown feed {feed!r}", what="feed",
                           hint="use " + ", ".join(FEEDS))
     resolve_steps_per_execution(steps_per_execution, 1, False)
     return choice
@@ -111,7 +111,7 @@ def resolve_steps_per_execution(value, steps: int, accelerator: bool) -> int:
             wanted = 0
         if wanted < 1 or str(value).strip() != str(wanted):
             raise ConfigError(f"steps per execution must be a positive whole number or auto, "
-                              f"got {value!r}", what="--steps-per-execution")
+                              f"got {value!r}", what="steps_per_execution")
     return max(1, min(wanted, int(steps)))
 
 
@@ -170,7 +170,7 @@ class DeviceBatches(keras.utils.PyDataset):
         super().__init__(workers=1, use_multiprocessing=False)
         self.size = int(len(x))
         if self.size < 1:
-            raise ConfigError("no images to feed", what="--data")
+            raise ConfigError("no images to feed", what="data")
         self.batch_size = max(1, min(int(batch_size), self.size))
         self.shuffle = bool(shuffle)
         self.seed = int(seed)

@@ -53,7 +53,3 @@ def deferred():
     if _state["depth"] == 0 and _state["pending"]:
         _state["pending"] = False
         raise KeyboardInterrupt
-
-
-def pending() -> bool:
-    return bool(_state["pending"])

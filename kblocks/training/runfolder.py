@@ -13,50 +13,23 @@ import os
 import re
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
+from kblocks.common import atomic
+from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import ConfigError
 
 RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "run.json",
              "architecture.txt", "summary.txt", "logs", "state.json")
 
 
-@contextmanager
-def atomic_path(path, suffix=None):
-    """Yield a temporary path beside ``path`` (same suffix); move it onto ``path`` on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix or ".tmp",
-                               dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)  # writers such as keras' save want to create the file themselves
-    try:
-        yield Path(tmp)
-        if os.path.isfile(tmp):  # on the disk before the rename: a crash leaves old or new
-            from kblocks.common.saving import fsync_file
-
-            fsync_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_text(path, text: str):
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """``text`` to ``path`` atomically (:mod:`kblocks.common.atomic`)."""
+    atomic.write_text(path, text)
 
 
 def write_json(path, obj):
     write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
-
-
-def save_model(model, path):
-    """``model.save(path)`` atomically: :func:`kblocks.common.saving.save_model`."""
-    from kblocks.common.saving import save_model as _save
-
-    return _save(model, path)
 
 
 def _jsonable(obj):
@@ -119,24 +92,24 @@ def read_resume_state(path) -> dict:
     path = Path(path)
     record_path, state_path = path / "run.json", path / "state.json"
     if not record_path.is_file():
-        raise ConfigError(f"{path} is not a run folder: it has no run.json", what="--resume",
+        raise ConfigError(f"{path} is not a run folder: it has no run.json", what="resume",
                           hint="give the --out folder of an earlier kblocks train")
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
             raise ValueError
     except ValueError:
-        raise ConfigError(f"{record_path} is not a kblocks run record", what="--resume") from None
+        raise ConfigError(f"{record_path} is not a kblocks run record", what="resume") from None
     state = {}
     if state_path.is_file():
         try:
             state = json.loads(state_path.read_text(encoding="utf-8"))
         except ValueError:
-            raise ConfigError(f"{state_path} is damaged", what="--resume") from None
+            raise ConfigError(f"{state_path} is damaged", what="resume") from None
     done = int(state.get("epochs_done") or 0)
     if done and not (path / "last.keras").is_file():
         raise ConfigError(f"{path}/state.json says {done} epoch(s) finished but last.keras is "
-                          f"missing", what="--resume")
+                          f"missing", what="resume")
     rows = [r for r in read_history(path / "history.csv") if (r.get("epoch") or 0) <= done]
     return {"record": record, "state": state, "epochs_done": done, "rows": rows}
 
@@ -181,35 +154,86 @@ def default_run_dir(name: str, root="runs") -> Path:
     return Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
 
 
-def check_run_dir(path, *, overwrite=False) -> Path:
-    """Refuse (before any work) a run folder that is a file or already holds a run."""
+def recorded_files(path) -> list:
+    """The names kblocks wrote in run folder ``path``, as its ``run.json`` records them.
+
+    Only names of :data:`RUN_FILES` count, whatever the record says, so a damaged or edited
+    ``run.json`` can never make ``--overwrite`` remove anything else. A record from before the
+    ``files`` list existed owns every run file name."""
+    record_path = Path(path) / "run.json"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    listed = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(listed, list):
+        return list(RUN_FILES)
+    return [name for name in RUN_FILES if name in listed]
+
+
+def _names(paths) -> str:
+    return ", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
+
+
+def check_run_dir(path, *, overwrite=False, protect=()) -> Path:
+    """Refuse (before any work) a run folder that is a file, already holds a run, or holds files
+    of the user's under the names a run writes.
+
+    ``overwrite`` allows replacing a run kblocks wrote: only the files its ``run.json`` records
+    are removed, never one of ``protect`` (the files the run reads, such as a ``--transfer``
+    model inside that folder)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{path} exists and is not a folder", what="--out")
-    if not overwrite and (path / "run.json").exists():
-        raise ConfigError(f"run folder {path} already holds a run", what="--out",
-                          hint="pass a new --out folder, or --overwrite to replace it")
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ConfigError(f"{path} exists and is not a folder", what="out",
+                          hint="give a folder for the run")
+    if not path.is_dir():
+        return path
+    if (path / "run.json").exists():
+        if not overwrite:
+            raise ConfigError(f"run folder {path} already holds a run", what="out",
+                              hint="pass a new --out folder, or --overwrite to replace it")
+        owned = recorded_files(path)
+        foreign = [path / name for name in RUN_FILES
+                   if name not in owned and os.path.lexists(path / name)]
+        if foreign:
+            raise ConfigError(f"{path} holds {_names(foreign)}, which its run.json does not list "
+                              f"as written by kblocks; a new run would write into them",
+                              what="out", hint="move them out of the folder, or pass a new --out")
+        doomed = [path / name for name in owned if os.path.lexists(path / name)]
+        protected = {Path(p).resolve() for p in protect if p}
+        hit = [p for p in doomed if p.resolve() in protected or
+               any(q.is_relative_to(p.resolve()) for q in protected)]
+        if hit:
+            raise ConfigError(f"--overwrite would remove {_names(hit)} in {path}, which this run "
+                              f"reads", what="out",
+                              hint="copy the file out of the folder first, or pass a new --out folder")
+        return path
+    foreign = [path / name for name in RUN_FILES if os.path.lexists(path / name)]
+    if foreign:
+        raise ConfigError(f"{path} holds {_names(foreign)}, which kblocks did not write (the folder "
+                          f"has no run.json); a run would replace them", what="out",
+                          hint="pass a new or empty --out folder")
     return path
 
 
-def prepare_run_dir(path, *, overwrite=False) -> Path:
-    """Create the run folder; refuse to mix a new run into an old one unless ``overwrite``."""
-    path = check_run_dir(path, overwrite=overwrite)
-    if path.is_dir() and any(path.iterdir()):
-        if overwrite:
-            import shutil
+def prepare_run_dir(path, *, overwrite=False, protect=()) -> Path:
+    """Create the run folder; refuse to mix a new run into an old one unless ``overwrite``, and
+    then remove only what the old run's ``run.json`` says kblocks wrote."""
+    path = check_run_dir(path, overwrite=overwrite, protect=protect)
+    if overwrite and (path / "run.json").exists():
+        import shutil
 
-            for name in RUN_FILES:
-                target = path / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
+        for name in recorded_files(path):
+            target = path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif os.path.lexists(target):
+                target.unlink()  # a symlink is removed, never followed
     path.mkdir(parents=True, exist_ok=True)
-    probe = path / ".write-test"
-    try:
-        probe.write_text("")
-        probe.unlink()
+    try:  # a fresh O_EXCL name: never a file (or a link) that is already there
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as err:
-        raise ConfigError(f"cannot write in {path}: {err.strerror}", what="--out") from None
+        raise ConfigError(f"cannot write in {path}: {err.strerror}", what="out") from None
     return path

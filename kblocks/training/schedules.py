@@ -30,7 +30,7 @@ def make_schedule(name, lr, *, steps_per_epoch, epochs, warmup_epochs=0.0, step_
     warmup_steps = int(round(float(warmup_epochs or 0) * steps_per_epoch))
     if warmup_steps >= total and name in ("cosine",):
         raise ConfigError(f"warm-up of {warmup_epochs} epochs is not shorter than the run "
-                          f"({epochs} epochs)", what="--warmup")
+                          f"({epochs} epochs)", what="warmup")
     if name in ("constant", "plateau"):
         return float(lr)
     if name == "step":
@@ -50,7 +50,7 @@ def make_schedule(name, lr, *, steps_per_epoch, epochs, warmup_epochs=0.0, step_
         return keras.optimizers.schedules.CosineDecay(
             float(lr) * 0.1, decay_steps=max(1, total - up), warmup_target=float(lr),
             warmup_steps=up)
-    raise ConfigError(f"unknown schedule {name!r}", what="--schedule",
+    raise ConfigError(f"unknown schedule {name!r}", what="schedule",
                       hint="use one of " + ", ".join(SCHEDULES))
 
 
@@ -67,10 +67,10 @@ def make_optimizer(name, learning_rate, *, momentum=0.9, nesterov=True, weight_d
     name = (name or "sgd").lower()
     decay = float(weight_decay or 0.0)
     if decay < 0:
-        raise ConfigError(f"weight decay must be >= 0, got {decay}", what="--weight-decay")
+        raise ConfigError(f"weight decay must be >= 0, got {decay}", what="weight_decay")
     if name == "sgd":
         if not 0 <= float(momentum) < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum}", what="--momentum")
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum}", what="momentum")
         opt = keras.optimizers.SGD(learning_rate, momentum=float(momentum), nesterov=bool(nesterov),
                                    weight_decay=decay / (1.0 - float(momentum)) if decay else None)
     elif name == "adam":
@@ -78,7 +78,7 @@ def make_optimizer(name, learning_rate, *, momentum=0.9, nesterov=True, weight_d
     elif name == "adamw":
         opt = keras.optimizers.AdamW(learning_rate, weight_decay=decay)
     else:
-        raise ConfigError(f"unknown optimizer {name!r}", what="--optimizer",
+        raise ConfigError(f"unknown optimizer {name!r}", what="optimizer",
                           hint="use one of " + ", ".join(OPTIMIZERS))
     if decay:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])

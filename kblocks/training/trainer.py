@@ -12,21 +12,21 @@ models take raw ``uint8`` pixels, and the augmentation layers are the identity a
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from kblocks.common import folderlock
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
 
-PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-NORMALIZE = ("standardize", "scale", "none")
+from kblocks.training.config import (PRECISIONS, RESUME_OPTIONS, TrainConfig, resolve_precision,
+                                     validate_config)
 
 
 class TrainingDiverged(KBlocksError):
@@ -53,61 +53,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         return (f"interrupted: {saved}.\nresume with: kblocks train --resume {self.run_dir}")
 
 
-#: options a resumed run may change; everything else comes from the run's run.json
-RESUME_OPTIONS = ("epochs", "verbose", "unsafe", "tensorboard")
-
-
-@dataclass
-class TrainConfig:
-    """Every option of ``kblocks train`` (the command line fills one of these)."""
-
-    data: str = "digits"
-    data_dir: str | None = None
-    image_size: str | None = None
-    val_split: object = 0.1
-    val_data: str | None = None
-    subset: object = None
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float | None = None
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float | None = None
-    schedule: str = "cosine"
-    warmup: float = 0.0
-    step_every: int | None = None
-    step_gamma: float = 0.1
-    augment: str = ""
-    label_smoothing: float = 0.0
-    normalize: str = "standardize"
-    precision: str = "auto"
-    seed: int | None = None
-    deterministic: bool = False
-    early_stopping: int = 0
-    monitor: str = "val_accuracy"
-    transfer: str | None = None
-    freeze_until: str | None = None
-    reset_head: bool = False
-    distribute: bool = False
-    feed: str = "auto"  # auto | host | device (kblocks.training.feed)
-    steps_per_execution: object = "auto"  # a count, or auto (32 on an accelerator, else 1)
-    variables: dict = field(default_factory=dict)
-    tensorboard: bool = True
-    verbose: object = "auto"
-    unsafe: bool = False  # load .keras files with Lambda layers (--unsafe): runs code from the file
-
-    def replace(self, **changes) -> "TrainConfig":
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {', '.join(unknown)}",
-                              hint="known: " + ", ".join(sorted(known)))
-        values = asdict(self)
-        values.update(changes)
-        return TrainConfig(**values)
-
-
 @dataclass
 class TrainResult:
     model: object      # the best model (re-loaded from best.keras when there is a run folder)
@@ -126,7 +71,7 @@ class TrainResult:
 
 
 def format_metrics(final: dict) -> str:
-    rows = [(k, _fmt_value(v, k)) for k, v in final.items()]
+    rows = [(k, format_value(v, k)) for k, v in final.items()]
     width = max((len(k) for k, _ in rows), default=6)
     line = "-" * (width + 16)
     out = [line, f"{'metric':<{width}}  value", line]
@@ -135,7 +80,7 @@ def format_metrics(final: dict) -> str:
     return "\n".join(out)
 
 
-def _fmt_value(v, key=""):
+def format_value(v, key=""):
     if isinstance(v, float) and key.endswith("seconds"):
         return f"{v:.1f}"
     if isinstance(v, float):
@@ -144,18 +89,6 @@ def _fmt_value(v, key=""):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def resolve_precision(precision: str) -> str:
-    from kblocks.training.distribute import accelerator_present
-
-    choice = (precision or "auto").lower()
-    if choice == "auto":
-        choice = "bf16" if accelerator_present() else "fp32"
-    if choice not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}", what="--precision",
-                          hint="use bf16, fp16, fp32 or auto")
-    return choice
-
 
 def _output_is_probability(network) -> bool:
     """True when the network ends in a softmax (so the loss must not apply one again)."""
@@ -175,7 +108,7 @@ def _output_is_probability(network) -> bool:
     return getattr(activation, "__name__", "") == "softmax"
 
 
-def _main_output(network):
+def main_output(network):
     """A multi-output network (auxiliary heads) is trained on its ``output``."""
     import keras
 
@@ -244,7 +177,7 @@ def make_loss(from_logits: bool, label_smoothing: float):
     smoothing = float(label_smoothing or 0.0)
     if not 0.0 <= smoothing < 1.0:
         raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}",
-                          what="--label-smoothing")
+                          what="label_smoothing")
     if smoothing:
         return (keras.losses.CategoricalCrossentropy(from_logits=from_logits,
                                                      label_smoothing=smoothing),
@@ -315,32 +248,6 @@ def set_seed(seed: int, deterministic: bool):
             tf.config.experimental.enable_op_determinism()
 
 
-def _validate_config(cfg: TrainConfig):
-    from kblocks.training.schedules import OPTIMIZERS, SCHEDULES
-
-    if int(cfg.epochs) < 1:
-        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}", what="--epochs")
-    if int(cfg.batch_size) < 1:
-        raise ConfigError(f"batch size must be >= 1, got {cfg.batch_size}", what="--batch-size")
-    if cfg.optimizer.lower() not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", what="--optimizer",
-                          hint="use one of " + ", ".join(OPTIMIZERS))
-    if cfg.schedule.lower() not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {cfg.schedule!r}", what="--schedule",
-                          hint="use one of " + ", ".join(SCHEDULES))
-    if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise ConfigError(f"learning rate must be a positive number, got {cfg.lr}", what="--lr")
-    if cfg.normalize not in NORMALIZE:
-        raise ConfigError(f"unknown normalisation {cfg.normalize!r}", what="--normalize",
-                          hint="use one of " + ", ".join(NORMALIZE))
-    from kblocks.training import feed
-
-    feed.check(cfg.feed, cfg.steps_per_execution)
-    if cfg.freeze_until and not cfg.transfer:
-        raise ConfigError("--freeze-until needs --transfer (a model or weights to start from)",
-                          what="--freeze-until")
-
-
 def prepare_data(cfg: TrainConfig, seed: int):
     """Load, subset and split the data of a run: ``(train, val)`` (``val`` may be ``None``)."""
     from kblocks.training.data import load_data, split_data, stratified_subset
@@ -353,10 +260,10 @@ def prepare_data(cfg: TrainConfig, seed: int):
                         split="test")
         if val.input_shape != data.input_shape:
             raise DataError(f"validation images {val.input_shape} differ from training images "
-                            f"{data.input_shape}", what="--val-data")
+                            f"{data.input_shape}", what="val_data")
         if val.num_classes > data.num_classes:
             raise DataError(f"validation data has {val.num_classes} classes, training data "
-                            f"{data.num_classes}", what="--val-data")
+                            f"{data.num_classes}", what="val_data")
         val.classes = data.classes
         return data, val
     return split_data(data, cfg.val_split, seed=seed)
@@ -364,270 +271,450 @@ def prepare_data(cfg: TrainConfig, seed: int):
 
 # -- training ----------------------------------------------------------------------------------
 
+@dataclass
+class _Run:
+    """What the phases of :func:`train` share: each phase reads what the ones before it set.
+
+    ``_resolve`` makes it, then: data (``_load_data``), network (``_build``), Keras model and its
+    compilation (``_wrap_and_compile``), callbacks and run files (``_callbacks_and_files``), the
+    fit (``_fit``), the final scores (``_final_scores``), the record (``_record``).
+    """
+
+    cfg: TrainConfig
+    source: object                  # architecture text, YAML path, zoo name, keras.Model or None
+    out: object = None
+    overwrite: bool = False
+    command: list | None = None
+    resumed: dict | None = None     # runfolder.read_resume_state of the folder being resumed
+    started: float = 0.0
+    seed: int = 0
+    precision: str = "fp32"
+    augment_layers: list = field(default_factory=list)
+    run_dir: Path | None = None
+    epochs_done: int = 0
+    # data
+    train_data: object = None
+    val_data: object = None
+    monitor: str = "val_accuracy"
+    classes: int = 0
+    input_shape: tuple = ()
+    source_text: str | None = None
+    is_model: bool = False
+    # network and model
+    placement: object = None
+    network: object = None
+    model: object = None
+    transfer_report: object = None
+    resolved_text: str | None = None
+    summary_text: str | None = None
+    from_probs: bool = False
+    feed_plan: object = None
+    steps_per_epoch: int = 0
+    lr: float = 0.0
+    weight_decay: float = 0.0
+    y_train: object = None
+    y_val: object = None
+    # callbacks, files, results
+    files: dict = field(default_factory=dict)
+    callbacks: list = field(default_factory=list)
+    nan_guard: object = None
+    checkpoint: object = None
+    history: object = None
+    timer: object = None
+    tensorboard_note: str | None = None
+    best_model: object = None
+    final: dict = field(default_factory=dict)
+    diverged: tuple | None = None
+
+
+@folderlock.locking("out")  # one writer per run folder, fresh start or --resume (issue 21)
 def train(model_or_source, config: TrainConfig | None = None, *, out=None, overwrite=False,
           command=None, resume=False, **overrides) -> TrainResult:
-    """Train ``model_or_source`` as ``config`` says; write the run folder ``out`` if given.
+    """Train an architecture on real data; write the run folder ``out`` if given.
 
-    ``model_or_source`` is architecture text, a YAML path, a zoo name, or a ``keras.Model`` whose
-    input takes float pixels (the seam for hand-written models). With ``config.transfer`` it may be
-    ``None`` (the network then comes from the transfer file).
+    Args:
+        model_or_source: architecture text, a YAML path, a zoo name, or a ``keras.Model`` whose
+            input takes float pixels (the seam for hand-written models). With
+            ``config.transfer`` it may be None (the network then comes from the transfer file).
+        config: the options (default: ``TrainConfig()``).
+        out: the run folder (``best.keras``, ``last.keras``, ``history.csv``, ``run.json``, ...);
+            None trains in memory only.
+        overwrite: replace a run already in ``out`` (only the files its ``run.json`` lists).
+        command: the command line to record in ``run.json``.
+        resume: continue the run in ``out`` from its ``last.keras`` (weights and optimizer state)
+            and ``state.json``, with the run's own options; only :data:`RESUME_OPTIONS` may be
+            given in ``overrides`` (``epochs=`` to train longer).
+        **overrides: options that replace those of ``config``.
 
-    ``resume=True`` continues the run in the folder ``out`` from its ``last.keras`` (weights and
-    optimizer state) and ``state.json``, with the run's own options (``run.json``); only
-    :data:`RESUME_OPTIONS` may be changed (``epochs=`` to train longer). Ctrl-C raises
-    :class:`TrainingInterrupted` after the files hold the last completed epoch.
+    Returns:
+        A :class:`TrainResult`: the best model, the trained model, the history and the final
+        scores (validation scores from ``best.keras``).
+
+    Raises:
+        ConfigError: an option that is wrong, alone or with the others (``epochs=0``,
+            ``freeze_until`` without ``transfer``, ...), or a folder that cannot be used.
+        DataError: data that is missing or does not fit the network.
+        FolderInUse: another process is writing ``out``.
+        TrainingDiverged: the loss became NaN or infinite (the run folder keeps the epochs
+            before).
+        TrainingInterrupted: Ctrl-C, after the files hold the last completed epoch.
     """
-    from kblocks.training import runfolder as _rf
+    from kblocks.training import distribute
+
+    run = _resolve(model_or_source, config, out=out, overwrite=overwrite, command=command,
+                   resume=resume, overrides=overrides)
+    _load_data(run)
+    with distribute.scope(run.cfg.distribute, batch_size=int(run.cfg.batch_size)) as placement:
+        run.placement = placement
+        _build(run)
+        _wrap_and_compile(run)
+        _callbacks_and_files(run)
+        _fit(run)
+        _final_scores(run)
+    return _record(run)
+
+
+def _resolve(source, config, *, out, overwrite, command, resume, overrides) -> _Run:
+    """The options (those of a resumed run from its folder), checked; seed, precision, folder."""
+    from kblocks.training import runfolder
+    from kblocks.training.augment import parse_augment
 
     resumed = None
     if resume:
         if out is None:
-            raise ConfigError("resuming needs the run folder", what="--resume")
-        resumed = _rf.read_resume_state(out)
-        bad = sorted(set(overrides) - set(RESUME_OPTIONS))
-        if bad:
-            raise ConfigError(f"a resumed run keeps its own options; cannot change "
-                              f"{', '.join(bad)}", what="--resume",
-                              hint="only " + ", ".join(RESUME_OPTIONS) + " may be given")
-        stored = {k: v for k, v in resumed["record"].get("config", {}).items()
-                  if k in {f.name for f in fields(TrainConfig)}}
-        cfg = TrainConfig(**stored).replace(**overrides)
-        model_or_source = resumed["record"].get("architecture")
-        if cfg.seed is None:
-            cfg = cfg.replace(seed=resumed["record"].get("seed"))
-        kind = (resumed["record"].get("feed") or {}).get("kind")
-        if kind:  # the same feed, so an epoch has the steps the saved schedule counts on
-            cfg = cfg.replace(feed=kind)
-        if resumed["epochs_done"] >= int(cfg.epochs):
-            raise ConfigError(f"{out} has already trained {resumed['epochs_done']} of "
-                              f"{cfg.epochs} epochs", what="--resume",
-                              hint="give --epochs N (more than that) to train longer")
+            raise ConfigError("resuming needs the run folder", what="resume",
+                              hint="give out= (the folder of the run to continue)")
+        resumed = runfolder.read_resume_state(out)
+        cfg, source = _resumed_config(out, resumed, overrides)
     else:
         cfg = (config or TrainConfig()).replace(**overrides) if overrides else \
             (config or TrainConfig())
-    _validate_config(cfg)
+    validate_config(cfg)
+    _register_custom_objects()
+    run = _Run(cfg=cfg, source=source, out=out, overwrite=overwrite, command=command,
+               resumed=resumed, started=time.time())
+    run.seed = int(cfg.seed) if cfg.seed is not None else secrets.randbelow(2 ** 31 - 1)
+    run.precision = resolve_precision(cfg.precision)
+    run.augment_layers = parse_augment(cfg.augment, seed=run.seed)  # option errors before work
+    if resumed is not None:
+        run.run_dir = Path(out)
+        run.seed = int(resumed["record"]["seed"])
+        run.epochs_done = resumed["epochs_done"]
+    elif out is not None:
+        run.run_dir = runfolder.check_run_dir(out, overwrite=overwrite,
+                                              protect=_read_files(cfg, source))
+    return run
+
+
+def _resumed_config(out, resumed: dict, overrides: dict):
+    """``(options, architecture)`` of the run being resumed, with the few allowed overrides."""
+    bad = sorted(set(overrides) - set(RESUME_OPTIONS))
+    if bad:
+        raise ConfigError(f"a resumed run keeps its own options; cannot change "
+                          f"{', '.join(bad)}", what="resume",
+                          hint="only " + ", ".join(RESUME_OPTIONS) + " may be given")
+    record = resumed["record"]
+    cfg = TrainConfig.from_record(record.get("config", {}),
+                                  unsafe=bool(overrides.pop("unsafe", False)))
+    cfg = cfg.replace(**overrides)
+    if cfg.seed is None:
+        cfg = cfg.replace(seed=record.get("seed"))
+    kind = (record.get("feed") or {}).get("kind")
+    if kind:  # the same feed, so an epoch has the steps the saved schedule counts on
+        cfg = cfg.replace(feed=kind)
+    if resumed["epochs_done"] >= int(cfg.epochs):
+        raise ConfigError(f"{out} has already trained {resumed['epochs_done']} of "
+                          f"{cfg.epochs} epochs", what="resume",
+                          hint="give epochs=N (more than that) to train longer")
+    return cfg, record.get("architecture")
+
+
+def _load_data(run: _Run):
+    """Seed, the train and validation data, the monitored metric; images resized to the size
+    the architecture declares."""
     import keras
 
-    from kblocks.training import callbacks as kcb
-    from kblocks.training import distribute, feed, interrupts, runfolder, schedules, transfer
-    from kblocks.training.augment import parse_augment
+    cfg = run.cfg
+    set_seed(run.seed, cfg.deterministic)
+    run.train_data, run.val_data = prepare_data(cfg, run.seed)
+    if run.val_data is None and cfg.monitor.startswith("val_"):
+        run.monitor = cfg.monitor[4:]
+    else:
+        run.monitor = cfg.monitor
+    run.classes = run.train_data.num_classes
+    run.input_shape = run.train_data.input_shape
+    run.is_model = isinstance(run.source, keras.Model)
+    run.source_text = None if run.is_model or run.source is None else str(run.source)
+    if run.source is None and not cfg.transfer and not run.epochs_done:
+        if run.resumed is not None:
+            raise ConfigError(f"{run.run_dir} trained a keras.Model given in Python and stopped "
+                              f"before its first epoch ended: there is nothing to resume from",
+                              what="resume", hint="start the run again")
+        raise ConfigError("no architecture given", hint="give architecture text, a YAML file, a "
+                                                        "zoo name, or transfer=MODEL.keras")
+    if run.source_text is not None and not cfg.transfer:
+        target = declared_input_shape(run.source_text, run.classes, cfg.variables)
+        if target is not None and tuple(target) != run.input_shape:
+            run.train_data, run.val_data = _fit_images(run.train_data, run.val_data, target)
+            run.input_shape = run.train_data.input_shape
+
+
+def _build(run: _Run):
+    """The network: the resumed model, the transfer source, the given model, or a new build
+    (under the chosen precision); checked against the data; its text and summary for the record."""
+    import keras
+
+    from kblocks.training import transfer
     from kblocks.training.data import check_fits
 
-    _register_custom_objects()
-    started = time.time()
-    seed = int(cfg.seed) if cfg.seed is not None else secrets.randbelow(2 ** 31 - 1)
-    precision = resolve_precision(cfg.precision)
-    augment_layers = parse_augment(cfg.augment, seed=seed)  # option errors before any work
-    if resumed is not None:
-        run_dir = Path(out)
-        seed = int(resumed["record"]["seed"])
-    else:
-        run_dir = runfolder.check_run_dir(out, overwrite=overwrite) if out is not None else None
-    epochs_done = resumed["epochs_done"] if resumed is not None else 0
+    cfg = run.cfg
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISIONS[run.precision])
+    try:
+        network = _network(run)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    network = main_output(network)
+    for data in (run.train_data, run.val_data):
+        if data is not None:
+            check_fits(network.input_shape[1:], transfer.output_units(network), data,
+                       what="network")
+    if run.source_text is not None and run.resumed is None:
+        run.resolved_text, run.summary_text = _describe(run.source_text, network, run.input_shape,
+                                                        run.classes, cfg.variables)
+    if run.transfer_report is not None and not run.epochs_done:
+        run.transfer_report.frozen = transfer.freeze_until(network, cfg.freeze_until)
+    run.network = network
 
-    set_seed(seed, cfg.deterministic)
-    train_data, val_data = prepare_data(cfg, seed)
-    if val_data is None and cfg.monitor.startswith("val_"):
-        monitor = cfg.monitor[4:]
-    else:
-        monitor = cfg.monitor
-    classes = train_data.num_classes
-    input_shape = train_data.input_shape
 
-    is_model = isinstance(model_or_source, keras.Model)
-    source_text = None if is_model or model_or_source is None else str(model_or_source)
-    if model_or_source is None and not cfg.transfer and not epochs_done:
-        if resumed is not None:
-            raise ConfigError(f"{run_dir} trained a keras.Model given in Python and stopped before "
-                              f"its first epoch ended: there is nothing to resume from",
-                              what="--resume", hint="start the run again")
-        raise ConfigError("no architecture given", hint="give architecture text, a YAML file, a "
-                                                        "zoo name, or --transfer MODEL.keras")
+def _network(run: _Run):
+    from kblocks.training import transfer
 
-    if source_text is not None and not cfg.transfer:
-        target = declared_input_shape(source_text, classes, cfg.variables)
-        if target is not None and tuple(target) != input_shape:
-            train_data, val_data = _fit_images(train_data, val_data, target)
-            input_shape = train_data.input_shape
+    cfg = run.cfg
 
     def build(n_classes):
         from kblocks.lang import api
 
-        return api.build(source_text, input_shape=input_shape, classes=n_classes,
+        return api.build(run.source_text, input_shape=run.input_shape, classes=n_classes,
                          **dict(cfg.variables))
 
-    previous_policy = keras.config.dtype_policy()
-    transfer_report = None
-    resolved_text = None
-    summary_text = None
-    with distribute.scope(cfg.distribute, batch_size=int(cfg.batch_size)) as placement:
-        keras.config.set_dtype_policy(PRECISIONS[precision])
-        try:
-            if epochs_done:  # resuming: the whole trained model, compiled, optimizer state included
-                from kblocks.common import saving
+    if run.epochs_done:  # resuming: the whole trained model, compiled, optimizer state included
+        from kblocks.common import saving
 
-                model = saving.load_model(run_dir / "last.keras", compile=True, unsafe=cfg.unsafe)
-                network = transfer.unwrap_trained(model)
-            elif cfg.transfer:
-                network, transfer_report = transfer.prepare(
-                    cfg.transfer, classes=classes, input_shape=input_shape,
-                    build=build if source_text is not None else None, reset_head=cfg.reset_head,
-                    unsafe=cfg.unsafe)
-                if is_model:
-                    raise ConfigError("give either a keras.Model or --transfer, not both")
-            elif is_model:
-                network = model_or_source
-            else:
-                network = build(classes)
-        finally:
-            keras.config.set_dtype_policy(previous_policy)
-        network = _main_output(network)
-        check_fits(network.input_shape[1:], transfer.output_units(network), train_data,
-                   what="network")
-        if val_data is not None:
-            check_fits(network.input_shape[1:], transfer.output_units(network), val_data,
-                       what="network")
-        if source_text is not None and resumed is None:
-            resolved_text, summary_text = _describe(source_text, network, input_shape, classes,
-                                                    cfg.variables)
-        if transfer_report is not None and not epochs_done:
-            transfer_report.frozen = transfer.freeze_until(network, cfg.freeze_until)
+        run.model = saving.load_model(run.run_dir / "last.keras", compile=True,
+                                      unsafe=cfg.unsafe)
+        return transfer.unwrap_trained(run.model)
+    if cfg.transfer:
+        network, run.transfer_report = transfer.prepare(
+            cfg.transfer, classes=run.classes, input_shape=run.input_shape,
+            build=build if run.source_text is not None else None, reset_head=cfg.reset_head,
+            unsafe=cfg.unsafe)
+        if run.is_model:
+            raise ConfigError("give either a keras.Model or transfer=, not both")
+        return network
+    if run.is_model:
+        return run.source
+    return build(run.classes)
 
-        from_probs = _output_is_probability(network)
-        if not epochs_done:
-            mean, var = channel_stats(train_data.x) if cfg.normalize == "standardize" else \
-                (None, None)
-            model = wrap(network, input_shape, mean=mean, variance=var, normalize=cfg.normalize,
-                         augment=augment_layers)
 
-        plan = feed.choose(cfg.feed, nbytes=train_data.x.nbytes, batch_size=int(cfg.batch_size),
-                           train_size=len(train_data), distributed=cfg.distribute,
-                           steps_per_execution=cfg.steps_per_execution)
-        steps_per_epoch = feed.steps_per_epoch(plan.kind, len(train_data), int(cfg.batch_size))
-        default_lr = None
-        if cfg.lr is None and cfg.transfer:  # fine-tuning starts ten times lower
-            default_lr = schedules.DEFAULT_LR[cfg.optimizer.lower()] * 0.1
-        lr, weight_decay, needs_one_hot = compile_for_training(
-            model, network, cfg, precision=precision, steps_per_epoch=steps_per_epoch,
-            epochs=int(cfg.epochs), lr=default_lr, steps_per_execution=plan.steps_per_execution,
-            compile=not epochs_done)
-        if epochs_done:  # the resumed model was compiled when saved; this machine decides this
-            model.steps_per_execution = plan.steps_per_execution
-        y_train = one_hot(train_data.y, classes) if needs_one_hot else train_data.y
-        y_val = None
-        if val_data is not None:
-            y_val = one_hot(val_data.y, classes) if needs_one_hot else val_data.y
+def _wrap_and_compile(run: _Run):
+    """The trained model (normalisation, augmentation, network), the feed, the compiled loss,
+    optimizer and schedule; labels one-hot when the loss needs them."""
+    from kblocks.training import feed, schedules
 
-        files = {}
-        if run_dir is not None:
-            if resumed is None:
-                run_dir = runfolder.prepare_run_dir(run_dir, overwrite=overwrite)
-            files = {"best": run_dir / "best.keras", "last": run_dir / "last.keras",
-                     "history": run_dir / "history.csv", "curves": run_dir / "curves.png",
-                     "run": run_dir / "run.json", "architecture": run_dir / "architecture.txt",
-                     "summary": run_dir / "summary.txt", "logs": run_dir / "logs",
-                     "state": run_dir / "state.json"}
-        nan_guard = kcb.NaNGuard()
-        state = (resumed or {}).get("state") or {}
-        checkpoint = kcb.AtomicCheckpoint(
-            files.get("best"), files.get("last"), monitor=monitor, state_path=files.get("state"),
-            guard=nan_guard, best=state.get("best") if epochs_done else None,
-            best_epoch=state.get("best_epoch") if epochs_done else None)
-        checkpoint.epochs_done = epochs_done
-        history_cb = kcb.HistoryWriter(files.get("history"),
-                                       rows=(resumed or {}).get("rows", [])[:epochs_done])
-        timer = kcb.FitTimer()
-        cbs = [nan_guard, history_cb, checkpoint, timer]
-        if cfg.schedule.lower() == "plateau":
-            cbs.append(keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=0.2, patience=max(1, int(cfg.early_stopping or 6) // 2),
-                mode=checkpoint.mode, verbose=0))
-        if cfg.early_stopping:
-            cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=int(cfg.early_stopping),
-                                                     mode=checkpoint.mode))
-        tensorboard_note = None
-        if run_dir is not None and cfg.tensorboard:
-            try:
-                import tensorboard  # noqa: F401 - the TensorBoard callback needs it (tf.summary)
-                import tensorflow  # noqa: F401
+    cfg, network, train_data, val_data = run.cfg, run.network, run.train_data, run.val_data
+    run.from_probs = _output_is_probability(network)
+    if not run.epochs_done:
+        mean, var = channel_stats(train_data.x) if cfg.normalize == "standardize" else \
+            (None, None)
+        run.model = wrap(network, run.input_shape, mean=mean, variance=var,
+                         normalize=cfg.normalize, augment=run.augment_layers)
+    plan = feed.choose(cfg.feed, nbytes=train_data.x.nbytes, batch_size=int(cfg.batch_size),
+                       train_size=len(train_data), distributed=cfg.distribute,
+                       steps_per_execution=cfg.steps_per_execution)
+    run.feed_plan = plan
+    run.steps_per_epoch = feed.steps_per_epoch(plan.kind, len(train_data), int(cfg.batch_size))
+    default_lr = None
+    if cfg.lr is None and cfg.transfer:  # fine-tuning starts ten times lower
+        default_lr = schedules.DEFAULT_LR[cfg.optimizer.lower()] * 0.1
+    run.lr, run.weight_decay, needs_one_hot = compile_for_training(
+        run.model, network, cfg, precision=run.precision, steps_per_epoch=run.steps_per_epoch,
+        epochs=int(cfg.epochs), lr=default_lr, steps_per_execution=plan.steps_per_execution,
+        compile=not run.epochs_done)
+    if run.epochs_done:  # the resumed model was compiled when saved; this machine decides this
+        run.model.steps_per_execution = plan.steps_per_execution
+    run.y_train = one_hot(train_data.y, run.classes) if needs_one_hot else train_data.y
+    if val_data is not None:
+        run.y_val = one_hot(val_data.y, run.classes) if needs_one_hot else val_data.y
 
-                cbs.append(keras.callbacks.TensorBoard(log_dir=str(files["logs"]), write_graph=False,
-                                                       profile_batch=0))
-            except ImportError:
-                tensorboard_note = "tensorflow or tensorboard not installed: no TensorBoard logs"
-        if run_dir is not None and resumed is None:
-            _write_start(run_dir, files, cfg, seed, precision, placement, train_data, val_data,
-                         source_text, resolved_text, summary_text, command, transfer_report,
-                         network, plan)
-        elif run_dir is not None:
-            _write_resume(files["run"], cfg, epochs_done, command)
 
-        verbose = cfg.verbose
-        if verbose == "auto":
-            verbose = 1 if sys.stdout.isatty() else 2
-        fit_kwargs = feed.fit_arguments(
-            plan, train_data.x, y_train, batch_size=int(cfg.batch_size), seed=seed,
-            validation=(val_data.x, y_val) if val_data is not None else None,
-            initial_epoch=epochs_done)
-        fit_kwargs.update(epochs=int(cfg.epochs), verbose=verbose, initial_epoch=epochs_done,
-                          callbacks=fit_kwargs["callbacks"] + cbs)
-        try:
-            with interrupts.graceful():  # Ctrl-C waits for a checkpoint being written
-                model.fit(**fit_kwargs)
-        except KeyboardInterrupt:
-            done = checkpoint.epochs_done
-            if run_dir is not None:
-                runfolder.write_history(files["history"], history_cb.rows[:done])
-                _write_interrupted(files["run"], done, started)
-            raise TrainingInterrupted(run_dir, done, int(cfg.epochs)) from None
+def _callbacks_and_files(run: _Run):
+    """The run folder's files, the callbacks that write them (checkpoints, history, NaN guard,
+    timer, schedule, early stopping, TensorBoard), and ``run.json`` at the start."""
+    from kblocks.training import callbacks as kcb
+    from kblocks.training import runfolder
 
-        diverged = nan_guard.where
-        # Final numbers come from the best checkpoint (re-loaded from disk when there is a run
-        # folder, which also proves it loads with safe_mode=True).
-        best_model = model
-        if files and files["best"].exists() and not diverged:
-            from kblocks.common import saving
-
-            best_model = saving.load_model(files["best"], compile=True, unsafe=cfg.unsafe)
-        final = {}
-        last = history_cb.rows[-1] if history_cb.rows else {}
-        for key in ("loss", "accuracy"):
-            if last.get(key) is not None:
-                final[f"train_{key} (last epoch)"] = last[key]
-        if val_data is not None and not diverged:
-            scores = best_model.evaluate(val_data.x, y_val, batch_size=int(cfg.batch_size),
-                                         verbose=0, return_dict=True)
-            final["val_loss"] = float(scores["loss"])
-            final["val_accuracy"] = float(scores.get("accuracy", scores.get("compile_metrics", 0)))
-        final["best_epoch"] = checkpoint.best_epoch
-        final["epochs_run"] = len(history_cb.rows)
-        final["seconds"] = round(timer.train_seconds or 0.0, 1)
-        final["first_epoch_seconds"] = round(timer.epoch_seconds[0], 1) if timer.epoch_seconds \
-            else None
-
-    info = {"precision": precision, "placement": placement.as_dict(), "seed": seed,
-            "monitor": monitor, "from_logits": not from_probs, "lr": lr,
-            "weight_decay": weight_decay, "steps_per_epoch": steps_per_epoch,
-            "feed": plan.as_dict(),
-            "transfer": transfer_report.as_dict() if transfer_report else None,
-            "tensorboard": tensorboard_note or (str(files.get("logs")) if files else None)}
+    cfg, run_dir = run.cfg, run.run_dir
     if run_dir is not None:
-        runfolder.plot_curves(files["curves"], history_cb.rows,
-                              title=(source_text or network.name)[:120])
-        _write_end(files["run"], final, info, diverged, started)
-    if diverged:
-        epoch, step, value = diverged
-        where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
-        kept = ""
-        if run_dir is not None and checkpoint.epochs_done:
-            kept = (f"; {run_dir}/last.keras and best.keras keep epoch {checkpoint.epochs_done} and "
-                    f"{checkpoint.best_epoch}, from before the loss diverged")
-        raise TrainingDiverged(
-            f"the loss became {value} at {where}; training stopped{kept}", what="training",
-            hint=f"lower the learning rate (now {lr:g}) or add warm-up (--warmup 1); "
-                 + (f"the run folder {run_dir} has the history so far" if run_dir else ""))
-    return TrainResult(best_model, model, network, history_cb.rows, checkpoint.best_epoch, final, seed,
-                       run_dir, info)
+        if run.resumed is None:
+            run.run_dir = run_dir = runfolder.prepare_run_dir(
+                run_dir, overwrite=run.overwrite, protect=_read_files(cfg, run.source))
+        run.files = {name: run_dir / file for name, file in RUN_FILES.items()}
+    state = (run.resumed or {}).get("state") or {}
+    resumed = bool(run.epochs_done)
+    run.nan_guard = kcb.NaNGuard()
+    run.checkpoint = kcb.AtomicCheckpoint(
+        run.files.get("best"), run.files.get("last"), monitor=run.monitor,
+        state_path=run.files.get("state"), guard=run.nan_guard,
+        best=state.get("best") if resumed else None,
+        best_epoch=state.get("best_epoch") if resumed else None)
+    run.checkpoint.epochs_done = run.epochs_done
+    run.history = kcb.HistoryWriter(run.files.get("history"),
+                                    rows=(run.resumed or {}).get("rows", [])[:run.epochs_done])
+    run.timer = kcb.FitTimer()
+    run.callbacks = [run.nan_guard, run.history, run.checkpoint, run.timer] + _more_callbacks(run)
+    if run_dir is not None and run.resumed is None:
+        _write_start(run_dir, run.files, cfg, run.seed, run.precision, run.placement,
+                     run.train_data, run.val_data, run.source_text, run.resolved_text,
+                     run.summary_text, run.command, run.transfer_report, run.network,
+                     run.feed_plan, run.callbacks)
+    elif run_dir is not None:
+        _write_resume(run.files["run"], cfg, run.epochs_done, run.command)
+
+
+#: the files of a run folder, by the name the trainer uses for each
+RUN_FILES = {"best": "best.keras", "last": "last.keras", "history": "history.csv",
+             "curves": "curves.png", "run": "run.json", "architecture": "architecture.txt",
+             "summary": "summary.txt", "logs": "logs", "state": "state.json"}
+
+
+def _more_callbacks(run: _Run) -> list:
+    """The plateau schedule, early stopping and TensorBoard, as the options ask."""
+    import keras
+
+    cfg, out = run.cfg, []
+    if cfg.schedule.lower() == "plateau":
+        out.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=run.monitor, factor=0.2, patience=max(1, int(cfg.early_stopping or 6) // 2),
+            mode=run.checkpoint.mode, verbose=0))
+    if cfg.early_stopping:
+        out.append(keras.callbacks.EarlyStopping(monitor=run.monitor,
+                                                 patience=int(cfg.early_stopping),
+                                                 mode=run.checkpoint.mode))
+    if run.run_dir is not None and cfg.tensorboard:
+        try:
+            import tensorboard  # noqa: F401 - the TensorBoard callback needs it (tf.summary)
+            import tensorflow  # noqa: F401
+
+            out.append(keras.callbacks.TensorBoard(log_dir=str(run.files["logs"]),
+                                                   write_graph=False, profile_batch=0))
+        except ImportError:
+            run.tensorboard_note = "tensorflow or tensorboard not installed: no TensorBoard logs"
+    return out
+
+
+def _fit(run: _Run):
+    """``model.fit``; Ctrl-C waits for a checkpoint being written, then the folder says so."""
+    from kblocks.training import feed, interrupts, runfolder
+
+    cfg = run.cfg
+    verbose = cfg.verbose
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    validation = (run.val_data.x, run.y_val) if run.val_data is not None else None
+    fit_kwargs = feed.fit_arguments(
+        run.feed_plan, run.train_data.x, run.y_train, batch_size=int(cfg.batch_size),
+        seed=run.seed, validation=validation, initial_epoch=run.epochs_done)
+    fit_kwargs.update(epochs=int(cfg.epochs), verbose=verbose, initial_epoch=run.epochs_done,
+                      callbacks=fit_kwargs["callbacks"] + run.callbacks)
+    try:
+        with interrupts.graceful():  # Ctrl-C waits for a checkpoint being written
+            run.model.fit(**fit_kwargs)
+    except KeyboardInterrupt:
+        done = run.checkpoint.epochs_done
+        if run.run_dir is not None:
+            runfolder.write_history(run.files["history"], run.history.rows[:done])
+            _write_interrupted(run.files["run"], done, run.started)
+        raise TrainingInterrupted(run.run_dir, done, int(cfg.epochs)) from None
+    run.diverged = run.nan_guard.where
+
+
+def _final_scores(run: _Run):
+    """Final numbers, from the best checkpoint (re-loaded from disk when there is a run folder,
+    which also proves it loads with ``safe_mode=True``)."""
+    cfg, rows = run.cfg, run.history.rows
+    run.best_model = run.model
+    if run.files and run.files["best"].exists() and not run.diverged:
+        from kblocks.common import saving
+
+        run.best_model = saving.load_model(run.files["best"], compile=True, unsafe=cfg.unsafe)
+    final = {}
+    last = rows[-1] if rows else {}
+    for key in ("loss", "accuracy"):
+        if last.get(key) is not None:
+            final[f"train_{key} (last epoch)"] = last[key]
+    if run.val_data is not None and not run.diverged:
+        scores = run.best_model.evaluate(run.val_data.x, run.y_val, batch_size=int(cfg.batch_size),
+                                         verbose=0, return_dict=True)
+        final["val_loss"] = float(scores["loss"])
+        final["val_accuracy"] = float(scores.get("accuracy", scores.get("compile_metrics", 0)))
+    final["best_epoch"] = run.checkpoint.best_epoch
+    final["epochs_run"] = len(rows)
+    final["seconds"] = round(run.timer.train_seconds or 0.0, 1)
+    epoch_seconds = run.timer.epoch_seconds
+    final["first_epoch_seconds"] = round(epoch_seconds[0], 1) if epoch_seconds else None
+    run.final = final
+
+
+def _record(run: _Run) -> TrainResult:
+    """``run.json`` at the end and the curves; the result, or :class:`TrainingDiverged`."""
+    from kblocks.training import runfolder
+
+    files = run.files
+    info = {"precision": run.precision, "placement": run.placement.as_dict(), "seed": run.seed,
+            "monitor": run.monitor, "from_logits": not run.from_probs, "lr": run.lr,
+            "weight_decay": run.weight_decay, "steps_per_epoch": run.steps_per_epoch,
+            "feed": run.feed_plan.as_dict(),
+            "transfer": run.transfer_report.as_dict() if run.transfer_report else None,
+            "tensorboard": run.tensorboard_note or (str(files.get("logs")) if files else None)}
+    if run.run_dir is not None:
+        runfolder.plot_curves(files["curves"], run.history.rows,
+                              title=(run.source_text or run.network.name)[:120])
+        _write_end(files["run"], run.final, info, run.diverged, run.started)
+    if run.diverged:
+        raise _diverged(run)
+    return TrainResult(run.best_model, run.model, run.network, run.history.rows,
+                       run.checkpoint.best_epoch, run.final, run.seed, run.run_dir, info)
+
+
+def _diverged(run: _Run) -> TrainingDiverged:
+    epoch, step, value = run.diverged
+    where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
+    kept, done = "", run.checkpoint.epochs_done
+    if run.run_dir is not None and done:
+        kept = (f"; {run.run_dir}/last.keras and best.keras keep epoch {done} and "
+                f"{run.checkpoint.best_epoch}, from before the loss diverged")
+    return TrainingDiverged(
+        f"the loss became {value} at {where}; training stopped{kept}", what="training",
+        hint=f"lower the learning rate (now {run.lr:g}) or add warm-up (warmup=1); "
+             + (f"the run folder {run.run_dir} has the history so far" if run.run_dir else ""))
+
+
+def _read_files(cfg: TrainConfig, source) -> list:
+    """The files a run reads (transfer model, architecture YAML, data), which ``--overwrite`` of
+    its folder must never remove."""
+    candidates = [cfg.transfer, source if isinstance(source, (str, Path)) else None]
+    for spec in (cfg.data, cfg.val_data):
+        if spec:
+            candidates.append(str(spec).split(":", 1)[-1])
+    out = []
+    for item in candidates:
+        try:
+            if item and "\n" not in str(item) and os.path.exists(item):
+                out.append(Path(item))
+        except (OSError, ValueError):  # architecture text is not a path
+            continue
+    return out
 
 
 def declared_input_shape(source_text, classes, variables):
@@ -652,7 +739,7 @@ def _fit_images(train_data, val_data, target):
     if len(target) != 3 or len(have) != 3 or target[2] != have[2]:
         raise DataError(
             f"the architecture takes inputs of shape {target} but {train_data.name} has images "
-            f"of shape {have}", what="--data",
+            f"of shape {have}", what="data",
             hint="use data with the same number of channels, or an architecture for this shape")
     print(f"note: resizing {train_data.name} images from {have[0]}x{have[1]} to "
           f"{target[0]}x{target[1]}, the input size the architecture declares")
@@ -679,7 +766,7 @@ def _describe(source_text, network, input_shape, classes, variables):
 
 def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, val_data,
                  source_text, resolved_text, summary_text, command, transfer_report, network,
-                 plan):
+                 plan, callbacks):
     from kblocks.training import runfolder
 
     import keras
@@ -699,7 +786,7 @@ def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, va
         "seed": seed,
         "architecture": source_text,
         "resolved_architecture": resolved_text,
-        "config": asdict(cfg),
+        "config": cfg.to_record(),
         "precision": precision,
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
@@ -710,6 +797,10 @@ def _write_start(run_dir, files, cfg, seed, precision, placement, train_data, va
         "transfer": transfer_report.as_dict() if transfer_report else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",
+        # what a later --overwrite may remove: only what this run writes (logs/ only with TensorBoard)
+        "files": [name for name in runfolder.RUN_FILES
+                  if name != "logs" or any(isinstance(cb, keras.callbacks.TensorBoard)
+                                           for cb in callbacks)],
     }
     runfolder.write_json(files["run"], record)
 
@@ -761,8 +852,6 @@ def _write_end(path, final, info, diverged, started):
 def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split=None, seed=0,
              batch_size=256, subset=None, unsafe=False) -> dict:
     """Accuracy and loss of a saved model on ``data`` (or on its seeded validation split)."""
-    import keras
-
     from kblocks.training.data import check_fits, load_data, split_data, stratified_subset
     from kblocks.training.transfer import output_units
 

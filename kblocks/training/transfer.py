@@ -87,7 +87,7 @@ def find_head(model):
     """``(dense, trailing, features)``: the last Dense layer, the weightless layers after it
     (softmax, activation, dropout) and the tensor that feeds the Dense layer."""
     if not isinstance(model, keras.Model) or not hasattr(model, "inputs"):
-        raise ConfigError("transfer needs a functional Keras model", what="--transfer")
+        raise ConfigError("transfer needs a functional Keras model", what="transfer")
     output = model.outputs[0]
     trailing = []
     layer = _producer(model, output)
@@ -99,7 +99,7 @@ def find_head(model):
         layer = _producer(model, layer.input)
     if layer is None:
         raise ConfigError("cannot find the classification head (a final FC/Dense layer, optionally "
-                          "followed by SOFTMAX)", what="--transfer",
+                          "followed by SOFTMAX)", what="transfer",
                           hint="end the network with FC(classes) to use head replacement")
     return layer, trailing, layer.input
 
@@ -132,6 +132,36 @@ def copy_weights_by_name(src, dst, report: TransferReport):
             report.skipped.append(layer.name)
 
 
+def load_weights_counted(network, path, report: TransferReport):
+    """``network.load_weights(path, skip_mismatch=True)``, recording in ``report`` the layers whose
+    weights really came from the file and leaving the others at their fresh initialisation.
+
+    Keras skips a mismatched or missing layer silently, so every floating-point weight is first set
+    to NaN: a weight still NaN afterwards was not in the file (a file holding NaN weights would be
+    of no use anyway). A layer counts as copied only if all its floating-point weights loaded.
+    """
+    import numpy as np
+
+    layers = []
+    for layer in leaf_layers(network):
+        floats = [v for v in layer.weights if np.issubdtype(np.dtype(v.dtype), np.floating)]
+        if floats:
+            layers.append((layer, floats, [np.array(v) for v in floats]))
+            for v in floats:
+                v.assign(np.full(tuple(v.shape), np.nan, dtype=np.dtype(v.dtype)))
+    try:
+        network.load_weights(str(path), skip_mismatch=True)
+    finally:
+        for layer, floats, fresh in layers:
+            loaded = [not np.isnan(np.array(v)).any() for v in floats]
+            if all(loaded):
+                report.copied.append(layer.name)
+                continue
+            for v, value in zip(floats, fresh):  # partly or not loaded: all fresh again
+                v.assign(value)
+            report.skipped.append(layer.name)
+
+
 def resolve_freeze(model, spec) -> int:
     """Index (into :func:`leaf_layers`) of the last layer to freeze, from ``--freeze-until``."""
     layers = leaf_layers(model)
@@ -141,7 +171,7 @@ def resolve_freeze(model, spec) -> int:
         index = int(text)
         if not -len(layers) <= index < len(layers):
             raise ConfigError(f"layer index {index} is out of range: the model has {len(layers)} "
-                              f"layers (0..{len(layers) - 1})", what="--freeze-until")
+                              f"layers (0..{len(layers) - 1})", what="freeze_until")
         return index % len(layers)
     if text == "backbone":
         dense, trailing, _ = find_head(model)
@@ -151,7 +181,7 @@ def resolve_freeze(model, spec) -> int:
     matches = [i for i, n in enumerate(names) if n.startswith(text)]
     if not matches:
         sample = ", ".join(names[:6] + (["..."] if len(names) > 8 else []) + names[-2:])
-        raise ConfigError(f"no layer is named or starts with {text!r}", what="--freeze-until",
+        raise ConfigError(f"no layer is named or starts with {text!r}", what="freeze_until",
                           hint=f"use an index, a layer name or a prefix; the layers are {sample}")
     return matches[-1]
 
@@ -175,66 +205,117 @@ def freeze_until(model, spec) -> list:
 
 def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
             unsafe=False) -> tuple:
-    """Load the starting point of a transfer run; return ``(network, TransferReport)``.
+    """Load the starting point of a transfer run.
 
-    ``path`` is a ``.keras`` model or a ``.weights.h5`` file. ``build(classes)`` builds the
-    architecture given on the command line for the new data (required for weights files; for a
-    ``.keras`` file it is optional, and weights are then copied by layer name where shapes match).
+    Args:
+        path: a ``.keras`` model or a ``.weights.h5`` file.
+        classes: the class count of the new data (the head is replaced when it differs).
+        input_shape: the image shape of the new data.
+        build: ``build(classes)`` builds the architecture given with the transfer file for the
+            new data: required for weights files; for a ``.keras`` file it is optional, and
+            weights are then copied by layer name where shapes match.
+        reset_head: a new head even when the class count matches.
+        unsafe: load a ``.keras`` file holding a Lambda layer (its code runs).
+
+    Returns:
+        ``(network, TransferReport)``: the network to train and what was copied, skipped and
+        replaced.
+
+    Raises:
+        DataError: a missing or foreign file, nothing transferred, or another input shape.
+        ConfigError: a weights file without an architecture, an unknown file type.
+        UnsafeModelError: a Lambda layer without ``unsafe``.
     """
     path = Path(path)
     report = TransferReport(source=str(path))
     if not path.exists():
-        raise DataError(f"transfer file {path} does not exist", what="--transfer")
+        raise DataError(f"transfer file {path} does not exist", what="transfer")
     name = path.name.lower()
     if name.endswith(".weights.h5") or name.endswith(".h5"):
-        if build is None:
-            raise ConfigError(f"{path.name} holds weights only; give the architecture too",
-                              what="--transfer",
-                              hint="kblocks train ARCHITECTURE --transfer FILE.weights.h5 ...")
-        network = build(classes)
-        try:
-            network.load_weights(str(path), skip_mismatch=True)
-            if output_units(network) != classes:
-                network = replace_head(network, classes)
-                report.head_replaced = True
-        except Exception as err:  # noqa: BLE001 - h5py/keras errors for a foreign file
-            raise DataError(f"cannot load weights from {path}: {err}", what="--transfer",
-                            hint="the weights must come from the same architecture") from None
-        report.copied = [layer.name for layer in leaf_layers(network) if layer.weights]
-        return network, report
+        return _from_weights(path, report, classes, build)
     if not name.endswith(".keras"):
-        raise ConfigError(f"unknown transfer file type {path.name!r}", what="--transfer",
+        raise ConfigError(f"unknown transfer file type {path.name!r}", what="transfer",
                           hint="use a .keras model or a .weights.h5 file")
+    base = _load_base(path, unsafe)
+    report.old_classes = output_units(base)
+    if build is not None:
+        return _rebuilt_from_model(path, base, report, classes, build, reset_head)
+    return _fine_tuned_model(path, base, report, classes, input_shape, reset_head)
+
+
+def _from_weights(path: Path, report, classes: int, build):
+    """A ``.weights.h5`` file loaded into the architecture ``build`` makes; a new head if the
+    class count differs."""
+    if build is None:
+        raise ConfigError(f"{path.name} holds weights only; give the architecture too",
+                          what="transfer",
+                          hint="kblocks train ARCHITECTURE --transfer FILE.weights.h5 ...")
+    network = build(classes)
+    try:
+        load_weights_counted(network, path, report)
+    except Exception as err:  # noqa: BLE001 - h5py/keras errors for a foreign file
+        raise DataError(f"cannot load weights from {path}: {err}", what="transfer",
+                        hint="the weights must come from the same architecture") from None
+    if not report.copied:
+        raise DataError(f"no layer of the architecture matched a weight in {path}: the file "
+                        f"loads nothing", what="transfer",
+                        hint="the weights must come from the same architecture (layer names and "
+                             "shapes); a .keras model of another one is copied by layer name")
+    if output_units(network) != classes:
+        network = replace_head(network, classes)
+        report.head_replaced = True
+        dense = find_head(network)[0]
+        if dense.name in report.copied:  # the new head is fresh whatever the file held
+            report.copied.remove(dense.name)
+            report.skipped.append(dense.name)
+    return network, report
+
+
+def _load_base(path: Path, unsafe: bool):
+    """The network inside a saved ``.keras`` model (safe mode: a Lambda layer needs unsafe=)."""
     from kblocks.common import saving
 
-    try:  # safe_mode: a file with a Lambda layer needs --unsafe
+    try:
         base = saving.load_model(path, compile=False, unsafe=unsafe)
     except saving.UnsafeModelError:
         raise
     except Exception as err:  # noqa: BLE001
         raise DataError(f"cannot load {path}: {getattr(err, 'message', err)}",
-                        what="--transfer") from None
-    base = unwrap_trained(base)
-    report.old_classes = output_units(base)
-    if build is not None:
-        network = build(classes)
-        if output_units(network) != classes:  # the text fixes the old class count: FC(10)
-            network = replace_head(network, classes)
-        copy_weights_by_name(base, network, report)
-        report.head_replaced = report.old_classes != classes or reset_head
-        return network, report
+                        what="transfer") from None
+    return unwrap_trained(base)
+
+
+def _rebuilt_from_model(path: Path, base, report, classes: int, build, reset_head: bool):
+    """The given architecture, built for the new data, with the saved model's weights copied by
+    layer name where the shapes match."""
+    network = build(classes)
+    if output_units(network) != classes:  # the text fixes the old class count: FC(10)
+        network = replace_head(network, classes)
+    copy_weights_by_name(base, network, report)
+    if not report.copied:
+        raise DataError(f"no layer of the architecture matches a layer of {path} by name and "
+                        f"weight shapes: nothing would be transferred", what="transfer",
+                        hint="give the architecture the model was trained with, or leave the "
+                             "architecture out to fine-tune the saved model as it is")
+    report.head_replaced = report.old_classes != classes or reset_head
+    return network, report
+
+
+def _fine_tuned_model(path: Path, base, report, classes: int, input_shape, reset_head: bool):
+    """The saved model itself, for data of its input shape; a new head if asked or needed."""
     base_shape = tuple(base.input_shape[1:])
     if len(base_shape) != len(input_shape) or any(
             a is not None and a != b for a, b in zip(base_shape, input_shape)):
         raise DataError(f"{path.name} takes inputs of shape {base_shape} but the data has "
-                        f"{tuple(input_shape)}", what="--transfer",
-                        hint="resize the data (--image-size), or give the architecture as well so "
+                        f"{tuple(input_shape)}", what="transfer",
+                        hint="resize the data (image_size=), or give the architecture as well so "
                              "it is built for the new shape and weights are copied by name")
     report.copied = [layer.name for layer in leaf_layers(base) if layer.weights]
     if report.old_classes != classes or reset_head:
         base = replace_head(base, classes)
         dense, _, _ = find_head(base)
         report.head_replaced = True
-        report.copied.remove(dense.name) if dense.name in report.copied else None
+        if dense.name in report.copied:
+            report.copied.remove(dense.name)
         report.skipped.append(dense.name)
     return base, report

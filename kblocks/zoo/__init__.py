@@ -1,4 +1,9 @@
-"""The architecture zoo: YAML files in ``kblocks/zoo/architectures/`` (package data of ``kblocks.zoo``).
+"""The architecture zoo: one YAML file per network in ``architectures/`` (package data of this package).
+
+Owns the files, their names and their catalogue (:func:`entry`: metadata and figures). May import
+:mod:`kblocks.lang` (to read and compile the files) and :mod:`kblocks.common`; never training,
+search, inspect or cli. The language finds a named file by itself (:func:`kblocks.lang.api.zoo_file`,
+reading this folder as data), so the zoo sits above the language with no cycle.
 
     >>> import kblocks
     >>> kblocks.zoo.names()[:3]
@@ -11,7 +16,6 @@ made); :func:`loss_weights` gives the paper's weighting of auxiliary heads (Goog
 """
 from __future__ import annotations
 
-import difflib
 import textwrap
 import importlib.resources
 import re
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.common.errors import ConfigError
+from kblocks.common.suggest import did_you_mean
 
 AUX_WEIGHT = 0.3  #: weight of each auxiliary loss in GoogLeNet (Szegedy et al. 2015, section 5)
 
@@ -39,11 +44,9 @@ def names() -> list:
 
 def path(name: str) -> Path | None:
     """Path of a zoo network's file, or None. Case-insensitive; ``-`` and ``_`` are the same."""
-    key = name.lower().replace("-", "_")
-    for n in names():
-        if n.lower().replace("-", "_") == key:
-            return Path(str(_dir().joinpath(n + ".yaml")))
-    return None
+    from kblocks.lang.api import zoo_file
+
+    return zoo_file(name)
 
 
 def load(name: str):
@@ -55,9 +58,8 @@ def load(name: str):
 
     found = path(name)
     if found is None:
-        close = difflib.get_close_matches(name.lower(), names(), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(close)}?" if close else "; 'kblocks zoo' lists them"
-        raise ConfigError(f"{name!r} is not in the zoo{hint}")
+        hint = did_you_mean(name.lower(), names(), n=3) or "'kblocks zoo' lists them"
+        raise ConfigError(f"{name!r} is not in the zoo; {hint}")
     return load_architecture(found)
 
 

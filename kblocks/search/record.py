@@ -1,0 +1,40 @@
+"""The record of a search, ``search.json`` in its folder: what was searched and how.
+
+The runner writes it and reads it back on ``--resume``; the report reads it. Both import it from
+here, so neither imports the other's module.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kblocks.common.errors import ConfigError
+
+FORMAT = 1  #: version of search.json
+SEARCH_FILE = "search.json"
+
+
+def load_record(out) -> dict:
+    """The record of the search in folder ``out``.
+
+    Args:
+        out: a search folder (the ``--out`` of ``kblocks search``).
+
+    Returns:
+        The parsed ``search.json``.
+
+    Raises:
+        ConfigError: the folder holds no ``search.json``, or it is not a kblocks search record.
+    """
+    path = Path(out) / SEARCH_FILE
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: {out} is not a search folder", what="out",
+                          hint="give the out= folder of a kblocks search")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON", what="out") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a kblocks search record (format {FORMAT})",
+                          what="out")
+    return record
