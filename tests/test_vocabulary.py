@@ -1,57 +1,66 @@
 """Every token of the vocabulary builds, and kblocks' shapes and parameter counts equal Keras' own."""
+import dataclasses
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
 import kblocks
+from kblocks.lang import kinds
+from kblocks.lang.kinds import LayerKind
 from kblocks.lang.vocab import VOCAB
 
-# One small text per user token, on an input it accepts.
-CASES = {
-    "CONV": ("CONV(8, 3, stride=2, padding=valid, use_bias=false)", (16, 16, 3)),
-    "CONV1D": ("CONV1D(8, 5, stride=2)", (32, 4)),
-    "CONV3D": ("CONV3D(4, 3, padding=1)", (6, 6, 6, 2)),
-    "DWCONV": ("DWCONV(5, 2, multiplier=2)", (16, 16, 3)),
-    "SEPCONV": ("SEPCONV(16, 3)", (16, 16, 3)),
-    "CONVT": ("CONVT(8, 3, stride=2, padding=valid)", (7, 7, 4)),
-    "POOL": ("POOL(3, 2, padding=same)", (15, 15, 3)),
-    "AVGPOOL": ("AVGPOOL(2)", (16, 16, 3)),
-    "GAP": ("GAP", (8, 8, 5)),
-    "GMP": ("GMP", (8, 8, 5)),
-    "FC": ("FC(7)", (6,)),
-    "FLATTEN": ("FLATTEN", (4, 4, 2)),
-    "DROPOUT": ("DROPOUT(0.3)", (8, 8, 3)),
-    "SDROPOUT": ("SDROPOUT(0.2)", (8, 8, 3)),
-    "BN": ("BN", (8, 8, 6)),
-    "LN": ("LN", (8, 8, 6)),
-    "GN": ("GN(groups=2)", (8, 8, 6)),
-    "LRN": ("LRN", (8, 8, 6)),
-    "RELU": ("RELU", (8, 8, 3)),
-    "RELU6": ("RELU6", (8, 8, 3)),
-    "LRELU": ("LRELU(0.1)", (8, 8, 3)),
-    "PRELU": ("PRELU", (8, 8, 3)),
-    "ELU": ("ELU", (8, 8, 3)),
-    "SELU": ("SELU", (8, 8, 3)),
-    "GELU": ("GELU", (8, 8, 3)),
-    "SWISH": ("SWISH", (8, 8, 3)),
-    "SIGMOID": ("SIGMOID", (8, 8, 3)),
-    "TANH": ("TANH", (8, 8, 3)),
-    "SOFTMAX": ("SOFTMAX", (10,)),
-    "LINEAR": ("LINEAR", (8, 8, 3)),
-    "ZEROPAD": ("ZEROPAD([1, 2])", (8, 8, 3)),
-    "UPSAMPLE": ("UPSAMPLE(2)", (8, 8, 3)),
-    "SKIP": ("SKIP-CONV(4)", (8, 8, 3)),
-    "RESHAPE": ("RESHAPE([4, 48])", (8, 8, 3)),
-}
+USER_TOKENS = sorted(spec.token for spec in VOCAB if spec.user)
 
 
-def test_every_user_token_has_a_case():
-    tokens = {spec.token for spec in VOCAB if spec.user}
-    assert tokens == set(CASES)
+def registration_problems(spec) -> list:
+    """What is missing from a token's registration: a kind record with every field, and for a user
+    token an example (text, input shape) that uses the token and compiles (no Keras needed)."""
+    kind = spec.kind
+    if not isinstance(kind, LayerKind):
+        return [f"kind is {kind!r}, not a LayerKind record"]
+    problems = [f"kind field {f.name} is {getattr(kind, f.name)!r}"
+                for f in dataclasses.fields(LayerKind)
+                if (f.type in ("Callable", Callable) and not callable(getattr(kind, f.name)))
+                or (f.type == "str" and not getattr(kind, f.name))]
+    if not (kind.colour.startswith("#") and len(kind.colour) == 7):
+        problems.append(f"colour {kind.colour!r} is not #rrggbb")
+    if not spec.keras_class and kind is not kinds.SKIP:
+        problems.append("no Keras class")
+    if not spec.user:
+        return problems
+    if len(spec.example) != 2 or not isinstance(spec.example[0], str) or not spec.example[1]:
+        return [*problems, f"example is {spec.example!r}, not (text, input shape)"]
+    text, shape = spec.example
+    nodes = kblocks.compile(text, input_shape=shape).nodes
+    if kind is not kinds.SKIP and not any(n.token == spec.token for n in nodes):
+        problems.append(f"example {text!r} makes no {spec.token}")
+    return problems
 
 
-@pytest.mark.parametrize("token", sorted(CASES))
+@pytest.mark.parametrize("token", sorted(spec.token for spec in VOCAB))
+def test_every_token_is_fully_registered(token):
+    assert registration_problems(VOCAB[token]) == [], token
+
+
+def test_a_half_registered_token_is_caught():
+    dc = dataclasses
+    conv = VOCAB["CONV"]
+    assert registration_problems(dc.replace(conv, example=())) == \
+        ["example is (), not (text, input shape)"]
+    assert registration_problems(dc.replace(conv, example=("FC(3)", (4,)))) == \
+        ["example 'FC(3)' makes no CONV"]
+    assert registration_problems(dc.replace(conv, kind=dc.replace(kinds.CONV, colour=""))) == \
+        ["kind field colour is ''", "colour '' is not #rrggbb"]
+    assert registration_problems(dc.replace(conv, kind=dc.replace(kinds.CONV, macs=None))) == \
+        ["kind field macs is None"]
+    assert registration_problems(dc.replace(conv, kind="conv")) == \
+        ["kind is 'conv', not a LayerKind record"]
+
+
+@pytest.mark.parametrize("token", USER_TOKENS)
 def test_token_matches_keras(token):
-    text, shape = CASES[token]
+    text, shape = VOCAB[token].example
     model = kblocks.build(text, input_shape=shape)
     s = kblocks.summary(model)
     assert s.params == model.count_params()
@@ -60,6 +69,16 @@ def test_token_matches_keras(token):
     x = np.random.default_rng(0).uniform(0, 1, (2, *shape)).astype("float32")
     y = np.asarray(model(x))
     assert np.all(np.isfinite(y))
+
+
+def test_pool_stride_defaults_to_the_window_in_one_place():
+    """POOL(3) strides 3 and prints back as POOL(3); POOL(3, 2) keeps its stride."""
+    spec = VOCAB["POOL"]
+    stride = spec.arg("stride")
+    assert stride.same_as == "size" and spec.default(stride, {"size": 3}) == 3
+    assert kblocks.compile("POOL(3)", input_shape=(9, 9, 1)).nodes[0].shape == (3, 3, 1)
+    assert kblocks.format_text("POOL(3)-POOL(3, 2)", input_shape=(20, 20, 1)) == \
+        "INPUT(20, 20, 1) - POOL(3) - POOL(3, stride=2)"
 
 
 @pytest.mark.parametrize("alias,token", [("conv2d", "CONV"), ("Maxpool", "POOL"), ("dense", "FC"),
@@ -73,9 +92,9 @@ def test_registry_refuses_duplicates():
     from kblocks.lang.vocab import LayerSpec, Vocabulary
 
     v = Vocabulary()
-    v.register(LayerSpec("A", "act", "Activation", aliases=("B",)))
+    v.register(LayerSpec("A", kinds.ACT, "Activation", aliases=("B",)))
     with pytest.raises(ValueError, match="'B' of C is already registered by A"):
-        v.register(LayerSpec("C", "act", "Activation", aliases=("B",)))
+        v.register(LayerSpec("C", kinds.ACT, "Activation", aliases=("B",)))
 
 
 def test_keyword_arguments_pass_through_to_keras():
@@ -115,7 +134,7 @@ def test_static_keyword_table_matches_installed_keras():
     from kblocks.lang.expand import _installed_keras_keywords, _keras_keywords
 
     for spec in VOCAB:
-        if spec.keras_class and not spec.keras_class.startswith("kblocks>"):
+        if spec.keras_class and not spec.kind.custom:
             assert _keras_keywords(spec) - {"name", "dtype", "trainable", "autocast"} <= \
                 _installed_keras_keywords(spec), spec.token
 

@@ -1,9 +1,12 @@
 """The architecture language: text and YAML -> syntax tree -> layer graph -> figures -> Keras model.
 
-Owns the grammar (``grammar.lark``, :mod:`parser`, :mod:`syntax`), expansion of repeats, variables
-and blocks (:mod:`expand`, :mod:`blocks`, ``builtin_blocks.yaml``, :mod:`spec`, :mod:`limits`), the
-layer vocabulary (:mod:`vocab`, :mod:`keras_keywords`), the layer graph and its figures
-(:mod:`ir`, :mod:`graph`, :mod:`shapes`, :mod:`analysis`, :mod:`table`, :mod:`plot`), the emitter to
+Owns, stage by stage: the grammar and syntax tree (``grammar.lark``, :mod:`parser`, :mod:`syntax`);
+architecture files and blocks (:mod:`spec`, :mod:`yamlfile` the safe YAML loader, :mod:`blocks`,
+``builtin_blocks.yaml``); expansion of repeats, variables, blocks and placeholders (:mod:`expand`,
+:mod:`limits`) into the program of :mod:`ir` and its canonical text; the layer vocabulary
+(:mod:`vocab` the tokens, :mod:`kinds` one record per kind of layer — shape, parameters, cost,
+receptive-field window, Keras factory, colour — and :mod:`keras_keywords`); the layer graph and its
+figures (:mod:`graph`, :mod:`shapes`, :mod:`analysis`, :mod:`table`, :mod:`plot`), the emitter to
 Keras (:mod:`emit`, :mod:`layers`, the model class :mod:`models`), the input/output conventions
 of the models it makes (:mod:`conventions`) and the functions ``kblocks`` exports (:mod:`api`).
 

@@ -20,30 +20,50 @@ import math
 from dataclasses import dataclass
 
 from kblocks.lang.graph import INPUT, Graph, Node
-from kblocks.lang.shapes import _tuple
-
-_INPLACE_KINDS = {"act", "prelu"}
-_VIEW_KINDS = {"flatten", "reshape", "dropout", "sdropout"}
 
 
 @dataclass(frozen=True)
 class LayerStats:
+    """The figures of one node (conventions in the module docstring).
+
+    Args:
+        trainable: trainable parameters, as Keras counts them.
+        non_trainable: non-trainable parameters (batch normalisation's moving statistics).
+        activations: activation elements this node's output adds per image (0 for views and
+            in-place layers).
+        macs: multiply-adds per image.
+        rf: receptive field per spatial axis; None once the whole input is seen.
+        jump: distance in input pixels between neighbouring outputs, per spatial axis (a float
+            after upsampling); None with ``rf``.
+    """
+
     trainable: int
     non_trainable: int
-    activations: int  # elements added by this layer's output
+    activations: int
     macs: int
-    rf: tuple | None  # receptive field per spatial axis; None once the whole input is seen
+    rf: tuple | None
     jump: tuple | None
 
     @property
     def params(self):
+        """Trainable plus non-trainable parameters."""
         return self.trainable + self.non_trainable
 
 
 @dataclass(frozen=True)
 class Analysis:
+    """The figures of a whole graph: one :class:`LayerStats` per node and the totals as properties
+    (``params``, ``trainable``, ``non_trainable``, ``activation_elements``, ``activation_bytes``,
+    ``macs``).
+
+    Args:
+        graph: the :class:`~kblocks.lang.graph.Graph` analysed.
+        layers: one :class:`LayerStats` per node, in the graph's order.
+        input_elements: elements of one input image (counted in the activation memory).
+    """
+
     graph: Graph
-    layers: tuple  # LayerStats per node
+    layers: tuple
     input_elements: int
 
     @property
@@ -72,110 +92,55 @@ class Analysis:
 
 
 def param_counts(node: Node, in_shape: tuple) -> tuple:
-    """(trainable, non-trainable) parameters of one node, as Keras counts them."""
-    trainable, frozen = _param_counts(node, in_shape)
+    """(trainable, non-trainable) parameters of one node, as Keras counts them: its kind's record,
+    all of them frozen when the layer is written with ``trainable=false``."""
+    trainable, frozen = node.spec.kind.params(dict(node.params), in_shape)
     if dict(node.extra).get("trainable") is False:  # CONV(8, trainable=false): Keras freezes all
         return 0, trainable + frozen
     return trainable, frozen
 
 
-def _param_counts(node: Node, in_shape: tuple) -> tuple:
+def _field(node: Node, fields: list) -> tuple:
+    """(receptive field, jump) after ``node``, from those of its inputs (the largest of each)."""
+    if any(f[0] is None for f in fields) or len(node.shape) == 1:
+        return None, None
+    r_in = tuple(max(f[0][a] for f in fields) for a in range(len(fields[0][0])))
+    j_in = tuple(max(f[1][a] for f in fields) for a in range(len(fields[0][1])))
+    win = node.spec.kind.window(dict(node.params), len(r_in))
+    if win is None:
+        return r_in, j_in
+    r = r_in if win.kernel is None else tuple(ri + (kk - 1) * ji
+                                              for ri, kk, ji in zip(r_in, win.kernel, j_in))
+    if win.transposed:
+        return r, tuple(ji / ss for ji, ss in zip(j_in, win.stride))
+    return r, tuple(ji * ss for ji, ss in zip(j_in, win.stride))
+
+
+def _added_elements(node: Node) -> int:
+    """Activation elements a node's output adds: none for views and for in-place layers that do
+    not head a branch."""
     kind = node.spec.kind
-    p = dict(node.params)
-    cin = in_shape[-1]
-    rank = len(in_shape) - 1
-    bias = p.get("use_bias", True)
-    if kind == "conv":
-        k = math.prod(_tuple(p["kernel"], rank))
-        return k * (cin // p["groups"]) * p["filters"] + (p["filters"] if bias else 0), 0
-    if kind == "dwconv":
-        k = math.prod(_tuple(p["kernel"], 2))
-        out = cin * p["multiplier"]
-        return k * out + (out if bias else 0), 0
-    if kind == "sepconv":
-        k = math.prod(_tuple(p["kernel"], 2))
-        return k * cin + cin * p["filters"] + (p["filters"] if bias else 0), 0
-    if kind == "convt":
-        k = math.prod(_tuple(p["kernel"], 2))
-        return k * cin * p["filters"] + (p["filters"] if bias else 0), 0
-    if kind == "dense":
-        return cin * p["units"] + (p["units"] if bias else 0), 0
-    if kind == "bn":
-        return cin * (int(p["center"]) + int(p["scale"])), 2 * cin
-    if kind in ("ln", "gn"):
-        return cin * (int(p["center"]) + int(p["scale"])), 0
-    if kind == "prelu":
-        return cin, 0
-    return 0, 0
-
-
-def macs_of(node: Node, in_shape: tuple) -> int:
-    kind = node.spec.kind
-    p = dict(node.params)
-    out = node.shape
-    cin = in_shape[-1]
-    rank = len(in_shape) - 1
-    if kind == "conv":
-        return math.prod(out) * math.prod(_tuple(p["kernel"], rank)) * (cin // p["groups"])
-    if kind == "dwconv":
-        return math.prod(out) * math.prod(_tuple(p["kernel"], 2))
-    if kind == "sepconv":
-        spatial = math.prod(out[:-1])
-        return spatial * cin * math.prod(_tuple(p["kernel"], 2)) + spatial * cin * p["filters"]
-    if kind == "convt":
-        return math.prod(in_shape) * math.prod(_tuple(p["kernel"], 2)) * p["filters"]
-    if kind == "dense":
-        return cin * p["units"]
-    return 0
-
-
-def _window(node: Node, in_rank: int):
-    p = dict(node.params)
-    kind = node.spec.kind
-    if kind in ("conv", "dwconv", "sepconv"):
-        d = _tuple(p.get("dilation", 1), in_rank)
-        k = _tuple(p["kernel"], in_rank)
-        return tuple(dd * (kk - 1) + 1 for kk, dd in zip(k, d)), _tuple(p["stride"], in_rank)
-    if kind == "pool":
-        return _tuple(p["size"], in_rank), _tuple(p["stride"], in_rank)
-    return None
+    if kind.view or (kind.in_place and not node.branch_head):
+        return 0
+    return math.prod(node.shape)
 
 
 def analyse(graph: Graph) -> Analysis:
+    """Per-layer parameters, activation memory, multiply-adds and receptive fields of a graph.
+
+    Args:
+        graph: a layer graph (from :func:`kblocks.lang.graph.build_graph` or ``kblocks.compile``).
+
+    Returns:
+        An :class:`Analysis` with one :class:`LayerStats` per node, in the graph's order.
+    """
     stats: list = []
-    rf = {INPUT: ((1,) * (len(graph.input_shape) - 1), (1,) * (len(graph.input_shape) - 1))}
-    if len(graph.input_shape) == 1:
-        rf[INPUT] = (None, None)
+    rank = len(graph.input_shape) - 1
+    rf = {INPUT: (None, None) if rank == 0 else ((1,) * rank, (1,) * rank)}
     for node in graph.nodes:
         in_shape = graph.shape_of(node.inputs[0])
         trainable, frozen = param_counts(node, in_shape)
-        kind = node.spec.kind
-        if kind in _VIEW_KINDS or (kind in _INPLACE_KINDS and not node.branch_head):
-            acts = 0
-        else:
-            acts = math.prod(node.shape)
-        # receptive field
-        fields = [rf[i] for i in node.inputs]
-        if any(f[0] is None for f in fields) or len(node.shape) == 1:
-            r = (None, None)
-        else:
-            r_in = tuple(max(f[0][a] for f in fields) for a in range(len(fields[0][0])))
-            j_in = tuple(max(f[1][a] for f in fields) for a in range(len(fields[0][1])))
-            win = _window(node, len(r_in))
-            if node.spec.kind == "convt":
-                s = _tuple(dict(node.params)["stride"], len(r_in))
-                k = _tuple(dict(node.params)["kernel"], len(r_in))
-                r = (tuple(ri + (kk - 1) * ji for ri, kk, ji in zip(r_in, k, j_in)),
-                     tuple(ji / ss for ji, ss in zip(j_in, s)))
-            elif node.spec.kind == "upsample":
-                s = _tuple(dict(node.params)["size"], len(r_in))
-                r = (r_in, tuple(ji / ss for ji, ss in zip(j_in, s)))
-            elif win is None:
-                r = (r_in, j_in)
-            else:
-                k, s = win
-                r = (tuple(ri + (kk - 1) * ji for ri, kk, ji in zip(r_in, k, j_in)),
-                     tuple(ji * ss for ji, ss in zip(j_in, s)))
-        rf[node.index] = r
-        stats.append(LayerStats(trainable, frozen, acts, macs_of(node, in_shape), r[0], r[1]))
+        macs = node.spec.kind.macs(dict(node.params), in_shape, node.shape)
+        r = rf[node.index] = _field(node, [rf[i] for i in node.inputs])
+        stats.append(LayerStats(trainable, frozen, _added_elements(node), macs, r[0], r[1]))
     return Analysis(graph, tuple(stats), math.prod(graph.input_shape))

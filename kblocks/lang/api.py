@@ -12,10 +12,21 @@ from kblocks.lang.expand import Expander, finalize_units
 from kblocks.lang.graph import Graph, build_graph
 from kblocks.lang.spec import ArchitectureFile, load_architecture
 from kblocks.lang.table import Summary
+from kblocks.lang.yamlfile import load_yaml_text
 
 
 def parse(text: str):
-    """Syntax tree of architecture text (see :mod:`kblocks.lang.syntax`)."""
+    """Parse architecture text into its syntax tree, before anything is expanded.
+
+    Args:
+        text: architecture text, e.g. ``"[CONV(32)-RELU]*2-POOL"``.
+
+    Returns:
+        The :class:`kblocks.lang.syntax.Seq` at the root of the tree (positions kept).
+
+    Raises:
+        ParseError: the text does not follow the grammar (with the line and a caret).
+    """
     return parser.parse(text)
 
 
@@ -91,8 +102,6 @@ def _blocks(arch: ArchitectureFile, blocks) -> BlockLibrary:
 
 def load_architecture_blocks(path) -> BlockLibrary:
     """The ``blocks:`` of a YAML file (a file holding only blocks needs no ``network``)."""
-    from kblocks.lang.spec import load_yaml_text
-
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"blocks file {str(path)!r} does not exist")
@@ -107,7 +116,31 @@ def load_architecture_blocks(path) -> BlockLibrary:
 
 
 def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=None, **variables) -> Graph:
-    """Text, YAML path or zoo name to a layer graph (no Keras objects are made)."""
+    """Compile a source to its layer graph: parse, expand, give the FCs their units, build the graph.
+
+    No Keras object is made and Keras is not imported.
+
+    Args:
+        source: architecture text, a path to a YAML architecture file, a zoo name, or an
+            already loaded :class:`~kblocks.lang.spec.ArchitectureFile`.
+        input_shape: the input without the batch axis, e.g. ``(32, 32, 3)``; needed unless the text
+            starts with ``INPUT(...)`` or the file has ``input:``.
+        classes: units of the last FC written without units (and of each AUX head's).
+        blocks: extra named blocks: a YAML path, a mapping ``name: body`` or a ``BlockLibrary``.
+        resolver: chooses the values of ``{...}`` placeholders (default: each one's default).
+        **variables: values of the variables the text uses (``build(text, width=64)``).
+
+    Returns:
+        The :class:`~kblocks.lang.graph.Graph`: one node per Keras layer, with shapes.
+
+    Raises:
+        ParseError: the text does not follow the grammar (with the line and a caret).
+        ArchitectureError: an unknown layer, block or variable, a bad argument, or a layer that
+            cannot take its input shape; :class:`LimitError` (a subclass) for a network over the
+            size limits.
+        ConfigError: an architecture file that cannot be read or has a key of the wrong form.
+        KBlocksError: ``classes`` or ``input_shape`` of the wrong form, or a source of the wrong type.
+    """
     arch = _as_arch(source)
     text = arch.network
     src = arch.source if arch.source else ""
@@ -144,13 +177,37 @@ def _input_shape(written, given, from_file):
 
 
 def analyse(source, **kwargs) -> Analysis:
-    """Parameters, activation memory, multiply-adds and receptive fields, layer by layer."""
+    """Parameters, activation memory, multiply-adds and receptive fields, layer by layer.
+
+    Args:
+        source: a :class:`~kblocks.lang.graph.Graph`, or any source :func:`compile` takes.
+        **kwargs: passed to :func:`compile` when ``source`` is not a graph.
+
+    Returns:
+        The :class:`~kblocks.lang.analysis.Analysis` (totals and one ``LayerStats`` per node).
+
+    Raises:
+        KBlocksError: as :func:`compile` raises.
+    """
     graph = source if isinstance(source, Graph) else compile(source, **kwargs)
     return _analyse(graph)
 
 
 def format_text(source, **kwargs) -> str:
-    """Canonical text: repetitions, variables, blocks and placeholders written out."""
+    """Canonical text: repetitions, variables, blocks and placeholders written out.
+
+    Parsing the canonical text gives the same graph (tests/test_roundtrip.py).
+
+    Args:
+        source: a :class:`~kblocks.lang.graph.Graph`, or any source :func:`compile` takes.
+        **kwargs: passed to :func:`compile` when ``source`` is not a graph.
+
+    Returns:
+        The text, starting with ``INPUT(...)`` when the input shape is known.
+
+    Raises:
+        KBlocksError: as :func:`compile` raises.
+    """
     graph = source if isinstance(source, Graph) else compile(source, **kwargs)
     return graph.canonical_text()
 
@@ -173,6 +230,34 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
     (per-channel, with ``normalize_stats=`` the training images 0..255 or a ``(mean, variance)``
     pair), ``"scale"`` (divide by 255) or ``"none"``: then the model takes pixels 0..255 and
     normalises them inside, as the models ``kblocks train`` saves do.
+
+    Args:
+        source: architecture text, a path to a YAML architecture file, a zoo name, or an
+            already loaded :class:`~kblocks.lang.spec.ArchitectureFile`.
+        input_shape: the input without the batch axis, e.g. ``(32, 32, 3)``; needed unless the text
+            starts with ``INPUT(...)`` or the file has ``input:``.
+        classes: units of the last FC written without units (and of each AUX head's).
+        blocks: extra named blocks: a YAML path, a mapping ``name: body`` or a ``BlockLibrary``.
+        name: the model's name (default: the file's ``name:`` or stem, else ``kblocks``).
+        resolver: chooses the values of ``{...}`` placeholders (default: each one's default).
+        classifier_activation: ``None`` (the default) keeps the text's head; ``"softmax"``
+            appends a softmax to each output that does not already end in one.
+        normalize: ``None`` (input taken as given), ``"standardize"``, ``"scale"`` or
+            ``"none"``: then the model takes pixels 0..255 and normalises inside.
+        normalize_stats: for ``"standardize"``: training images 0..255 or ``(mean, variance)``.
+        **variables: values of the variables the text uses (``build(text, width=64)``).
+
+    Returns:
+        A :class:`kblocks.Network` (a functional ``keras.Model``) whose layers are named as the
+        graph's nodes (``conv_3``), with one output, or named outputs ``output``, ``aux1``, ... when the text has ``AUX[...]`` heads.
+
+    Raises:
+        ParseError: the text does not follow the grammar (with the line and a caret).
+        ArchitectureError: an unknown layer, block or variable, a bad argument, or a layer that
+            cannot take its input shape; :class:`LimitError` (a subclass) for a network over the
+            size limits.
+        ConfigError: an architecture file that cannot be read or has a key of the wrong form.
+        KBlocksError: ``classes`` or ``input_shape`` of the wrong form, or a source of the wrong type.
     """
     from kblocks.lang.conventions import CLASSIFIER_ACTIVATIONS, normalization_layer
     from kblocks.lang.emit import emit
@@ -204,9 +289,21 @@ def _model_name(arch: ArchitectureFile) -> str:
 
 
 def summary(model_or_source, **kwargs) -> Summary:
-    """The per-layer summary of a model built by kblocks, or of a text / YAML / zoo name.
+    """The per-layer summary of a model built by kblocks, or of a text, YAML file or zoo name.
 
-    Its last lines state the conventions: what input the model takes and what it outputs."""
+    Its last lines state the conventions: what input the model takes and what it outputs.
+
+    Args:
+        model_or_source: a model :func:`build` made in this process, or any source
+            :func:`compile` takes.
+        **kwargs: passed to :func:`compile` when a source is given.
+
+    Returns:
+        The :class:`~kblocks.lang.table.Summary`: ``str()`` is the table, its fields the numbers.
+
+    Raises:
+        KBlocksError: a Keras model kblocks did not build, or as :func:`compile` raises.
+    """
     graph = getattr(model_or_source, "_kblocks_graph", None)
     model = None
     if graph is None:

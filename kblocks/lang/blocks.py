@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.common.errors import ConfigError
+from kblocks.lang.yamlfile import load_yaml_text
 
 REQUIRED = object()  # a parameter with no default
 
@@ -102,8 +103,6 @@ def block_from_mapping(name: str, spec, *, source: str = "", line: int = 0) -> B
 @functools.lru_cache(maxsize=1)
 def builtin_library() -> BlockLibrary:
     """The built-in blocks (``kblocks/lang/builtin_blocks.yaml``)."""
-    from kblocks.lang.spec import load_yaml_text
-
     path = Path(__file__).with_name("builtin_blocks.yaml")
     lib = BlockLibrary()
     if not path.exists():

@@ -26,33 +26,34 @@ def _kwargs(node: Node) -> dict:
     return kw
 
 
-def _zero_pad_class(rank):
-    return {1: keras.layers.ZeroPadding1D, 2: keras.layers.ZeroPadding2D,
-            3: keras.layers.ZeroPadding3D}[rank]
-
-
 def make_layer(node: Node, in_shape, *, name=None, dtype=None) -> keras.layers.Layer:
+    """The Keras layer of one graph node, made by its kind's factory (:mod:`kblocks.lang.kinds`)."""
     spec = node.spec
     kw = _kwargs(node)
     kw["name"] = name or node.name
     if dtype is not None:
         kw["dtype"] = dtype
     try:
-        if spec.kind == "prelu":
-            kw.setdefault("shared_axes", list(range(1, len(in_shape))) or None)
-            return keras.layers.PReLU(**kw)
-        if spec.kind == "zeropad":
-            return _zero_pad_class(len(in_shape) - 1)(**kw)
-        if spec.kind == "merge" and spec.token == "CONCAT":
-            return keras.layers.Concatenate(axis=-1, **kw)
-        if spec.keras_class.startswith("kblocks>"):
-            from kblocks.lang import layers as kl
-
-            return getattr(kl, spec.keras_class.split(">", 1)[1])(**kw)
-        return getattr(keras.layers, spec.keras_class)(**kw)
+        return spec.kind.keras(_layers_module(spec.kind), spec, kw, in_shape)
     except (TypeError, ValueError) as err:
-        raise ArchitectureError(f"Keras refused {spec.keras_class or spec.token}: {err}", span=node.span,
+        raise ArchitectureError(f"Keras refused {_class_name(spec)}: {err}", span=node.span,
                                 what=node.token, hint="check the extra keyword arguments") from None
+
+
+def _layers_module(kind):
+    """Where a kind's Keras class lives: ``keras.layers``, or kblocks' own layers."""
+    if kind.custom:
+        from kblocks.lang import layers
+
+        return layers
+    return keras.layers
+
+
+def _class_name(spec) -> str:
+    """The layer class as Keras registers it: ``kblocks>LRN`` for kblocks' own layers."""
+    if spec.kind.custom:
+        return f"kblocks>{spec.keras_class}"
+    return spec.keras_class or spec.token
 
 
 def emit(graph: Graph, *, name: str | None = None, classifier_activation=None,
@@ -76,7 +77,7 @@ def emit(graph: Graph, *, name: str | None = None, classifier_activation=None,
         args = [tensors[i] for i in node.inputs]
         dtype = "float32" if (mixed and node.index in out_nodes) else None
         layer = make_layer(node, graph.shape_of(node.inputs[0]), dtype=dtype)
-        tensors[node.index] = layer(args if node.spec.kind == "merge" else args[0])
+        tensors[node.index] = layer(args if node.spec.kind.merge else args[0])
         last[node.index] = layer
     if classifier_activation == "softmax":
         for k, i in enumerate(graph.outputs):

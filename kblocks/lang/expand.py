@@ -35,6 +35,19 @@ class Resolver:
         return True
 
 
+@dataclass(frozen=True)
+class _Signature:
+    """What a call's arguments are matched against: a layer token's arguments or a block's
+    parameters (see :meth:`Expander._match`)."""
+
+    owner: str  # "CONV" or "@basic", in messages
+    names: tuple  # in positional order
+    what: str  # the error's subject, as written
+    noun: str  # "argument" or "parameter"
+    takes: str  # "takes at most 7 positional argument(s)"
+    lookup: object  # keyword -> its name in ``names``, or None when unknown
+
+
 @dataclass
 class _Ctx:
     variables: dict
@@ -219,55 +232,65 @@ class Expander:
                               ctx, cls=LimitError, hint="reduce the repetition counts; see 'Limits' "
                               "in docs/language.md")
 
-    def _bind(self, item: S.Layer, spec: LayerSpec, ctx: _Ctx) -> Op:
-        what = item.name
-        values: dict = {}
-        for k, v in self.defaults.get(spec.token, {}).items():  # YAML layer defaults
-            values[k] = v
-        args = item.args
-        if len(args.positional) > len(spec.args):
-            raise self._error(f"{spec.token} takes at most {len(spec.args)} positional argument(s) "
-                              f"({', '.join(spec.arg_names) or 'none'}), got {len(args.positional)}",
-                              item.span, ctx, what=what)
-        for arg, raw in zip(spec.args, args.positional):
-            values[arg.name] = raw
-        extra, kspans = {}, {}
+    def _match(self, args: S.Args, sig: _Signature, span, ctx: _Ctx, *, value=None,
+               unknown=None) -> dict:
+        """The one argument binder, for layer tokens and named blocks alike: positional arguments
+        by position, keywords by name (through ``sig.lookup``), each passed through ``value``
+        (default: kept as written) as it is matched. A keyword ``sig.lookup`` does not know goes to
+        ``unknown(key, raw, span)``, which raises or keeps it."""
+        value = value or (lambda raw: raw)
+        if len(args.positional) > len(sig.names):
+            raise self._error(f"{sig.owner} {sig.takes} ({', '.join(sig.names) or 'none'}), got "
+                              f"{len(args.positional)}", span, ctx, what=sig.what)
+        bound = {name: value(raw) for name, raw in zip(sig.names, args.positional)}
+        positional = set(bound)
         for key, raw, kspan in args.keyword:
-            kspans[key] = kspan
-            arg = spec.arg(key)
-            if arg is None:
-                if key in _keras_keywords(spec) or key in _installed_keras_keywords(spec):
-                    extra[key] = raw
-                    continue
-                choices = spec.arg_names + sorted(_keras_keywords(spec))
-                close = difflib.get_close_matches(key, choices, n=2, cutoff=0.6)
-                hint = (f"did you mean {' or '.join(close)}?" if close else
-                        f"{spec.token} takes {', '.join(spec.arg_names) or 'no arguments'}"
-                        + (f" and the Keras {spec.keras_class} keywords" if spec.keras_class else ""))
-                raise self._error(f"{spec.token} has no argument {key!r}", kspan or item.span, ctx,
-                                  what=what, hint=hint)
-            if arg.name in values and arg.name in dict(zip([a.name for a in spec.args],
-                                                            args.positional)):
-                raise self._error(f"argument {arg.name!r} of {spec.token} is given twice", kspan, ctx,
-                                  what=what)
-            values[arg.name] = raw
+            name = sig.lookup(key)
+            if name is None:
+                unknown(key, raw, kspan)
+                continue
+            if name in positional:
+                raise self._error(f"{sig.noun} {name!r} of {sig.owner} is given twice", kspan, ctx,
+                                  what=sig.what)
+            bound[name] = value(raw)
+        return bound
+
+    def _bind(self, item: S.Layer, spec: LayerSpec, ctx: _Ctx) -> Op:
+        """A layer with every argument resolved and checked; unknown keywords that the Keras layer
+        takes pass through as ``extra``."""
+        extra, spans = {}, {}
+
+        def keras_keyword(key, raw, kspan):
+            if key in _keras_keywords(spec) or key in _installed_keras_keywords(spec):
+                extra[key], spans[key] = raw, kspan
+                return
+            raise self._error(f"{spec.token} has no argument {key!r}", kspan or item.span, ctx,
+                              what=item.name, hint=_no_argument_hint(spec, key))
+
+        sig = _Signature(spec.token, tuple(spec.arg_names), item.name, "argument",
+                         f"takes at most {len(spec.args)} positional argument(s)",
+                         lambda key: getattr(spec.arg(key), "name", None))
+        written = self._match(item.args, sig, item.span, ctx, unknown=keras_keyword)
+        values = {**self.defaults.get(spec.token, {}), **written}  # YAML layer defaults first
         for key in list(values):
             if spec.arg(key) is None:  # a YAML default that is a Keras keyword
                 extra.setdefault(key, values.pop(key))
-        params = []
-        for arg in spec.args:
-            raw = values.get(arg.name, arg.default)
-            params.append((arg.name, self._typed(raw, arg, spec, item, ctx)))
-        pdict = dict(params)
-        if spec.token in ("POOL", "AVGPOOL") and pdict["stride"] is None:
-            params = [(k, pdict["size"] if k == "stride" else v) for k, v in params]
+        typed = {arg.name: self._typed(values.get(arg.name, arg.default), arg, spec, item, ctx)
+                 for arg in spec.args}
+        params = tuple((arg.name, spec.default(arg, typed) if typed[arg.name] is None and arg.same_as
+                        else typed[arg.name]) for arg in spec.args)
         resolved_extra = tuple((k, self._plain(v, ctx, item.span)) for k, v in extra.items())
-        for key, value in resolved_extra:  # keywords that change shapes or weights unmodelled
+        self._refuse_unmodelled(spec, resolved_extra, spans, item, ctx)
+        return Op(spec.token, params, resolved_extra, item.span, item.text, ctx.scope)
+
+    def _refuse_unmodelled(self, spec, extra, spans, item, ctx):
+        """Refuse pass-through keywords that would change shapes or weights the analysis does not
+        model (``keras_keywords.REFUSED_KEYWORDS``), pointing at the keyword."""
+        for key, value in extra:
             refused = refusal(spec.keras_class, key, value)
             if refused is not None:
                 raise self._error(f"{spec.token} does not take {key}={_short(value)}: {refused[0]}",
-                                  kspans.get(key) or item.span, ctx, what=what, hint=refused[1])
-        return Op(spec.token, tuple(params), resolved_extra, item.span, item.text, ctx.scope)
+                                  spans.get(key) or item.span, ctx, what=item.name, hint=refused[1])
 
     def _plain(self, raw, ctx, span):
         """Resolve variables / params / placeholders in a pass-through Keras keyword value."""
@@ -340,44 +363,8 @@ class Expander:
 
     # --- blocks ----------------------------------------------------------------------------------
     def _block(self, call: S.BlockCall, ctx: _Ctx) -> list:
-        block = self.blocks.get(call.name)
-        if block is None:
-            close = difflib.get_close_matches(call.name, self.blocks.names(), n=3, cutoff=0.5)
-            hint = f"did you mean {' or '.join('@' + c for c in close)}?" if close else \
-                f"known blocks: {', '.join(self.blocks.names()) or 'none'}"
-            raise self._error(f"unknown block @{call.name}", call.span, ctx, what=f"@{call.name}",
-                              hint=hint)
-        if call.name in ctx.block_stack:
-            chain = " -> ".join("@" + b for b in (*ctx.block_stack, call.name))
-            raise self._error(f"block @{call.name} calls itself ({chain})", call.span, ctx,
-                              what=f"@{call.name}", hint="blocks cannot be recursive: use *N")
-        if len(ctx.block_stack) >= limits.MAX_BLOCK_DEPTH:
-            raise self._error(f"blocks nest deeper than {limits.MAX_BLOCK_DEPTH}", call.span, ctx,
-                              cls=LimitError)
-        names = block.param_names()
-        if len(call.args.positional) > len(names):
-            raise self._error(f"@{call.name} takes {len(names)} argument(s) ({', '.join(names) or 'none'})"
-                              f", got {len(call.args.positional)}", call.span, ctx, what=f"@{call.name}")
-        bound = {}
-        for pname, raw in zip(names, call.args.positional):
-            bound[pname] = self._arg_value(raw, ctx)
-        for key, raw, kspan in call.args.keyword:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
-                raise self._error(f"@{call.name} has no parameter {key!r}", kspan, ctx,
-                                  what=f"@{call.name}",
-                                  hint=f"did you mean {' or '.join(close)}?" if close else
-                                  f"its parameters are {', '.join(names) or 'none'}")
-            if key in bound:
-                raise self._error(f"parameter {key!r} of @{call.name} is given twice", kspan, ctx,
-                                  what=f"@{call.name}")
-            bound[key] = self._arg_value(raw, ctx)
-        for pname, default in block.params:
-            if pname not in bound:
-                if default is REQUIRED:
-                    raise self._error(f"@{call.name} needs its parameter {pname!r}", call.span, ctx,
-                                      what=f"@{call.name}")
-                bound[pname] = default
+        block = self._find_block(call, ctx)
+        bound = self._bind_block(call, block, ctx)
         where = f"{Path(block.source).name if block.source else 'blocks='}: body of block @{block.name}"
         body = _parse_block_body(block.body, where, block.name)
         self.block_counts[call.name] = self.block_counts.get(call.name, 0) + 1
@@ -392,6 +379,47 @@ class Expander:
             err._via = True
             raise type(err)(f"{err.message} (inside @{call.name})", span=err.span or call.span,
                             text=err.text, hint=err.hint, what=err.what) from None
+
+    def _find_block(self, call: S.BlockCall, ctx: _Ctx):
+        """The block a call names, refusing unknown names, recursion and deep nesting."""
+        block = self.blocks.get(call.name)
+        if block is None:
+            close = difflib.get_close_matches(call.name, self.blocks.names(), n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join('@' + c for c in close)}?" if close else \
+                f"known blocks: {', '.join(self.blocks.names()) or 'none'}"
+            raise self._error(f"unknown block @{call.name}", call.span, ctx, what=f"@{call.name}",
+                              hint=hint)
+        if call.name in ctx.block_stack:
+            chain = " -> ".join("@" + b for b in (*ctx.block_stack, call.name))
+            raise self._error(f"block @{call.name} calls itself ({chain})", call.span, ctx,
+                              what=f"@{call.name}", hint="blocks cannot be recursive: use *N")
+        if len(ctx.block_stack) >= limits.MAX_BLOCK_DEPTH:
+            raise self._error(f"blocks nest deeper than {limits.MAX_BLOCK_DEPTH}", call.span, ctx,
+                              cls=LimitError)
+        return block
+
+    def _bind_block(self, call: S.BlockCall, block, ctx: _Ctx) -> dict:
+        """The block's parameters: the call's arguments evaluated at the call site, then defaults."""
+        names = block.param_names()
+        what = f"@{call.name}"
+
+        def no_parameter(key, raw, kspan):
+            close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
+            raise self._error(f"@{call.name} has no parameter {key!r}", kspan, ctx, what=what,
+                              hint=f"did you mean {' or '.join(close)}?" if close else
+                              f"its parameters are {', '.join(names) or 'none'}")
+
+        sig = _Signature(what, tuple(names), what, "parameter", f"takes {len(names)} argument(s)",
+                         lambda key: key if key in names else None)
+        bound = self._match(call.args, sig, call.span, ctx, unknown=no_parameter,
+                            value=lambda raw: self._arg_value(raw, ctx))
+        for pname, default in block.params:
+            if pname not in bound:
+                if default is REQUIRED:
+                    raise self._error(f"@{call.name} needs its parameter {pname!r}", call.span, ctx,
+                                      what=what)
+                bound[pname] = default
+        return bound
 
     def _arg_value(self, raw, ctx: _Ctx):
         """A block argument evaluated at the call site ($params and variables of the caller)."""
@@ -430,7 +458,7 @@ def _keras_keywords(spec: LayerSpec) -> frozenset:
 @functools.lru_cache(maxsize=None)
 def _installed_keras_keywords(spec: LayerSpec) -> frozenset:
     """The installed Keras' constructor keywords (imports Keras: only for keywords not in the table)."""
-    if not spec.keras_class or spec.keras_class.startswith("kblocks>"):
+    if not spec.keras_class or spec.kind.custom:
         return frozenset()
     import keras
 
@@ -448,61 +476,86 @@ def _installed_keras_keywords(spec: LayerSpec) -> frozenset:
     return frozenset(names - {a.keras for a in spec.args if a.keras})
 
 
+def _no_argument_hint(spec: LayerSpec, key: str) -> str:
+    choices = spec.arg_names + sorted(_keras_keywords(spec))
+    close = difflib.get_close_matches(key, choices, n=2, cutoff=0.6)
+    if close:
+        return f"did you mean {' or '.join(close)}?"
+    return (f"{spec.token} takes {', '.join(spec.arg_names) or 'no arguments'}"
+            + (f" and the Keras {spec.keras_class} keywords" if spec.keras_class else ""))
+
+
 def _coerce(value, arg, spec, fail):
-    t = arg.type
-    if t == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            if not (isinstance(value, float) and value.is_integer()):
-                raise fail(f"{arg.name} of {spec.token} must be a whole number, got {_short(value)}")
-            value = int(value)  # 32.0 is 32; -0.0 is 0, refused below like 0
-        if value < 1:
-            raise fail(f"{arg.name} of {spec.token} must be at least 1, got {value}")
-        if value > limits.MAX_INT:
-            raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got {_short(value)}")
-        return value
-    if t == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(f"{arg.name} of {spec.token} must be a number, got {_short(value)}")
-        try:
-            value = float(value)
-        except OverflowError:
-            value = math.inf
-        if not math.isfinite(value):
-            raise fail(f"{arg.name} of {spec.token} must be a finite number, got {_short(value)}")
-        if arg.name == "rate" and not 0.0 <= value < 1.0:
-            raise fail(f"rate of {spec.token} must be in [0, 1), got {value}")
-        return value
-    if t == "ints":
-        items = value if isinstance(value, tuple) else (value,)
-        if not items or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
-            raise fail(f"{arg.name} of {spec.token} must be a whole number or a list of them, "
-                       f"got {value!r}")
-        minimum = 0 if spec.token == "ZEROPAD" else 1
-        if any(v < minimum for v in items):
-            raise fail(f"{arg.name} of {spec.token} must be at least {minimum}, got {_short(value)}")
-        if any(v > limits.MAX_INT for v in items):
-            raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got "
-                       f"{_short(value)}")
-        return value
-    if t == "padding":
-        if isinstance(value, str) and value.lower() in ("same", "valid"):
-            return value.lower()
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limits.MAX_INT:
-            return value
-        raise fail(f"padding of {spec.token} must be same, valid or a number of pixels, got "
-                   f"{_short(value)}")
-    if t == "bool":
-        if not isinstance(value, bool):
-            raise fail(f"{arg.name} of {spec.token} must be true or false, got {_short(value)}")
-        return value
-    if t == "shape":
-        items = value if isinstance(value, tuple) else (value,)
-        if not items or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= limits.MAX_INT
-                            for v in items):
-            raise fail(f"shape of {spec.token} must be a list of positive whole numbers, got "
-                       f"{_short(value)}")
-        return tuple(items)
+    """``value`` checked and converted to the argument's type; ``fail(message)`` makes the error."""
+    coerce = _COERCE.get(arg.type)
+    return coerce(value, arg, spec, fail) if coerce else value
+
+
+def _to_int(value, arg, spec, fail):
+    if isinstance(value, bool) or not isinstance(value, int):
+        if not (isinstance(value, float) and value.is_integer()):
+            raise fail(f"{arg.name} of {spec.token} must be a whole number, got {_short(value)}")
+        value = int(value)  # 32.0 is 32; -0.0 is 0, refused below like 0
+    if value < arg.minimum:
+        raise fail(f"{arg.name} of {spec.token} must be at least {arg.minimum}, got {value}")
+    if value > limits.MAX_INT:
+        raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got {_short(value)}")
     return value
+
+
+def _to_float(value, arg, spec, fail):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(f"{arg.name} of {spec.token} must be a number, got {_short(value)}")
+    try:
+        value = float(value)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise fail(f"{arg.name} of {spec.token} must be a finite number, got {_short(value)}")
+    if arg.name == "rate" and not 0.0 <= value < 1.0:
+        raise fail(f"rate of {spec.token} must be in [0, 1), got {value}")
+    return value
+
+
+def _to_ints(value, arg, spec, fail):
+    items = value if isinstance(value, tuple) else (value,)
+    if not items or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+        raise fail(f"{arg.name} of {spec.token} must be a whole number or a list of them, "
+                   f"got {value!r}")
+    if any(v < arg.minimum for v in items):
+        raise fail(f"{arg.name} of {spec.token} must be at least {arg.minimum}, got {_short(value)}")
+    if any(v > limits.MAX_INT for v in items):
+        raise fail(f"{arg.name} of {spec.token} must be at most {limits.MAX_INT:,}, got "
+                   f"{_short(value)}")
+    return value
+
+
+def _to_padding(value, arg, spec, fail):
+    if isinstance(value, str) and value.lower() in ("same", "valid"):
+        return value.lower()
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limits.MAX_INT:
+        return value
+    raise fail(f"padding of {spec.token} must be same, valid or a number of pixels, got "
+               f"{_short(value)}")
+
+
+def _to_bool(value, arg, spec, fail):
+    if not isinstance(value, bool):
+        raise fail(f"{arg.name} of {spec.token} must be true or false, got {_short(value)}")
+    return value
+
+
+def _to_shape(value, arg, spec, fail):
+    items = value if isinstance(value, tuple) else (value,)
+    if not items or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= limits.MAX_INT
+                        for v in items):
+        raise fail(f"shape of {spec.token} must be a list of positive whole numbers, got "
+                   f"{_short(value)}")
+    return tuple(items)
+
+
+_COERCE = {"int": _to_int, "float": _to_float, "ints": _to_ints, "padding": _to_padding,
+           "bool": _to_bool, "shape": _to_shape}
 
 
 def _short(value) -> str:

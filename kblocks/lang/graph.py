@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from kblocks.lang import limits
 from kblocks.lang import shapes as sh
 from kblocks.common.errors import ArchitectureError, LimitError, Span
+from kblocks.lang.kinds import Site
 from kblocks.lang.ir import Aux, Merge, Op, Program, format_op, format_text
 from kblocks.lang.vocab import MERGE_TOKEN, VOCAB
 
@@ -22,6 +23,24 @@ INPUT = -1  # index standing for the model input
 
 @dataclass(frozen=True)
 class Node:
+    """One layer of the graph: what Keras will make of it and where it came from.
+
+    Args:
+        index: position in :attr:`Graph.nodes` (inputs always come earlier).
+        token: canonical vocabulary token (``"CONV"``); :attr:`spec` is its entry.
+        params: ``((name, value), ...)``: every DSL argument, resolved, in the token's order.
+        extra: ``((keyword, value), ...)``: Keras keywords passed through unchanged.
+        inputs: indices of the nodes it reads (:data:`INPUT` for the model input); a merge has
+            one per branch.
+        shape: its output shape without the batch axis.
+        name: its Keras layer name, by rule: ``conv_3``, or ``basic2_bn_7`` inside a named block.
+        span: where it was written (empty for inserted nodes).
+        text: the text it was written as (empty for inserted nodes).
+        note: why an inserted node is there (``"inserted before FC"``).
+        scope: the outermost named-block instance it comes from (``"basic2"``).
+        branch_head: it is the first layer of a branch, reading a tensor another branch also reads.
+    """
+
     index: int
     token: str
     params: tuple
@@ -43,6 +62,7 @@ class Node:
 
     @property
     def spec(self):
+        """Its :class:`~kblocks.lang.vocab.LayerSpec`; ``spec.kind`` says what the layer means."""
         return VOCAB[self.token]
 
     @property
@@ -53,6 +73,18 @@ class Node:
 
 @dataclass(frozen=True)
 class Graph:
+    """A network as a flat list of layers in the order Keras builds them.
+
+    Args:
+        input_shape: the model input without the batch axis.
+        nodes: the :class:`Node` s, each after the nodes it reads.
+        outputs: node indices of the model outputs, the main output first, then each ``AUX[...]``
+            head (:data:`INPUT` for a network that is the identity).
+        program: the expanded program it was built from (:mod:`kblocks.lang.ir`).
+        source: the file or zoo name it came from (empty for text).
+        text: the architecture text, for error context.
+    """
+
     input_shape: tuple
     nodes: tuple
     outputs: tuple  # node indices (INPUT for an identity network), main output first
@@ -61,12 +93,15 @@ class Graph:
     text: str = ""  # the architecture text (for error context)
 
     def canonical_text(self) -> str:
+        """The canonical architecture text, ``INPUT(...)`` first (see ``kblocks.format_text``)."""
         return format_text(Program(self.program.nodes, self.input_shape))
 
     def shape_of(self, index):
+        """The output shape of node ``index``, or the input shape for :data:`INPUT`."""
         return self.input_shape if index == INPUT else self.nodes[index].shape
 
     def consumers(self):
+        """``{index: [indices of the nodes that read it]}``, :data:`INPUT` included."""
         users = {INPUT: []}
         for n in self.nodes:
             users[n.index] = []
@@ -116,9 +151,7 @@ class _Builder:
         """Weights are tensors too: a layer whose kernel alone is over the per-tensor limit (a
         CONV(8, kernel=100000, padding=same) keeps its output small), or a model over the parameter
         limit, is refused here rather than by an out-of-memory error in Keras."""
-        from kblocks.lang.analysis import param_counts  # analysis imports this module
-
-        weights = sum(param_counts(node, self.shape(node.inputs[0])))
+        weights = sum(node.spec.kind.params(dict(node.params), self.shape(node.inputs[0])))
         if weights > limits.MAX_ACTIVATION_ELEMENTS:
             raise self.fail(f"its weights have {weights:,} elements, over the limit of "
                             f"{limits.MAX_ACTIVATION_ELEMENTS:,} for one tensor", node.span, node.token,
@@ -145,15 +178,14 @@ class _Builder:
         spec = VOCAB[op.token]
         shape = self.shape(current)
         params = dict(op.params)
-        kind = spec.kind
         common = dict(span=op.span, text=op.text, scope=op.scope)
         self.counts[op.token] = self.counts.get(op.token, 0) + 1
         try:
-            if kind == "dense" and len(shape) > 1:
+            if spec.kind.flattens_input and len(shape) > 1:
                 current = self.add("FLATTEN", (), (), (current,), (math.prod(shape),), span=op.span,
                                    note="inserted before FC", head=head, scope=op.scope)
                 shape, head = self.shape(current), False
-            if kind in ("conv", "dwconv", "sepconv", "pool") and isinstance(params.get("padding"), int):
+            if spec.kind.zero_pads and isinstance(params.get("padding"), int):
                 pad = params["padding"]
                 sh.expect_map(op.token, shape, spec.rank)
                 if pad > 0:
@@ -163,69 +195,13 @@ class _Builder:
                     shape, head = self.shape(current), False
                 op = op.replace_param("padding", "valid")
                 params["padding"] = "valid"
-            out = self.out_shape(op, shape, params)
+            out = spec.kind.out_shape(params, shape, Site(op.token, spec.rank, self.counts[op.token]))
         except sh.ShapeError as err:
             raise self.fail(str(err), op.span, op.token) from None
         return self.add(op.token, op.params, op.extra, (current,), out, head=head, **common)
 
-    def out_shape(self, op, shape, p):
-        spec = VOCAB[op.token]
-        kind = spec.kind
-        if kind == "conv":
-            sh.expect_map(op.token, shape, spec.rank)
-            if shape[-1] % p["groups"] or p["filters"] % p["groups"]:
-                raise sh.ShapeError(f"groups={p['groups']} must divide both the input channels "
-                                    f"({shape[-1]}) and filters ({p['filters']})")
-            space = sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"], p["dilation"],
-                              count=self.counts[op.token])
-            return space + (p["filters"],)
-        if kind == "dwconv":
-            sh.expect_map(op.token, shape, 2)
-            return sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"],
-                             count=self.counts[op.token]) + (shape[-1] * p["multiplier"],)
-        if kind == "sepconv":
-            sh.expect_map(op.token, shape, 2)
-            return sh.window(op.token, shape, p["kernel"], p["stride"], p["padding"],
-                             count=self.counts[op.token]) + (p["filters"],)
-        if kind == "convt":
-            sh.expect_map(op.token, shape, 2)
-            if isinstance(p["padding"], int):
-                raise sh.ShapeError("CONVT takes padding=same or valid (crop the output instead)")
-            return sh.conv_transpose(shape, p["kernel"], p["stride"], p["padding"]) + (p["filters"],)
-        if kind == "pool":
-            sh.expect_map(op.token, shape, 2)
-            return sh.window(op.token, shape, p["size"], p["stride"], p["padding"], what="window",
-                             count=self.counts[op.token]) + (shape[-1],)
-        if kind == "gpool":
-            sh.expect_map(op.token, shape, 2)
-            return (shape[-1],)
-        if kind == "flatten":
-            return (math.prod(shape),)
-        if kind == "dense":
-            return (p["units"],)
-        if kind == "sdropout":
-            sh.expect_map(op.token, shape, 2)
-            return shape
-        if kind == "gn":
-            if shape[-1] % p["groups"]:
-                raise sh.ShapeError(f"groups={p['groups']} must divide the {shape[-1]} channels; "
-                                    f"write GN(groups=...) with a divisor")
-            return shape
-        if kind == "zeropad":
-            if len(shape) < 2:
-                raise sh.ShapeError("ZEROPAD needs a feature map")
-            return sh.zero_pad(shape, p["pad"])
-        if kind == "upsample":
-            sh.expect_map(op.token, shape, 2)
-            return sh.upsample(shape, p["size"])
-        if kind == "reshape":
-            target = p["shape"]
-            if math.prod(target) != math.prod(shape):
-                raise sh.ShapeError(f"cannot reshape {sh.dims(shape)} to {sh.dims(target)}")
-            return tuple(target)
-        return shape  # activations, dropout, normalisation, LRN
-
     def merge(self, merge: Merge, current):
+        """The branches of ``merge`` from ``current``, then the CONCAT, ADD or MULTIPLY node."""
         ends, skip_flags = [], []
         for body, proj in zip(merge.branches, merge.skip_proj):
             if body:
@@ -234,46 +210,59 @@ class _Builder:
             else:
                 ends.append(current)
                 skip_flags.append(proj)
-        token = MERGE_TOKEN[merge.op]
         shapes = [self.shape(e) for e in ends]
-        what = {"|": "concatenation", "+": "add", "&": "multiply"}[merge.op]
         if merge.op == "|":
-            ranks = {len(s) for s in shapes}
-            if len(ranks) > 1 or len({s[:-1] for s in shapes}) > 1:
-                raise self.fail(f"branches of a concatenation must agree except in channels; got "
-                                f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'|'",
-                                hint="give every branch the same strides/padding")
-            out = shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+            out = self.concat_shape(shapes, merge)
         else:
-            others = [s for s, f in zip(shapes, skip_flags) if f is None]
-            target = max(others, key=len) if others else shapes[0]
-            for i, (end, s, flag) in enumerate(zip(ends, shapes, skip_flags)):
-                if flag is None or s == target or (merge.op == "&" and _broadcasts(s, target)):
-                    continue
-                if not flag:
-                    raise self.fail(f"SKIP has shape {sh.dims(s)} but the other branch "
-                                    f"{sh.dims(target)}, and proj=false", merge.span, f"'{merge.op}'",
-                                    hint="remove proj=false or write the shortcut branch out")
-                ends[i] = self.projection(end, s, target, merge)
-                shapes[i] = target
-            widest = max(shapes, key=len)
-            for i, s in enumerate(shapes):
-                if len(s) < len(widest) and merge.op == "&":
-                    new = (1,) * (len(widest) - len(s)) + s
-                    ends[i] = self.add("RESHAPE", (("shape", new),), (), (ends[i],), new,
-                                       span=merge.span, note=f"broadcast {sh.dims(s)} over {sh.dims(widest)}")
-                    shapes[i] = new
-            try:
-                out = shapes[0]
-                for s in shapes[1:]:
-                    out = sh.broadcast(out, s)
-            except sh.ShapeError as err:
-                raise self.fail(f"branches of an {what} do not fit: {err}", merge.span, f"'{merge.op}'",
-                                hint="make the branches end with the same shape") from None
-            if merge.op == "+" and any(s != out for s in shapes):
-                raise self.fail(f"branches of an add must have the same shape; got "
-                                f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'+'")
-        return self.add(token, (), (), tuple(ends), out, span=merge.span, text="")
+            out = self.elementwise_shape(ends, shapes, skip_flags, merge)
+        return self.add(MERGE_TOKEN[merge.op], (), (), tuple(ends), out, span=merge.span, text="")
+
+    def concat_shape(self, shapes, merge):
+        ranks = {len(s) for s in shapes}
+        if len(ranks) > 1 or len({s[:-1] for s in shapes}) > 1:
+            raise self.fail(f"branches of a concatenation must agree except in channels; got "
+                            f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'|'",
+                            hint="give every branch the same strides/padding")
+        return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+
+    def elementwise_shape(self, ends, shapes, skip_flags, merge):
+        """The output of an add or multiply. A SKIP branch that does not fit is projected; for a
+        multiply a lower-rank branch is reshaped to broadcast. Updates ``ends`` and ``shapes``."""
+        self.fit_skips(ends, shapes, skip_flags, merge)
+        widest = max(shapes, key=len)
+        for i, s in enumerate(shapes):
+            if len(s) < len(widest) and merge.op == "&":
+                new = (1,) * (len(widest) - len(s)) + s
+                ends[i] = self.add("RESHAPE", (("shape", new),), (), (ends[i],), new,
+                                   span=merge.span, note=f"broadcast {sh.dims(s)} over {sh.dims(widest)}")
+                shapes[i] = new
+        what = {"+": "add", "&": "multiply"}[merge.op]
+        try:
+            out = shapes[0]
+            for s in shapes[1:]:
+                out = sh.broadcast(out, s)
+        except sh.ShapeError as err:
+            raise self.fail(f"branches of an {what} do not fit: {err}", merge.span, f"'{merge.op}'",
+                            hint="make the branches end with the same shape") from None
+        if merge.op == "+" and any(s != out for s in shapes):
+            raise self.fail(f"branches of an add must have the same shape; got "
+                            f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'+'")
+        return out
+
+    def fit_skips(self, ends, shapes, skip_flags, merge):
+        """Project each SKIP branch whose shape differs from the other branches' (unless
+        ``proj=false``, or a multiply broadcasts it anyway)."""
+        others = [s for s, f in zip(shapes, skip_flags) if f is None]
+        target = max(others, key=len) if others else shapes[0]
+        for i, (end, s, flag) in enumerate(zip(ends, shapes, skip_flags)):
+            if flag is None or s == target or (merge.op == "&" and _broadcasts(s, target)):
+                continue
+            if not flag:
+                raise self.fail(f"SKIP has shape {sh.dims(s)} but the other branch "
+                                f"{sh.dims(target)}, and proj=false", merge.span, f"'{merge.op}'",
+                                hint="remove proj=false or write the shortcut branch out")
+            ends[i] = self.projection(end, s, target, merge)
+            shapes[i] = target
 
     def projection(self, end, have, want, merge):
         """The projection shortcut W_s of ResNet: a 1x1 conv with the stride and filters that fit."""
@@ -303,6 +292,23 @@ def _broadcasts(a, b) -> bool:
 
 
 def build_graph(program: Program, input_shape, *, text: str = "", source: str = "") -> Graph:
+    """The layer graph of an expanded program, with the implicit layers inserted and every shape
+    checked.
+
+    Args:
+        program: the expanded program (:class:`kblocks.lang.ir.Program`), FC units given.
+        input_shape: the input without the batch axis.
+        text: the architecture text, for error context.
+        source: the file it came from, for error context.
+
+    Returns:
+        The :class:`Graph`.
+
+    Raises:
+        ArchitectureError: no input shape, or a layer that cannot take its input (naming the
+            layer and where it was written).
+        LimitError: a graph, tensor, weight or parameter count over :mod:`kblocks.lang.limits`.
+    """
     if input_shape is None:
         raise ArchitectureError("no input shape: write INPUT(h,w,c) first or give input_shape=",
                                 hint="CLI: --input-shape 32,32,3")

@@ -82,19 +82,13 @@ def format_value(value) -> str:
     raise TypeError(f"cannot format {value!r}")
 
 
-def _default_for(spec, arg, params: dict):
-    if spec.token in ("POOL", "AVGPOOL") and arg.name == "stride":
-        return params.get("size")
-    return arg.default
-
-
 def format_op(op: Op) -> str:
     spec = VOCAB[op.token]
     params = dict(op.params)
     parts = []
     for i, arg in enumerate(spec.args):
         value = params.get(arg.name)
-        default = _default_for(spec, arg, params)
+        default = spec.default(arg, params)
         leading = i == 0 and arg.type in ("int", "ints", "float")  # CONV(32), FC(10), POOL(2)
         if not leading and value == default and type(value) is type(default):
             continue

@@ -5,19 +5,13 @@ from __future__ import annotations
 from kblocks.lang.graph import INPUT, Graph
 from kblocks.lang.shapes import dims
 
-_COLOURS = {"conv": "#9ecae1", "dwconv": "#9ecae1", "sepconv": "#9ecae1", "convt": "#9ecae1",
-            "pool": "#fdae6b", "gpool": "#fdae6b", "dense": "#a1d99b", "act": "#eeeeee",
-            "prelu": "#eeeeee", "bn": "#dadaeb", "ln": "#dadaeb", "gn": "#dadaeb", "lrn": "#dadaeb",
-            "merge": "#fc9272", "dropout": "#f7f7f7", "sdropout": "#f7f7f7"}
-
-
 def layout(graph: Graph) -> dict:
     """(column, row) of the input and each node: rows follow the data flow, branches take columns."""
     pos = {INPUT: (0.0, 0)}
     row = 0
     for node in graph.nodes:
         parent = node.inputs[0]
-        if node.spec.kind == "merge":
+        if node.spec.kind.merge:
             row = max(pos[i][1] for i in node.inputs) + 1
             col = sum(pos[i][0] for i in node.inputs) / len(node.inputs)
             col = min((pos[i][0] for i in node.inputs), key=abs) if len(node.inputs) else col
@@ -52,7 +46,7 @@ def plot_graph(graph: Graph, path, *, fmt="png", dpi=110):
     ax.axis("off")
     labels = {INPUT: (f"INPUT {dims(graph.input_shape)}", "#ffffff")}
     for node in graph.nodes:
-        labels[node.index] = (f"{node.dsl}  {dims(node.shape)}", _COLOURS.get(node.spec.kind, "#ffffff"))
+        labels[node.index] = (f"{node.dsl}  {dims(node.shape)}", node.spec.kind.colour)
     for node in graph.nodes:
         x1, y1 = pos[node.index]
         for i in node.inputs:

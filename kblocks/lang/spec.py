@@ -1,6 +1,6 @@
 """Architecture files (DSL section 5): YAML with ``name``, ``input``, ``classes``, ``vars``,
-``blocks``, ``defaults`` and ``network``, read with a safe loader that also refuses duplicate keys,
-alias bombs and oversized files, and reports problems as ``file, line N: ...``.
+``blocks``, ``defaults`` and ``network``, read with the safe loader of :mod:`kblocks.lang.yamlfile`
+(duplicate keys, alias bombs and oversized files refused; problems reported as ``file, line N: ...``).
 """
 from __future__ import annotations
 
@@ -8,173 +8,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from kblocks.lang import limits
 from kblocks.lang.blocks import BlockLibrary, block_from_mapping, builtin_library, is_plain_value
 from kblocks.common.errors import ConfigError
-
-MAX_YAML_BYTES = 1_000_000  #: architecture files larger than this are refused
-MAX_YAML_ALIASES = 100  #: YAML aliases (*name) allowed in one file
-MAX_YAML_DEPTH = 64  #: nesting of YAML lists and mappings
-MAX_YAML_VALUES = 100_000  #: values in one file once its aliases are expanded (billion laughs)
+from kblocks.lang.yamlfile import (MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_DEPTH,  # noqa: F401
+                                   MAX_YAML_VALUES, load_yaml_text, too_big)
 
 TOP_LEVEL_KEYS = {"name", "input", "classes", "vars", "blocks", "network", "defaults", "source",
                   "params", "doc", "family", "reference"}
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that records key lines, refuses duplicate keys and limits aliases."""
-
-    def __init__(self, stream, source):
-        super().__init__(stream)
-        self.source = source
-        self.key_lines: dict = {}  # id(dict in the data) -> {key: line}
-        self.node_lines: dict = {}
-        self.aliases = 0
-        self.depth = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_YAML_ALIASES:
-                mark = self.peek_event().start_mark
-                raise ConfigError(f"{self.source}, line {mark.line + 1}: more than {MAX_YAML_ALIASES} "
-                                  f"YAML aliases; anchors and aliases are limited to stop alias bombs")
-        self.depth += 1
-        try:
-            if self.depth > MAX_YAML_DEPTH:  # PyYAML composes recursively: stop before Python does
-                mark = self.peek_event().start_mark
-                raise ConfigError(f"{self.source}, line {mark.line + 1}: lists and mappings nest "
-                                  f"deeper than {MAX_YAML_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-    def compose_document(self):
-        node = super().compose_document()
-        _check_expanded_size(node, self.source)
-        return node
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise ConfigError(f"{self.source}, line {key_node.start_mark.line + 1}: YAML merge keys "
-                                  f"(<<) are not supported; write the keys out")
-            key = self.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:
-                raise ConfigError(f"{self.source}, line {key_node.start_mark.line + 1}: a mapping key "
-                                  f"must be a plain value") from None
-            if key in seen:
-                raise ConfigError(f"{self.source}, line {key_node.start_mark.line + 1}: duplicate key "
-                                  f"{key!r} (first at line {seen[key]})")
-            seen[key] = key_node.start_mark.line + 1
-        self.node_lines[id(node)] = seen
-        return super().construct_mapping(node, deep=True)
-
-    def construct_yaml_map(self, node):
-        # SafeLoader's version copies the mapping into the dict it yields: record the lines of the
-        # keys against that dict, the one that ends up in the data
-        data = {}
-        yield data
-        data.update(self.construct_mapping(node))
-        self.key_lines[id(data)] = self.node_lines.pop(id(node), {})
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
-
-
-def _check_expanded_size(root, source: str) -> None:
-    """Refuse a document whose aliases refer to themselves or expand to more than
-    ``MAX_YAML_VALUES`` values: PyYAML shares an aliased object rather than copying it, but any code
-    that walks the data (an error message's ``repr``, a JSON dump) walks every expanded copy."""
-    if root is None:
-        return
-    size: dict = {}
-    on_path: set = set()
-    stack = [(root, False)]
-    while stack:  # iterative post-order walk of the node graph, memoised per node
-        node, done = stack.pop()
-        key = id(node)
-        if done:
-            on_path.discard(key)
-            children = _children(node)
-            size[key] = 1 + sum(size[id(c)] for c in children)
-            if size[key] > MAX_YAML_VALUES:
-                raise ConfigError(f"{source}, line {node.start_mark.line + 1}: its aliases expand to "
-                                  f"more than {MAX_YAML_VALUES:,} values; anchors and aliases are "
-                                  f"limited to stop alias bombs")
-            continue
-        if key in size:
-            continue
-        if key in on_path:
-            raise ConfigError(f"{source}, line {node.start_mark.line + 1}: a YAML alias refers to the "
-                              f"list or mapping that contains it")
-        on_path.add(key)
-        stack.append((node, True))
-        for child in _children(node):
-            if id(child) in on_path:
-                raise ConfigError(f"{source}, line {child.start_mark.line + 1}: a YAML alias refers "
-                                  f"to the list or mapping that contains it")
-            if id(child) not in size:
-                stack.append((child, False))
-
-
-def _children(node) -> list:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    return []
-
-
-def _too_big(source: str, size: int, head: bytes) -> ConfigError:
-    line = head[:MAX_YAML_BYTES].count(b"\n") + 1  # the line on which the limit is crossed
-    return ConfigError(f"{source}, line {line}: the file is {size:,} bytes, over the "
-                       f"{MAX_YAML_BYTES:,}-byte limit for architecture files; is this the right file?")
-
-
-def load_yaml_text(text: str, source: str = "<yaml>"):
-    """Parse YAML safely; return (data, lines) where lines maps key paths to line numbers."""
-    data = text.encode("utf-8", "replace")
-    if len(data) > MAX_YAML_BYTES:
-        raise _too_big(source, len(data), data[:MAX_YAML_BYTES + 1])
-    loader = None
-    try:
-        loader = _Loader(text, source)  # the reader refuses NUL and other control characters here
-        data = loader.get_single_data()
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}{line}: not valid YAML: {err.problem or err}") from None
-    except yaml.reader.ReaderError as err:  # a character YAML does not allow (NUL, ...)
-        line = text.count("\n", 0, max(err.position, 0)) + 1
-        raise ConfigError(f"{source}, line {line}: not valid YAML: the character {chr(err.character)!r} "
-                          f"is not allowed") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML: {err}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        first = next((i + 1 for i, ln in enumerate(text.split("\n"))
-                      if ln.strip() and not ln.lstrip().startswith(("#", "%", "---"))), 1)
-        raise ConfigError(f"{source}, line {first}: an architecture file is a mapping with a 'network' "
-                          f"key, got a {type(data).__name__}")
-    lines = {}
-    top = loader.key_lines.get(id(data), {})
-    for key, line in top.items():
-        lines[(key,)] = line
-        value = data[key]
-        if isinstance(value, dict):
-            for sub, sub_line in loader.key_lines.get(id(value), {}).items():
-                lines[(key, sub)] = sub_line
-    return data, lines
 
 
 @dataclass
@@ -205,6 +46,19 @@ def _int_list(value, key, where):
 
 
 def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile:
+    """Check and type the top-level keys of an architecture file, in the order a reader meets them.
+
+    Args:
+        data: the mapping :func:`load_yaml_text` read.
+        lines: key paths to line numbers, from :func:`load_yaml_text`.
+        source: the file name, for messages.
+
+    Returns:
+        The :class:`ArchitectureFile`.
+
+    Raises:
+        ConfigError: naming the file, the line and the key, for any key of the wrong form.
+    """
     def where(*path):
         line = lines.get(tuple(path))
         return f"{source}, line {line}" if line else source
@@ -222,11 +76,21 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
     if "input" in data and data["input"] is not None:
         arch.input_shape = _int_list(data["input"], "input", where("input"))
     if "classes" in data and data["classes"] is not None:
-        c = data["classes"]
-        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
-            raise ConfigError(f"{where('classes')}: 'classes' must be a positive whole number, got {c!r}")
-        arch.classes = c
-    variables = data.get("vars") or {}
+        arch.classes = _classes(data["classes"], where)
+    arch.variables = _variables(data.get("vars") or {}, where)
+    arch.blocks = _blocks(data.get("blocks") or {}, lines, source, where)
+    arch.defaults = _defaults(data.get("defaults") or {}, where)
+    arch.meta = {k: data[k] for k in ("source", "doc", "family", "reference") if k in data}
+    return arch
+
+
+def _classes(c, where) -> int:
+    if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+        raise ConfigError(f"{where('classes')}: 'classes' must be a positive whole number, got {c!r}")
+    return c
+
+
+def _variables(variables, where) -> dict:
     if not isinstance(variables, dict):
         raise ConfigError(f"{where('vars')}: 'vars' must be a mapping name: value")
     for k, v in variables.items():
@@ -235,8 +99,12 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
         if not isinstance(v, (int, float, str, bool)) or not is_plain_value(v):
             raise ConfigError(f"{where('vars', k)}: variable {k!r} must be a number, word or "
                               f"true/false, got {type(v).__name__}")
-    arch.variables = dict(variables)
-    blocks = data.get("blocks") or {}
+    return dict(variables)
+
+
+def _blocks(blocks, lines, source, where) -> BlockLibrary:
+    """The file's blocks over the built-in ones (which they may not redefine by accident: a name
+    given twice in one file is refused by the YAML loader, a built-in name is shadowed)."""
     if not isinstance(blocks, dict):
         raise ConfigError(f"{where('blocks')}: 'blocks' must be a mapping name: body")
     lib = builtin_library().child()
@@ -244,8 +112,10 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError(f"{where('blocks', name)}: block name {name!r} is not a plain name")
         lib.add(block_from_mapping(name, spec, source=source, line=lines.get(("blocks", name), 0)))
-    arch.blocks = lib
-    defaults = data.get("defaults") or {}
+    return lib
+
+
+def _defaults(defaults, where) -> dict:
     if not isinstance(defaults, dict) or any(not isinstance(v, dict) for v in defaults.values()):
         raise ConfigError(f"{where('defaults')}: 'defaults' maps a layer token to its keyword "
                           f"defaults, e.g. CONV: {{use_bias: false}}")
@@ -260,9 +130,7 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
                 raise ConfigError(f"{where('defaults', token)}: the default {token}: {key} must be a "
                                   f"number, word, true/false or a list of them, got "
                                   f"{type(value).__name__}")
-    arch.defaults = defaults
-    arch.meta = {k: data[k] for k in ("source", "doc", "family", "reference") if k in data}
-    return arch
+    return defaults
 
 
 def load_architecture(path) -> ArchitectureFile:
@@ -277,7 +145,7 @@ def load_architecture(path) -> ArchitectureFile:
                 head = f.read(MAX_YAML_BYTES + 1)
         except OSError:
             head = b""
-        raise _too_big(str(path), size, head)
+        raise too_big(str(path), size, head)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as err:  # a folder, no permission, ...

@@ -124,8 +124,8 @@ class Summary:
             elif not node.text:
                 dsl = f"({node.dsl})"
             at = f"{node.span.line}:{node.span.column}" if node.span.line else ""
-            cls = node.spec.keras_class.split(">")[-1] or node.token
-            if node.spec.kind == "merge" or len(node.inputs) > 1 or node.inputs[0] != node.index - 1:
+            cls = node.spec.keras_class or node.token
+            if node.spec.kind.merge or len(node.inputs) > 1 or node.inputs[0] != node.index - 1:
                 srcs = ",".join("in" if i == INPUT else str(i) for i in node.inputs)
                 cls += f" <- {srcs}"
             out.append(Row(str(node.index), dsl, at, f"{node.name}: {cls}", dims(node.shape),

@@ -1,14 +1,19 @@
 """The layer vocabulary (DSL section 3): one explicit registry of tokens, their arguments and defaults.
 
-A :class:`LayerSpec` says what a token means — its Keras layer, its arguments in positional order with
-defaults and types, its aliases — and nothing about how shapes or parameters are computed (that is
-:mod:`kblocks.lang.shapes` and :mod:`kblocks.lang.analysis`) or how Keras layers are made (:mod:`kblocks.lang.emit`).
+A :class:`LayerSpec` says how a token is written — its arguments in positional order with defaults
+and types, its aliases, its Keras class — and points at the :class:`~kblocks.lang.kinds.LayerKind`
+record that says what it means (output shape, parameters, cost, Keras factory). Each user token
+carries an ``example`` that tests/test_vocabulary.py builds and checks against Keras, so a new token
+is one registration here (and, for a new kind of layer, one record in :mod:`kblocks.lang.kinds`).
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
 from typing import Any
+
+from kblocks.lang import kinds as K
+from kblocks.lang.kinds import LayerKind
 
 _NO_DEFAULT = object()
 
@@ -22,19 +27,39 @@ class Arg:
     type: str  # int | float | ints (int or list) | padding | bool | str | shape
     keras: str | None = None
     aliases: tuple = ()
+    same_as: str | None = None  # a default of None means "the value of this other argument"
+    minimum: int = 1  # the smallest whole number an int/ints argument takes
 
 
 @dataclass(frozen=True)
 class LayerSpec:
+    """One token of the language.
+
+    Args:
+        token: canonical spelling (``"CONV"``).
+        kind: the record of what the layer means (:mod:`kblocks.lang.kinds`).
+        keras_class: the Keras layer class (in ``keras.layers``, or in :mod:`kblocks.lang.layers`
+            when ``kind.custom``); ``""`` for SKIP.
+        args: the DSL arguments in positional order.
+        aliases: other accepted spellings (case does not matter).
+        rank: spatial rank for convolutions and pooling.
+        fixed: ``((keras keyword, value), ...)`` always passed to the Keras layer.
+        doc: one line for the layer table.
+        user: False for nodes only the graph builder makes (merges).
+        example: ``(text, input shape)``: a small use of the token that builds; tests check its
+            shapes and parameter counts against Keras.
+    """
+
     token: str
-    kind: str
+    kind: LayerKind
     keras_class: str
     args: tuple = ()
     aliases: tuple = ()
-    rank: int = 0  # spatial rank for convolutions and pooling
-    fixed: tuple = ()  # ((keras kwarg, value), ...) always passed
+    rank: int = 0
+    fixed: tuple = ()
     doc: str = ""
-    user: bool = True  # False for internal nodes (RESHAPE, merges)
+    user: bool = True
+    example: tuple = ()
 
     def arg(self, name: str) -> Arg | None:
         for a in self.args:
@@ -45,6 +70,10 @@ class LayerSpec:
     @property
     def arg_names(self) -> list:
         return [a.name for a in self.args]
+
+    def default(self, arg: Arg, params: dict):
+        """The default of ``arg`` given the other arguments (POOL's stride is its window size)."""
+        return params.get(arg.same_as) if arg.same_as else arg.default
 
 
 class Vocabulary:
@@ -89,79 +118,97 @@ _conv_args = lambda: (  # noqa: E731
     Arg("groups", 1, "int", "groups"),
     Arg("use_bias", True, "bool", "use_bias", ("bias",)),
 )
-for _tok, _cls, _rank, _al in (("CONV", "Conv2D", 2, ("CONV2D",)), ("CONV1D", "Conv1D", 1, ()),
-                               ("CONV3D", "Conv3D", 3, ())):
-    VOCAB.register(LayerSpec(_tok, "conv", _cls, _conv_args(), _al, rank=_rank,
-                             doc=f"{_cls}: filters, kernel, stride, padding, dilation, groups"))
-VOCAB.register(LayerSpec("DWCONV", "dwconv", "DepthwiseConv2D", (
+for _tok, _cls, _rank, _al, _ex in (
+        ("CONV", "Conv2D", 2, ("CONV2D",), ("CONV(8, 3, stride=2, padding=valid, use_bias=false)",
+                                           (16, 16, 3))),
+        ("CONV1D", "Conv1D", 1, (), ("CONV1D(8, 5, stride=2)", (32, 4))),
+        ("CONV3D", "Conv3D", 3, (), ("CONV3D(4, 3, padding=1)", (6, 6, 6, 2)))):
+    VOCAB.register(LayerSpec(_tok, K.CONV, _cls, _conv_args(), _al, rank=_rank,
+                             doc=f"{_cls}: filters, kernel, stride, padding, dilation, groups",
+                             example=_ex))
+VOCAB.register(LayerSpec("DWCONV", K.DWCONV, "DepthwiseConv2D", (
     Arg("kernel", 3, "ints", "kernel_size", ("kernel_size", "k")),
     Arg("stride", 1, "ints", "strides", ("strides", "s")),
     Arg("padding", "same", "padding", "padding", ("pad",)),
     Arg("multiplier", 1, "int", "depth_multiplier", ("depth_multiplier",)),
     Arg("use_bias", True, "bool", "use_bias", ("bias",)),
-), rank=2, doc="DepthwiseConv2D"))
-VOCAB.register(LayerSpec("SEPCONV", "sepconv", "SeparableConv2D", (
+), rank=2, doc="DepthwiseConv2D", example=("DWCONV(5, 2, multiplier=2)", (16, 16, 3))))
+VOCAB.register(LayerSpec("SEPCONV", K.SEPCONV, "SeparableConv2D", (
     Arg("filters", 32, "int", "filters"),
     Arg("kernel", 3, "ints", "kernel_size", ("kernel_size", "k")),
     Arg("stride", 1, "ints", "strides", ("strides", "s")),
     Arg("padding", "same", "padding", "padding", ("pad",)),
     Arg("use_bias", True, "bool", "use_bias", ("bias",)),
-), rank=2, doc="SeparableConv2D"))
-VOCAB.register(LayerSpec("CONVT", "convt", "Conv2DTranspose", (
+), rank=2, doc="SeparableConv2D", example=("SEPCONV(16, 3)", (16, 16, 3))))
+VOCAB.register(LayerSpec("CONVT", K.CONVT, "Conv2DTranspose", (
     Arg("filters", 32, "int", "filters"),
     Arg("kernel", 3, "ints", "kernel_size", ("kernel_size", "k")),
     Arg("stride", 1, "ints", "strides", ("strides", "s")),
     Arg("padding", "same", "padding", "padding", ("pad",)),
     Arg("use_bias", True, "bool", "use_bias", ("bias",)),
-), ("DECONV",), rank=2, doc="Conv2DTranspose"))
-for _tok, _cls, _al in (("POOL", "MaxPooling2D", ("MAXPOOL",)), ("AVGPOOL", "AveragePooling2D", ())):
-    VOCAB.register(LayerSpec(_tok, "pool", _cls, (
+), ("DECONV",), rank=2, doc="Conv2DTranspose",
+    example=("CONVT(8, 3, stride=2, padding=valid)", (7, 7, 4))))
+for _tok, _cls, _al, _ex in (("POOL", "MaxPooling2D", ("MAXPOOL",), ("POOL(3, 2, padding=same)", (15, 15, 3))),
+                             ("AVGPOOL", "AveragePooling2D", (), ("AVGPOOL(2)", (16, 16, 3)))):
+    VOCAB.register(LayerSpec(_tok, K.POOL, _cls, (
         Arg("size", 2, "ints", "pool_size", ("pool_size",)),
-        Arg("stride", None, "ints", "strides", ("strides", "s")),  # None: the window size
+        Arg("stride", None, "ints", "strides", ("strides", "s"), same_as="size"),
         Arg("padding", "valid", "padding", "padding", ("pad",)),
-    ), _al, rank=2, doc=_cls))
-VOCAB.register(LayerSpec("GAP", "gpool", "GlobalAveragePooling2D", rank=2))
-VOCAB.register(LayerSpec("GMP", "gpool", "GlobalMaxPooling2D", rank=2))
-VOCAB.register(LayerSpec("FC", "dense", "Dense", (
+    ), _al, rank=2, doc=_cls, example=_ex))
+VOCAB.register(LayerSpec("GAP", K.GPOOL, "GlobalAveragePooling2D", rank=2, example=("GAP", (8, 8, 5))))
+VOCAB.register(LayerSpec("GMP", K.GPOOL, "GlobalMaxPooling2D", rank=2, example=("GMP", (8, 8, 5))))
+VOCAB.register(LayerSpec("FC", K.DENSE, "Dense", (
     Arg("units", None, "int", "units"),  # None: classes for the last FC, else 128
     Arg("use_bias", True, "bool", "use_bias", ("bias",)),
-), ("DENSE",)))
-VOCAB.register(LayerSpec("FLATTEN", "flatten", "Flatten"))
-VOCAB.register(LayerSpec("DROPOUT", "dropout", "Dropout", (Arg("rate", 0.5, "float", "rate"),)))
-VOCAB.register(LayerSpec("SDROPOUT", "sdropout", "SpatialDropout2D", (Arg("rate", 0.5, "float", "rate"),),
-                         ("DROPOUT2D",), rank=2))
-VOCAB.register(LayerSpec("BN", "bn", "BatchNormalization", (
+), ("DENSE",), example=("FC(7)", (6,))))
+VOCAB.register(LayerSpec("FLATTEN", K.FLATTEN, "Flatten", example=("FLATTEN", (4, 4, 2))))
+VOCAB.register(LayerSpec("DROPOUT", K.DROPOUT, "Dropout", (Arg("rate", 0.5, "float", "rate"),),
+                         example=("DROPOUT(0.3)", (8, 8, 3))))
+VOCAB.register(LayerSpec("SDROPOUT", K.SDROPOUT, "SpatialDropout2D", (Arg("rate", 0.5, "float", "rate"),),
+                         ("DROPOUT2D",), rank=2, example=("SDROPOUT(0.2)", (8, 8, 3))))
+VOCAB.register(LayerSpec("BN", K.BN, "BatchNormalization", (
     Arg("center", True, "bool", "center"), Arg("scale", True, "bool", "scale"),
-), ("BATCHNORM",)))
-VOCAB.register(LayerSpec("LN", "ln", "LayerNormalization", (
+), ("BATCHNORM",), example=("BN", (8, 8, 6))))
+VOCAB.register(LayerSpec("LN", K.LN, "LayerNormalization", (
     Arg("center", True, "bool", "center"), Arg("scale", True, "bool", "scale"),
-), ("LAYERNORM",)))
-VOCAB.register(LayerSpec("GN", "gn", "GroupNormalization", (
+), ("LAYERNORM",), example=("LN", (8, 8, 6))))
+VOCAB.register(LayerSpec("GN", K.GN, "GroupNormalization", (
     Arg("groups", 32, "int", "groups"),
     Arg("center", True, "bool", "center"), Arg("scale", True, "bool", "scale"),
-), ("GROUPNORM",)))
-VOCAB.register(LayerSpec("LRN", "lrn", "kblocks>LRN", (
+), ("GROUPNORM",), example=("GN(groups=2)", (8, 8, 6))))
+VOCAB.register(LayerSpec("LRN", K.LRN, "LRN", (
     Arg("size", 5, "int", "size", ("depth_radius", "n")),
     Arg("alpha", 1e-4, "float", "alpha"), Arg("beta", 0.75, "float", "beta"),
     Arg("k", 2.0, "float", "k", ("bias",)),
-), doc="local response normalisation across channels (Krizhevsky et al. 2012)"))
-for _tok, _act in (("RELU", "relu"), ("RELU6", "relu6"), ("SELU", "selu"), ("GELU", "gelu"), ("SWISH", "silu"),
-                   ("SIGMOID", "sigmoid"), ("TANH", "tanh"), ("SOFTMAX", "softmax"), ("LINEAR", "linear")):
-    VOCAB.register(LayerSpec(_tok, "act", "Activation", fixed=(("activation", _act),),
-                             aliases=("SILU",) if _tok == "SWISH" else ()))
-VOCAB.register(LayerSpec("LRELU", "act", "LeakyReLU", (Arg("alpha", 0.3, "float", "negative_slope",
-                                                           ("negative_slope",)),), ("LEAKYRELU",)))
-VOCAB.register(LayerSpec("ELU", "act", "ELU", (Arg("alpha", 1.0, "float", "alpha"),)))
-VOCAB.register(LayerSpec("PRELU", "prelu", "PReLU", doc="PReLU with one slope per channel (He et al. 2015)"))
-VOCAB.register(LayerSpec("ZEROPAD", "zeropad", "ZeroPadding2D", (Arg("pad", 1, "ints", "padding",
-                                                                     ("padding",)),), rank=2))
-VOCAB.register(LayerSpec("UPSAMPLE", "upsample", "UpSampling2D", (Arg("size", 2, "ints", "size"),),
-                         rank=2))
-VOCAB.register(LayerSpec("SKIP", "skip", "", (Arg("proj", True, "bool"),), ("IDENTITY",),
-                         doc="identity branch; projected by a 1x1 conv when an add/multiply needs it"))
-VOCAB.register(LayerSpec("RESHAPE", "reshape", "Reshape", (Arg("shape", (), "shape", "target_shape"),)))
+), doc="local response normalisation across channels (Krizhevsky et al. 2012)",
+    example=("LRN", (8, 8, 6))))
+for _tok, _act, _shape in (("RELU", "relu", (8, 8, 3)), ("RELU6", "relu6", (8, 8, 3)),
+                           ("SELU", "selu", (8, 8, 3)), ("GELU", "gelu", (8, 8, 3)),
+                           ("SWISH", "silu", (8, 8, 3)), ("SIGMOID", "sigmoid", (8, 8, 3)),
+                           ("TANH", "tanh", (8, 8, 3)), ("SOFTMAX", "softmax", (10,)),
+                           ("LINEAR", "linear", (8, 8, 3))):
+    VOCAB.register(LayerSpec(_tok, K.ACT, "Activation", fixed=(("activation", _act),),
+                             aliases=("SILU",) if _tok == "SWISH" else (), example=(_tok, _shape)))
+VOCAB.register(LayerSpec("LRELU", K.ACT, "LeakyReLU", (Arg("alpha", 0.3, "float", "negative_slope",
+                                                           ("negative_slope",)),), ("LEAKYRELU",),
+                         example=("LRELU(0.1)", (8, 8, 3))))
+VOCAB.register(LayerSpec("ELU", K.ACT, "ELU", (Arg("alpha", 1.0, "float", "alpha"),),
+                         example=("ELU", (8, 8, 3))))
+VOCAB.register(LayerSpec("PRELU", K.PRELU, "PReLU", doc="PReLU with one slope per channel (He et al. 2015)",
+                         example=("PRELU", (8, 8, 3))))
+VOCAB.register(LayerSpec("ZEROPAD", K.ZEROPAD, "ZeroPadding2D", (Arg("pad", 1, "ints", "padding",
+                                                                     ("padding",), minimum=0),), rank=2,
+                         example=("ZEROPAD([1, 2])", (8, 8, 3))))
+VOCAB.register(LayerSpec("UPSAMPLE", K.UPSAMPLE, "UpSampling2D", (Arg("size", 2, "ints", "size"),),
+                         rank=2, example=("UPSAMPLE(2)", (8, 8, 3))))
+VOCAB.register(LayerSpec("SKIP", K.SKIP, "", (Arg("proj", True, "bool"),), ("IDENTITY",),
+                         doc="identity branch; projected by a 1x1 conv when an add/multiply needs it",
+                         example=("SKIP-CONV(4)", (8, 8, 3))))
+VOCAB.register(LayerSpec("RESHAPE", K.RESHAPE, "Reshape", (Arg("shape", (), "shape", "target_shape"),),
+                         example=("RESHAPE([4, 48])", (8, 8, 3))))
 # Internal nodes made by the graph builder, never written by users.
-for _tok, _cls in (("CONCAT", "Concatenate"), ("ADD", "Add"), ("MULTIPLY", "Multiply")):
-    VOCAB.register(LayerSpec(_tok, "merge", _cls, user=False))
+for _tok, _cls, _fixed in (("CONCAT", "Concatenate", (("axis", -1),)), ("ADD", "Add", ()),
+                           ("MULTIPLY", "Multiply", ())):
+    VOCAB.register(LayerSpec(_tok, K.MERGE, _cls, fixed=_fixed, user=False))
 
 MERGE_TOKEN = {"|": "CONCAT", "+": "ADD", "&": "MULTIPLY"}

@@ -1,0 +1,326 @@
+"""What each kind of layer means: one :class:`LayerKind` record per kind, the way a Keras layer keeps
+``build``, ``call`` and ``compute_output_shape`` together.
+
+A record holds everything the later stages ask of a layer: its output shape (the graph builder), its
+parameters, multiply-adds and receptive-field window (the analysis), whether its output is computed
+in place or is a view (activation memory), how its Keras layer is made (the emitter) and its colour
+in a plot. Tokens of the vocabulary (:mod:`kblocks.lang.vocab`) point at their record; a new kind of
+layer is one record here and one :class:`~kblocks.lang.vocab.LayerSpec` there.
+
+This module does not import Keras: a factory is handed the module its layer class lives in
+(``keras.layers``, or :mod:`kblocks.lang.layers` for kblocks' own) by the emitter, the one module
+of the language that imports Keras, so compiling and analysing a text never imports it.
+
+Shapes exclude the batch axis; ``p`` is the dict of a layer's resolved DSL arguments.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kblocks.lang import shapes as sh
+from kblocks.lang.shapes import _tuple
+
+
+class Site(NamedTuple):
+    """Where a shape is computed, for error messages: the token, its spatial rank (0 if none) and
+    how many layers of that token the graph has so far (``... after 4 pools``)."""
+
+    token: str
+    rank: int
+    count: int = 1
+
+
+class Window(NamedTuple):
+    """The receptive-field step of a layer on each spatial axis (see :mod:`kblocks.lang.analysis`).
+
+    ``kernel`` is the effective kernel ``d*(k-1)+1`` (None: the field does not grow), ``stride`` the
+    stride; a ``transposed`` layer (CONVT, UPSAMPLE) divides the jump by its stride instead of
+    multiplying it.
+    """
+
+    kernel: tuple | None
+    stride: tuple
+    transposed: bool = False
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """The meaning of one kind of layer, shared by the tokens of that kind (CONV, CONV1D and CONV3D
+    are all ``conv``).
+
+    Args:
+        name: short name of the kind (``"conv"``), for messages and tests.
+        out_shape: ``out_shape(p, in_shape, site) -> shape``; raises
+            :class:`kblocks.lang.shapes.ShapeError` when the layer cannot take its input. Merges
+            compute theirs from all branches in the graph builder; their record passes one through.
+        params: ``params(p, in_shape) -> (trainable, non_trainable)``, as Keras counts them.
+        macs: ``macs(p, in_shape, out_shape) -> int``: multiply-adds per image.
+        window: ``window(p, rank) -> Window | None``: its receptive-field step; None leaves field and
+            jump as they are.
+        keras: ``keras(layers, spec, kwargs, in_shape) -> Layer``: makes the Keras layer from the
+            keyword arguments the emitter collected (name and dtype included); ``layers`` is the
+            module of its class (``keras.layers``, or :mod:`kblocks.lang.layers` when ``custom``).
+        colour: fill colour of its boxes in :func:`kblocks.lang.plot.plot_graph`.
+        in_place: an elementwise layer computed in place (adds no activation memory unless it heads
+            a branch).
+        view: its output is a view of its input or the identity at inference (adds no memory).
+        flattens_input: a feature map is flattened (an implicit FLATTEN) before it (FC).
+        zero_pads: an integer ``padding=`` becomes an implicit ZEROPAD before it and ``valid``.
+        merge: it takes the list of its branches' tensors (CONCAT, ADD, MULTIPLY).
+        custom: its Keras layer is one of kblocks' own (:mod:`kblocks.lang.layers`), not one of
+            ``keras.layers``.
+    """
+
+    name: str
+    out_shape: Callable
+    params: Callable
+    macs: Callable
+    window: Callable
+    keras: Callable
+    colour: str
+    in_place: bool = False
+    view: bool = False
+    flattens_input: bool = False
+    zero_pads: bool = False
+    merge: bool = False
+    custom: bool = False
+
+
+# --- shared pieces ----------------------------------------------------------------------------------
+def _same_shape(p, shape, site):
+    return shape
+
+
+def _map_shape(p, shape, site):
+    sh.expect_map(site.token, shape, site.rank)
+    return shape
+
+
+def _no_params(p, shape):
+    return 0, 0
+
+
+def _no_macs(p, shape, out):
+    return 0
+
+
+def _no_window(p, rank):
+    return None
+
+
+def _bias(p, n):
+    return n if p.get("use_bias", True) else 0
+
+
+def _kernel_size(p, rank):
+    return math.prod(_tuple(p["kernel"], rank))
+
+
+def _conv_window(p, rank):
+    d = _tuple(p.get("dilation", 1), rank)
+    k = _tuple(p["kernel"], rank)
+    return Window(tuple(dd * (kk - 1) + 1 for kk, dd in zip(k, d)), _tuple(p["stride"], rank))
+
+
+def keras_layer(layers, spec, kw, in_shape):
+    """The layer ``<spec.keras_class>(**kw)`` of ``layers``: the factory of most kinds."""
+    return getattr(layers, spec.keras_class)(**kw)
+
+
+def _norm_params(p, shape):
+    return shape[-1] * (int(p["center"]) + int(p["scale"])), 0
+
+
+# --- convolutions ------------------------------------------------------------------------------------
+def _conv_shape(p, shape, site):
+    sh.expect_map(site.token, shape, site.rank)
+    if shape[-1] % p["groups"] or p["filters"] % p["groups"]:
+        raise sh.ShapeError(f"groups={p['groups']} must divide both the input channels "
+                            f"({shape[-1]}) and filters ({p['filters']})")
+    space = sh.window(site.token, shape, p["kernel"], p["stride"], p["padding"], p["dilation"],
+                      count=site.count)
+    return space + (p["filters"],)
+
+
+def _conv_params(p, shape):
+    k = _kernel_size(p, len(shape) - 1)
+    return k * (shape[-1] // p["groups"]) * p["filters"] + _bias(p, p["filters"]), 0
+
+
+def _conv_macs(p, shape, out):
+    return math.prod(out) * _kernel_size(p, len(shape) - 1) * (shape[-1] // p["groups"])
+
+
+def _dwconv_shape(p, shape, site):
+    sh.expect_map(site.token, shape, 2)
+    return sh.window(site.token, shape, p["kernel"], p["stride"], p["padding"],
+                     count=site.count) + (shape[-1] * p["multiplier"],)
+
+
+def _dwconv_params(p, shape):
+    out = shape[-1] * p["multiplier"]
+    return _kernel_size(p, 2) * out + _bias(p, out), 0
+
+
+def _dwconv_macs(p, shape, out):
+    return math.prod(out) * _kernel_size(p, 2)
+
+
+def _sepconv_shape(p, shape, site):
+    sh.expect_map(site.token, shape, 2)
+    return sh.window(site.token, shape, p["kernel"], p["stride"], p["padding"],
+                     count=site.count) + (p["filters"],)
+
+
+def _sepconv_params(p, shape):
+    cin = shape[-1]
+    return _kernel_size(p, 2) * cin + cin * p["filters"] + _bias(p, p["filters"]), 0
+
+
+def _sepconv_macs(p, shape, out):
+    spatial, cin = math.prod(out[:-1]), shape[-1]
+    return spatial * cin * _kernel_size(p, 2) + spatial * cin * p["filters"]
+
+
+def _convt_shape(p, shape, site):
+    sh.expect_map(site.token, shape, 2)
+    if isinstance(p["padding"], int):
+        raise sh.ShapeError("CONVT takes padding=same or valid (crop the output instead)")
+    return sh.conv_transpose(shape, p["kernel"], p["stride"], p["padding"]) + (p["filters"],)
+
+
+def _convt_params(p, shape):
+    return _kernel_size(p, 2) * shape[-1] * p["filters"] + _bias(p, p["filters"]), 0
+
+
+def _convt_macs(p, shape, out):
+    return math.prod(shape) * _kernel_size(p, 2) * p["filters"]
+
+
+def _convt_window(p, rank):
+    return Window(_tuple(p["kernel"], rank), _tuple(p["stride"], rank), transposed=True)
+
+
+CONV = LayerKind("conv", _conv_shape, _conv_params, _conv_macs, _conv_window, keras_layer, "#9ecae1",
+                 zero_pads=True)
+DWCONV = LayerKind("dwconv", _dwconv_shape, _dwconv_params, _dwconv_macs, _conv_window, keras_layer,
+                   "#9ecae1", zero_pads=True)
+SEPCONV = LayerKind("sepconv", _sepconv_shape, _sepconv_params, _sepconv_macs, _conv_window,
+                    keras_layer, "#9ecae1", zero_pads=True)
+CONVT = LayerKind("convt", _convt_shape, _convt_params, _convt_macs, _convt_window, keras_layer,
+                  "#9ecae1")
+
+
+# --- pooling -----------------------------------------------------------------------------------------
+def _pool_shape(p, shape, site):
+    sh.expect_map(site.token, shape, 2)
+    return sh.window(site.token, shape, p["size"], p["stride"], p["padding"], what="window",
+                     count=site.count) + (shape[-1],)
+
+
+def _pool_window(p, rank):
+    return Window(_tuple(p["size"], rank), _tuple(p["stride"], rank))
+
+
+def _gpool_shape(p, shape, site):
+    sh.expect_map(site.token, shape, 2)
+    return (shape[-1],)
+
+
+POOL = LayerKind("pool", _pool_shape, _no_params, _no_macs, _pool_window, keras_layer, "#fdae6b",
+                 zero_pads=True)
+GPOOL = LayerKind("gpool", _gpool_shape, _no_params, _no_macs, _no_window, keras_layer, "#fdae6b")
+
+
+# --- fully connected and reshaping -------------------------------------------------------------------
+def _dense_params(p, shape):
+    return shape[-1] * p["units"] + _bias(p, p["units"]), 0
+
+
+def _flatten_shape(p, shape, site):
+    return (math.prod(shape),)
+
+
+def _reshape_shape(p, shape, site):
+    target = p["shape"]
+    if math.prod(target) != math.prod(shape):
+        raise sh.ShapeError(f"cannot reshape {sh.dims(shape)} to {sh.dims(target)}")
+    return tuple(target)
+
+
+def _zeropad_shape(p, shape, site):
+    if len(shape) < 2:
+        raise sh.ShapeError("ZEROPAD needs a feature map")
+    return sh.zero_pad(shape, p["pad"])
+
+
+def _zeropad_layer(layers, spec, kw, in_shape):
+    cls = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[len(in_shape) - 1]
+    return cls(**kw)
+
+
+def _upsample_shape(p, shape, site):
+    sh.expect_map(site.token, shape, 2)
+    return sh.upsample(shape, p["size"])
+
+
+def _upsample_window(p, rank):
+    return Window(None, _tuple(p["size"], rank), transposed=True)
+
+
+DENSE = LayerKind("dense", lambda p, shape, site: (p["units"],), _dense_params,
+                  lambda p, shape, out: shape[-1] * p["units"], _no_window, keras_layer, "#a1d99b",
+                  flattens_input=True)
+FLATTEN = LayerKind("flatten", _flatten_shape, _no_params, _no_macs, _no_window, keras_layer,
+                    "#ffffff", view=True)
+RESHAPE = LayerKind("reshape", _reshape_shape, _no_params, _no_macs, _no_window, keras_layer,
+                    "#ffffff", view=True)
+ZEROPAD = LayerKind("zeropad", _zeropad_shape, _no_params, _no_macs, _no_window, _zeropad_layer,
+                    "#ffffff")
+UPSAMPLE = LayerKind("upsample", _upsample_shape, _no_params, _no_macs, _upsample_window, keras_layer,
+                     "#ffffff")
+
+
+# --- regularisation and normalisation ----------------------------------------------------------------
+def _gn_shape(p, shape, site):
+    if shape[-1] % p["groups"]:
+        raise sh.ShapeError(f"groups={p['groups']} must divide the {shape[-1]} channels; "
+                            f"write GN(groups=...) with a divisor")
+    return shape
+
+
+DROPOUT = LayerKind("dropout", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#f7f7f7",
+                    view=True)
+SDROPOUT = LayerKind("sdropout", _map_shape, _no_params, _no_macs, _no_window, keras_layer,
+                     "#f7f7f7", view=True)
+BN = LayerKind("bn", _same_shape, lambda p, shape: (_norm_params(p, shape)[0], 2 * shape[-1]),
+               _no_macs, _no_window, keras_layer, "#dadaeb")
+LN = LayerKind("ln", _same_shape, _norm_params, _no_macs, _no_window, keras_layer, "#dadaeb")
+GN = LayerKind("gn", _gn_shape, _norm_params, _no_macs, _no_window, keras_layer, "#dadaeb")
+LRN = LayerKind("lrn", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#dadaeb",
+                custom=True)
+
+
+# --- activations -------------------------------------------------------------------------------------
+def _prelu_layer(layers, spec, kw, in_shape):
+    kw.setdefault("shared_axes", list(range(1, len(in_shape))) or None)  # one slope per channel
+    return layers.PReLU(**kw)
+
+
+ACT = LayerKind("act", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#eeeeee",
+                in_place=True)
+PRELU = LayerKind("prelu", _same_shape, lambda p, shape: (shape[-1], 0), _no_macs, _no_window,
+                  _prelu_layer, "#eeeeee", in_place=True)
+
+
+# --- structure ---------------------------------------------------------------------------------------
+def _no_layer(layers, spec, kw, in_shape):
+    raise TypeError(f"{spec.token} makes no Keras layer (the expander removes it)")
+
+
+SKIP = LayerKind("skip", _same_shape, _no_params, _no_macs, _no_window, _no_layer, "#ffffff")
+MERGE = LayerKind("merge", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#fc9272",
+                  merge=True)
