@@ -93,15 +93,31 @@ class Graph:
     text: str = ""  # the architecture text (for error context)
 
     def canonical_text(self) -> str:
-        """The canonical architecture text, ``INPUT(...)`` first (see ``kblocks.format_text``)."""
+        """The canonical architecture text (see ``kblocks.format_text``).
+
+        Returns:
+            The text with repetitions, variables and blocks written out, ``INPUT(...)`` first;
+            parsing it gives this graph again.
+        """
         return format_text(Program(self.program.nodes, self.input_shape))
 
     def shape_of(self, index):
-        """The output shape of node ``index``, or the input shape for :data:`INPUT`."""
+        """The shape a node produces.
+
+        Args:
+            index: a node index, or :data:`INPUT` for the model input.
+
+        Returns:
+            The output shape of node ``index`` without the batch axis, or the input shape.
+        """
         return self.input_shape if index == INPUT else self.nodes[index].shape
 
     def consumers(self):
-        """``{index: [indices of the nodes that read it]}``, :data:`INPUT` included."""
+        """Who reads each tensor.
+
+        Returns:
+            ``{index: [indices of the nodes that read it]}`` for every node, :data:`INPUT` included.
+        """
         users = {INPUT: []}
         for n in self.nodes:
             users[n.index] = []
