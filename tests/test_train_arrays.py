@@ -19,6 +19,7 @@ from kblocks.training import TrainConfig, train
 from kblocks.training.data import from_arrays, split_data
 
 NET = "CONV(16)-RELU-POOL-CONV(32)-RELU-GAP-FC"
+LEARNER = "CONV(16)-RELU-POOL-FC(64)-RELU-FC"  # ~0.98 on held-out digits after 4 epochs
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,8 @@ def test_kblocks_train_is_the_trainer():
 def test_train_from_numpy_arrays(digits, tmp_path):
     x, y = digits
     xt, yt, xv, yv = x[:1000], y[:1000], x[1000:1400], y[1000:1400]
-    result = kblocks.train(NET, x=xt, y=yt, validation_data=(xv, yv), epochs=4, optimizer="adam",
+    result = kblocks.train(LEARNER, x=xt, y=yt, validation_data=(xv, yv), epochs=4,
+                           optimizer="adam",
                            lr=0.01, batch_size=64, seed=0, verbose=0, out=tmp_path / "run")
     # the normalisation inside is the per-channel statistics of the training arrays
     mean, var = _stats_of(result.model)
@@ -63,7 +65,7 @@ def test_train_from_numpy_arrays(digits, tmp_path):
     # the scores are those of the best model on validation_data, and it learnt
     assert result.final["val_accuracy"] == pytest.approx(_accuracy(result.model, xv, yv),
                                                          abs=1e-6)
-    assert result.final["val_accuracy"] > 0.6  # chance is 0.1
+    assert result.final["val_accuracy"] > 0.85  # chance is 0.1
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["config"]["data"] == "python:arrays"
     assert record["data"]["train"]["samples"] == 1000 and record["data"]["val"]["samples"] == 400
