@@ -139,6 +139,8 @@ def test_user_callbacks_and_metrics(digits, tmp_path):
     ({"x": "X", "y": "Y", "classes": 3}, DataError, "y", "label 9 is out of range for 3"),
     ({"x": "X", "y": "Y", "validation_data": ("X", "Yneg")}, DataError, "validation_data",
      "labels must be >= 0"),
+    ({"x": "X3", "y": "Y3", "validation_data": ("X", "Y")}, DataError, "validation_data",
+     "inferred from y="),
     ({"dataset": "X"}, DataError, "dataset", "takes a tf.data.Dataset"),
     ({"dataset": "forever"}, DataError, "dataset", "repeats forever"),
     ({"dataset": "onehot"}, DataError, "dataset", "labels must be class indices"),
@@ -156,7 +158,8 @@ def test_mistakes_name_the_argument_and_write_nothing(digits, tmp_path, kwargs, 
                                                       message):
     x, y = digits
     ds = tf.data.Dataset.from_tensor_slices((x[:64], y[:64]))
-    values = {"X": x[:64], "Y": y[:64], "X5": x[:64, :, :, 0, None, None], "Yneg": -y[:64] - 1,
+    low = y[:64] < 3
+    values = {"X": x[:64], "Y": y[:64], "X3": x[:64][low], "Y3": y[:64][low], "X5": x[:64, :, :, 0, None, None], "Yneg": -y[:64] - 1,
               "ds": ds, "forever": ds.repeat(),
               "onehot": ds.map(lambda a, b: (a, tf.one_hot(b, 10)))}
     given = {k: values.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}

@@ -752,7 +752,9 @@ def scan_dataset(dataset, *, batch_size: int, classes=None, what="dataset",
     names = class_names(classes) or [str(i) for i in range(high + 1)]
     if high >= len(names):
         raise DataError(f"label {high} is out of range for {len(names)} classes (labels must be "
-                        f"0..{len(names) - 1})", what=what, hint="fix the labels or classes=")
+                        f"0..{len(names) - 1})", what=what,
+                        hint="fix the labels, or give classes= (without it the class count is "
+                             "the training dataset's largest label + 1)")
     mean = variance = None
     if stats:
         count = samples * shape[0] * shape[1]

@@ -362,6 +362,7 @@ def _given_data(run: _Run):
         train_data = D.from_arrays(given.x, given.y, classes=given.classes)
         if given.validation_data is not None:
             vx, vy = given.validation_data
+            _check_inferred_classes(vy, train_data, given.classes)
             val = D.from_arrays(vx, vy, classes=train_data.classes,
                                 what=("validation_data", "validation_data"),
                                 name="arrays (validation_data)")
@@ -385,6 +386,21 @@ def _given_data(run: _Run):
             raise DataError(f"validation images {val.input_shape} differ from training images "
                             f"{train_data.input_shape}", what="validation_dataset")
     return train_data, val
+
+
+def _check_inferred_classes(labels, train_data, classes):
+    """Validation labels beyond a class count inferred from the training labels: say so."""
+    if classes is not None:
+        return
+    try:
+        top = int(np.max(np.asarray(labels)))
+    except (TypeError, ValueError):  # not numbers: from_arrays says what is wrong
+        return
+    if top >= train_data.num_classes:
+        raise DataError(f"label {top} is out of range for the {train_data.num_classes} classes "
+                        f"inferred from y= (its largest label + 1)", what="validation_data",
+                        hint="give classes= (the class count or names), or training data with "
+                             "every class")
 
 
 def _check_resizable(run: _Run, target):
