@@ -158,6 +158,18 @@ def test_a_users_hyperparameter_under_a_space_name_is_refused(space):
         space.hypermodel().build(hp)
 
 
+def test_hp_fixed_pins_a_space_value(space):
+    hp = kt.HyperParameters()
+    hp.Fixed("n", 2)
+    hp.Fixed("f_2", 8)
+    model = space.hypermodel().build(hp)
+    assert model.count_params() == _hand_count({"n": 2, "f_1": 4, "f_2": 8})
+    bad = kt.HyperParameters()
+    bad.Fixed("f_1", 5)
+    with pytest.raises(ConfigError, match="pins a value the space does not allow: f_1 is one of 4, 8"):
+        space.hypermodel().build(bad)
+
+
 def test_compile_must_be_callable(space):
     with pytest.raises(ConfigError, match="compile= takes a function"):
         space.hypermodel(compile="adam")

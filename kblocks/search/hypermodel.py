@@ -163,6 +163,12 @@ def _check_not_taken(hp, spec):
     for other in hp.space:
         if other.name != spec.name:
             continue
+        if isinstance(other, keras_tuner.engine.hyperparameters.Fixed):  # pinned: hp.Fixed(...)
+            why = spec.check(other.value)
+            if why is not None:
+                raise ConfigError(f"hp.Fixed({spec.name!r}, {other.value!r}) pins a value the "
+                                  f"space does not allow: {spec.name} {why}", what=spec.name)
+            continue
         if type(other) is not type(wanted) or \
                 _comparable(other.get_config()) != _comparable(wanted.get_config()):
             raise ConfigError(
