@@ -56,8 +56,8 @@ def test_train_from_numpy_arrays(digits, tmp_path):
     x, y = digits
     xt, yt, xv, yv = x[:1000], y[:1000], x[1000:1400], y[1000:1400]
     result = kblocks.train(LEARNER, x=xt, y=yt, validation_data=(xv, yv), epochs=4,
-                           optimizer="adam",
-                           lr=0.01, batch_size=64, seed=0, verbose=0, out=tmp_path / "run")
+                           optimizer="adam", lr=0.01, batch_size=64, seed=0, verbose=0,
+                           out=tmp_path / "run")
     # the normalisation inside is the per-channel statistics of the training arrays
     mean, var = _stats_of(result.model)
     assert mean == pytest.approx([xt.astype(np.float64).mean()], rel=1e-5)
