@@ -180,3 +180,17 @@ def test_resuming_an_array_run_needs_the_arrays_again(digits, tmp_path):
         train(None, out=out, resume=True, epochs=2)
     again = train(None, out=out, resume=True, epochs=2, x=x[:200], y=y[:200])
     assert again.final["epochs_run"] == 2
+
+
+def test_resizing_to_a_declared_input_size_only_for_uint8_arrays(digits, capsys):
+    x, y = digits  # 8x8; lenet5 declares 32x32x1
+    result = kblocks.train("lenet5", x=x[:200], y=y[:200], epochs=1, verbose=0)
+    assert result.model.input_shape == (None, 32, 32, 1)
+    assert "resizing arrays images from 8x8 to 32x32" in capsys.readouterr().out
+    with pytest.raises(DataError, match=r"takes inputs of shape \(32, 32, 1\) but x=") as caught:
+        kblocks.train("lenet5", x=x[:200].astype("float32") / 255, y=y[:200], epochs=1)
+    assert caught.value.what == "x"
+    ds = tf.data.Dataset.from_tensor_slices((x[:200], y[:200]))
+    with pytest.raises(DataError, match="resize the images first") as caught:
+        kblocks.train("lenet5", dataset=ds, epochs=1)
+    assert caught.value.what == "dataset"
