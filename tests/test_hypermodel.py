@@ -158,6 +158,17 @@ def test_a_users_hyperparameter_under_a_space_name_is_refused(space):
         space.hypermodel().build(hp)
 
 
+def test_the_spaces_own_declaration_is_reused_not_duplicated():
+    nested = SearchSpace("[[CONV({f#: 4|8})-RELU]*{n#: 1..3}-POOL?]*{stages: 1..3}-FC(10)",
+                         input_shape=(16, 16, 1))
+    hp = nested.hyperparameters()  # as the oracle of kblocks search declares it
+    before = [(h.name, [(c.name, list(c.values)) for c in h.conditions]) for h in hp.space]
+    model = nested.hypermodel().build(hp)
+    after = [(h.name, [(c.name, list(c.values)) for c in h.conditions]) for h in hp.space]
+    assert after == before  # same names, same conditions: nothing registered twice
+    assert model.count_params() == kblocks.build(nested.fixed(None)).count_params()
+
+
 def test_hp_fixed_pins_a_space_value(space):
     hp = kt.HyperParameters()
     hp.Fixed("n", 2)
