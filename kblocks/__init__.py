@@ -64,6 +64,10 @@ def __getattr__(name):
         from kblocks.lang.models import Network
 
         return Network
+    if name == "train":  # imports the trainer (NumPy, and Keras when it runs): only when asked
+        from kblocks.training import train
+
+        return train
     if name == "normalization_layer":
         from kblocks.lang.conventions import normalization_layer
 

@@ -28,3 +28,6 @@ def test_every_snippet_runs(capsys):
     assert "outputs: logits (10 classes)" in out
     assert "outputs: probabilities (10 classes)" in out
     assert "input: pixels 0..255, normalised inside (standardize)" in out
+    # "Tuning with your own tuner" and "Training from arrays and tf.data"
+    assert "['n', 'f_1', 'f_2', 'lr']" in out
+    assert "2 ['train_top3 (last epoch)', 'val_top3']" in out

@@ -293,30 +293,48 @@ class SearchSpace:
 
     # -- one architecture -------------------------------------------------------------------------
     def _checked(self, values) -> dict:
+        """The space's values in ``values``, each checked against its range.
+
+        A ``HyperParameters`` or a ``Trial`` may hold hyperparameters of the caller's own (a
+        learning rate tuned beside the architecture): those are not the space's and are left
+        out. A plain mapping is the caller's own writing, so a name the space does not have is
+        an error (a misspelt ``n_l`` would otherwise build the default silently)."""
+        from_tuner = values is not None and not isinstance(values, dict)
         given = {k: v for k, v in _values_of(values).items() if not str(k).startswith("tuner/")}
+        out = {}
         for name, value in given.items():
             spec = self.specs.get(name)
             if spec is None:
+                if from_tuner:
+                    continue
+                from kblocks.common.suggest import did_you_mean
+
                 raise KBlocksError(f"the space has no hyperparameter {name!r}", what=name,
-                                   hint="its hyperparameters are " + (", ".join(self.specs)
-                                                                      or "none"))
+                                   hint=did_you_mean(name, self.specs) or
+                                   "its hyperparameters are " + (", ".join(self.specs) or "none")
+                                   + "; pass a keras_tuner.HyperParameters to leave your own "
+                                     "hyperparameters out")
             why = spec.check(value)
             if why is not None:
                 raise KBlocksError(f"got {value!r}, but {name} {why}", what=name)
-        return given
+            out[name] = value
+        return out
 
     def compile(self, values=None):
         """The layer graph of one architecture of the space (makes no Keras objects).
 
         Args:
             values: hyperparameter values (mapping, ``HyperParameters`` or ``Trial``); missing
-                ones take their defaults. None: every default.
+                ones take their defaults. None: every default. Names that are not the space's
+                are ignored in a ``HyperParameters`` or ``Trial`` (the caller's own, such as a
+                learning rate) and refused in a mapping.
 
         Returns:
             The :class:`kblocks.lang.graph.Graph` of that architecture.
 
         Raises:
-            KBlocksError: a name the space does not have, or a value outside its range.
+            KBlocksError: a name of a mapping that the space does not have, or a value outside
+                its range.
             ArchitectureError: an architecture whose shapes do not fit (e.g. pooled below 1x1).
         """
         from kblocks.lang import api
@@ -379,6 +397,33 @@ class SearchSpace:
         return out
 
     # -- searching --------------------------------------------------------------------------------
+    def hypermodel(self, *, compile=None, name=None):
+        """A ``keras_tuner.HyperModel`` over this space, for any Keras Tuner tuner.
+
+        ``build(hp)`` registers the space's hyperparameters on ``hp`` (with their conditions) and
+        returns the compiled kblocks model of the architecture they pick; your own
+        hyperparameters (``hp.Float("lr", ...)`` in ``compile=`` or in a subclass's
+        ``compile``/``fit``) sit beside them in every trial.
+
+        Args:
+            compile: ``compile(model, hp)``, called on every built model; None compiles with the
+                model's defaults (Adam, the loss that fits its head, accuracy).
+            name: the hypermodel's name (default: the space's).
+
+        Returns:
+            A :class:`kblocks.search.hypermodel.HyperModel` (subclass it to override
+            ``compile(model, hp)`` or ``fit(hp, model, *args, **kwargs)``).
+
+        Example:
+
+            tuner = keras_tuner.RandomSearch(space.hypermodel(), objective="val_accuracy",
+                                             max_trials=10, directory="runs")
+            tuner.search(x, y, validation_split=0.2, epochs=5)
+        """
+        from kblocks.search.hypermodel import HyperModel
+
+        return HyperModel(self, compile=compile, name=name)
+
     def tuner(self, kind: str = "random", **kwargs):
         """A Keras Tuner tuner over this space.
 

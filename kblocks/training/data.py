@@ -32,7 +32,8 @@ from kblocks.common.errors import ConfigError, DataError
 
 __all__ = [
     "ArrayData", "DataSource", "register_source", "sources", "load_data", "split_data",
-    "stratified_subset", "check_fits", "parse_image_size",
+    "stratified_subset", "check_fits", "parse_image_size", "from_arrays", "scan_dataset",
+    "StreamData", "class_names",
 ]
 
 
@@ -214,58 +215,68 @@ def _guess_scheme(spec: str):
     return None
 
 
-def _as_images(x: np.ndarray, spec: str) -> np.ndarray:
+def _lead(spec: str) -> str:
+    return f"{spec}: " if spec else ""
+
+
+def _as_images(x: np.ndarray, spec: str, what: str = "data") -> np.ndarray:
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
-        raise DataError(f"{spec}: images must have shape (N, H, W) or (N, H, W, C), got {x.shape}",
-                        what="data")
+        raise DataError(f"{_lead(spec)}images must have shape (N, H, W) or (N, H, W, C), got "
+                        f"{x.shape}", what=what)
     if x.shape[-1] not in (1, 2, 3, 4) and x.shape[1] in (1, 3):
-        raise DataError(f"{spec}: images look channels-first {x.shape}; kblocks wants (N, H, W, C)",
-                        what="data", hint="transpose with x.transpose(0, 2, 3, 1) before saving")
+        raise DataError(f"{_lead(spec)}images look channels-first {x.shape}; kblocks wants "
+                        f"(N, H, W, C)", what=what,
+                        hint="transpose with x.transpose(0, 2, 3, 1) first")
     return x
 
 
-def _as_labels(y: np.ndarray, n: int, spec: str) -> np.ndarray:
+def _as_labels(y: np.ndarray, n: int, spec: str, what: str = "data") -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise DataError(f"{spec}: labels must have shape (N,) of class indices, got {y.shape}",
-                        what="data",
-                        hint="for one-hot labels save y.argmax(axis=1) instead")
+        raise DataError(f"{_lead(spec)}labels must have shape (N,) of class indices, got "
+                        f"{y.shape}", what=what,
+                        hint="for one-hot labels give y.argmax(axis=1) instead")
     if y.shape[0] != n:
-        raise DataError(f"{spec}: {n} images but {y.shape[0]} labels", what="data")
+        raise DataError(f"{_lead(spec)}{n} images but {y.shape[0]} labels", what=what)
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise DataError(f"{spec}: labels must be whole numbers (class indices)", what="data")
+            raise DataError(f"{_lead(spec)}labels must be whole numbers (class indices)",
+                            what=what)
         y = y.astype(np.int64)
     elif y.dtype.kind not in "iub":
-        raise DataError(f"{spec}: labels must be integers, got dtype {y.dtype}", what="data")
+        raise DataError(f"{_lead(spec)}labels must be integers, got dtype {y.dtype}", what=what)
     return y.astype(np.int64)
 
 
-def _validate(data: ArrayData, spec: str):
+def _validate(data: ArrayData, spec: str, what: str = "data", labels_what: str | None = None):
+    """The checks every data set goes through; errors name ``what`` (the images' argument) and
+    ``labels_what`` (the labels', default the same)."""
+    labels_what = labels_what or what
     if len(data) == 0:
-        raise DataError(f"{spec}: the data set is empty", what="data")
-    data.x = _as_images(data.x, spec)
-    data.y = _as_labels(data.y, len(data.x), spec)
+        raise DataError(f"{_lead(spec)}the data set is empty", what=what)
+    data.x = _as_images(data.x, spec, what)
+    data.y = _as_labels(data.y, len(data.x), spec, labels_what)
     if data.y.min() < 0:
-        raise DataError(f"{spec}: labels must be >= 0, found {int(data.y.min())}", what="data")
+        raise DataError(f"{_lead(spec)}labels must be >= 0, found {int(data.y.min())}",
+                        what=labels_what)
     if not data.classes:
         data.classes = [str(i) for i in range(int(data.y.max()) + 1)]
     if data.y.max() >= data.num_classes:
         raise DataError(
-            f"{spec}: label {int(data.y.max())} is out of range for {data.num_classes} classes "
-            f"(labels must be 0..{data.num_classes - 1})", what="data",
+            f"{_lead(spec)}label {int(data.y.max())} is out of range for {data.num_classes} "
+            f"classes (labels must be 0..{data.num_classes - 1})", what=labels_what,
             hint="fix the labels or the list of class names")
     if data.x.dtype != np.uint8:
         if data.x.dtype.kind not in "iuf":
-            raise DataError(f"{spec}: images must be numeric, got dtype {data.x.dtype}",
-                            what="data")
+            raise DataError(f"{_lead(spec)}images must be numeric, got dtype {data.x.dtype}",
+                            what=what)
         if data.x.dtype.kind == "f" and not np.all(np.isfinite(data.x)):
-            raise DataError(f"{spec}: images contain NaN or infinite values", what="data")
+            raise DataError(f"{_lead(spec)}images contain NaN or infinite values", what=what)
 
 
 # -- sources ----------------------------------------------------------------------------------
@@ -561,3 +572,193 @@ def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
     if data.y.max() >= (num_outputs or data.num_classes):
         raise DataError(f"label {int(data.y.max())} is out of range for {num_outputs} outputs",
                         what="data")
+
+
+# -- data given in Python: arrays and tf.data ---------------------------------------------------
+#
+# ``train(..., x=, y=, validation_data=)`` turns the arrays into an ArrayData through the checks
+# every source goes through (_validate), so from there on they are data like any other: subset,
+# seeded split, normalisation statistics, feed. ``train(..., dataset=, validation_dataset=)``
+# keeps the user's tf.data pipeline (its shuffling, batching and maps) and reads it once before
+# training (scan_dataset) for what the trainer needs to know up front.
+
+
+def class_names(classes, what: str = "classes"):
+    """``classes=`` as a list of names: a count (names ``"0"``, ``"1"``, ...), a list of names,
+    or None (inferred from the labels)."""
+    if classes is None:
+        return None
+    if isinstance(classes, bool):
+        raise ConfigError(f"classes= is a count or a list of names, got {classes!r}", what=what)
+    if isinstance(classes, (int, np.integer)):
+        if int(classes) < 1:
+            raise ConfigError(f"classes= must be at least 1, got {classes}", what=what)
+        return [str(i) for i in range(int(classes))]
+    if isinstance(classes, (list, tuple)) and classes:
+        names = [str(c) for c in classes]
+        if len(set(names)) != len(names):
+            raise ConfigError("classes= names a class twice", what=what)
+        return names
+    raise ConfigError(f"classes= is a count or a list of names, got {type(classes).__name__}",
+                      what=what)
+
+
+def from_arrays(x, y, *, classes=None, what=("x", "y"), name="arrays") -> ArrayData:
+    """Images ``x`` ``(N, H, W[, C])`` and labels ``y`` ``(N,)`` given in Python as an
+    :class:`ArrayData`, through the checks of every data source.
+
+    Args:
+        x: images: ``uint8`` pixels 0..255 (as the sources give them) or any numeric dtype.
+        y: class indices ``0..classes-1`` (whole numbers; ``(N, 1)`` is accepted).
+        classes: a count or a list of names; None: ``max(y) + 1``.
+        what: the Python arguments the images and labels came from, for messages.
+        name: the data's name in the run record.
+
+    Raises:
+        DataError: naming ``what``: a missing array, wrong shapes or dtypes, labels out of range.
+    """
+    if x is None or y is None:
+        missing = what[0] if x is None else what[1]
+        raise DataError("images and labels go together", what=missing,
+                        hint=f"give both {what[0]}= and {what[1]}=")
+    if hasattr(x, "element_spec"):
+        raise DataError("a tf.data.Dataset goes in dataset=, not in arrays", what=what[0],
+                        hint="train(..., dataset=ds, validation_dataset=val_ds)")
+    try:
+        x, y = np.asarray(x), np.asarray(y)
+    except Exception as err:  # noqa: BLE001 - e.g. a ragged list
+        raise DataError(f"cannot read as arrays ({err})", what=what[0]) from None
+    data = ArrayData(x, y, class_names(classes) or [], name)
+    _validate(data, "", what[0], what[1])
+    return data
+
+
+@dataclass
+class StreamData:
+    """A ``tf.data.Dataset`` of ``(images, labels)`` batches and what one pass over it found."""
+
+    dataset: object             # batched tf.data.Dataset
+    input_shape: tuple
+    classes: list
+    samples: int
+    batches: int
+    label_max: int
+    dtype: str
+    mean: object = None         # per-channel, float64 (images as given)
+    variance: object = None
+    name: str = "tf.data"
+
+    def __len__(self):
+        return int(self.samples)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def y(self):  # what check_fits reads: the largest label
+        return np.asarray([self.label_max])
+
+    def describe(self) -> dict:
+        return {"name": self.name, "samples": self.samples, "batches": self.batches,
+                "input_shape": list(self.input_shape), "dtype": self.dtype,
+                "classes": self.num_classes, "class_names": self.classes[:50]}
+
+
+def scan_dataset(dataset, *, batch_size: int, classes=None, what="dataset",
+                 stats=True) -> StreamData:
+    """Check a ``tf.data.Dataset`` of ``(image, label)`` elements or batches and read it once.
+
+    The pass counts images and batches (the learning-rate schedule needs the steps of an
+    epoch), checks every batch as loaded data is checked (numeric, finite images; whole-number
+    labels from 0), finds the largest label (the class count unless ``classes=`` is given) and,
+    with ``stats``, the per-channel mean and variance the ``standardize`` input layer uses.
+
+    Args:
+        dataset: elements ``(H, W, C)`` images with scalar labels (batched here by
+            ``batch_size``), or batches ``(B, H, W, C)`` with ``(B,)`` labels (kept as they are).
+        batch_size: the batch of an unbatched dataset.
+        classes: a count or a list of names; None: the largest label + 1.
+        what: the Python argument, for messages.
+        stats: compute the normalisation statistics.
+
+    Raises:
+        DataError: naming ``what``: not a dataset, elements that are not ``(image, label)``,
+            unknown image shape, a dataset that repeats forever, bad images or labels.
+    """
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise DataError("a tf.data dataset needs TensorFlow installed", what=what) from None
+    if not isinstance(dataset, tf.data.Dataset):
+        raise DataError(f"takes a tf.data.Dataset of (image, label) pairs, got "
+                        f"{type(dataset).__name__}", what=what,
+                        hint="for NumPy arrays use x= and y=")
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise DataError(f"elements must be (image, label) pairs, got {spec}", what=what,
+                        hint="ds.map(lambda e: (e['image'], e['label']))")
+    image, label = spec
+    rank = image.shape.rank
+    if rank not in (3, 4):
+        raise DataError(f"images must be (H, W, C) elements or (B, H, W, C) batches, got shape "
+                        f"{image.shape}", what=what,
+                        hint="add a channel axis: ds.map(lambda x, y: (x[..., None], y))")
+    batched = rank == 4
+    shape = tuple(image.shape[-3:])
+    if any(d is None for d in shape):
+        raise DataError(f"images have an unknown size {shape}; the model needs a fixed one",
+                        what=what, hint="resize in the pipeline: ds.map(lambda x, y: "
+                                        "(tf.image.resize(x, (H, W)), y))")
+    label_rank, most = label.shape.rank, (2 if batched else 1)
+    if label_rank is not None and (label_rank > most or (label_rank == most
+                                                         and label.shape[-1] not in (1, None))):
+        raise DataError(f"labels must be class indices, got shape {label.shape}", what=what,
+                        hint="for one-hot labels map y to tf.argmax(y, -1)")
+    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise DataError("the dataset repeats forever; an epoch needs an end", what=what,
+                        hint="drop .repeat() (every epoch reads the dataset once)")
+    if not batched:
+        dataset = dataset.batch(int(batch_size))
+    channels = shape[-1]
+    total, total_sq = np.zeros(channels), np.zeros(channels)
+    samples = batches = 0
+    low, high = None, None
+    for xb, yb in dataset.as_numpy_iterator():
+        xb, yb = np.asarray(xb), np.asarray(yb).reshape(-1)
+        if xb.dtype.kind not in "iuf":
+            raise DataError(f"images must be numeric, got dtype {xb.dtype}", what=what)
+        if xb.dtype.kind == "f" and not np.all(np.isfinite(xb)):
+            raise DataError(f"images of batch {batches + 1} contain NaN or infinite values",
+                            what=what)
+        if yb.shape[0] != xb.shape[0]:
+            raise DataError(f"batch {batches + 1} has {xb.shape[0]} images but {yb.shape[0]} "
+                            f"labels", what=what)
+        if yb.dtype.kind not in "iufb" or (yb.dtype.kind == "f" and not np.all(yb == np.round(yb))):
+            raise DataError("labels must be whole numbers (class indices)", what=what)
+        if stats:
+            flat = xb.reshape(-1, channels).astype(np.float64)
+            total += flat.sum(0)
+            total_sq += (flat ** 2).sum(0)
+        samples += int(xb.shape[0])
+        batches += 1
+        if yb.size:
+            low = int(yb.min()) if low is None else min(low, int(yb.min()))
+            high = int(yb.max()) if high is None else max(high, int(yb.max()))
+    if samples == 0:
+        raise DataError("the dataset is empty", what=what)
+    if low < 0:
+        raise DataError(f"labels must be >= 0, found {low}", what=what)
+    names = class_names(classes) or [str(i) for i in range(high + 1)]
+    if high >= len(names):
+        raise DataError(f"label {high} is out of range for {len(names)} classes (labels must be "
+                        f"0..{len(names) - 1})", what=what,
+                        hint="fix the labels, or give classes= (without it the class count is "
+                             "the training dataset's largest label + 1)")
+    mean = variance = None
+    if stats:
+        count = samples * shape[0] * shape[1]
+        mean = total / count
+        variance = np.maximum(total_sq / count - mean ** 2, 0.0)
+    return StreamData(dataset, tuple(int(d) for d in shape), names, samples, batches, high,
+                      str(image.dtype.name), mean, variance, what)

@@ -150,11 +150,12 @@ def make_loss(from_logits: bool, label_smoothing: float):
 
 def compile_for_training(model, network, cfg: TrainConfig, *, precision: str,
                          steps_per_epoch: int, epochs: int, lr=None, warmup=None,
-                         steps_per_execution: int = 1, compile: bool = True):
+                         steps_per_execution: int = 1, compile: bool = True, metrics=()):
     """The trainer's optimiser, learning-rate schedule (spanning ``epochs`` epochs of
     ``steps_per_epoch`` steps) and loss for ``cfg``; ``model`` (the wrapped ``network``) is compiled
     with them unless ``compile`` is false (a resumed model keeps its own). ``lr`` and ``warmup``
-    override ``cfg``'s. Returns ``(lr, weight_decay, needs_one_hot)``.
+    override ``cfg``'s; ``metrics`` are measured beside the accuracy. Returns
+    ``(lr, weight_decay, needs_one_hot)``.
 
     ``kblocks train`` and every search trial compile through this one function, so
     ``kblocks train best.yaml`` with a search's options repeats a trial's training."""
@@ -175,7 +176,7 @@ def compile_for_training(model, network, cfg: TrainConfig, *, precision: str,
     loss, accuracy, needs_one_hot = make_loss(not output_is_probability(network),
                                               cfg.label_smoothing)
     if compile:
-        model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy],
+        model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy, *metrics],
                       steps_per_execution=int(steps_per_execution))
     return lr, weight_decay, needs_one_hot
 
@@ -231,6 +232,216 @@ def prepare_data(cfg: TrainConfig, seed: int):
     return split_data(data, cfg.val_split, seed=seed)
 
 
+# -- data, callbacks and metrics given in Python -------------------------------------------------
+
+#: ``config.data`` in the run record of a run whose data was given in Python (x= or dataset=)
+GIVEN_DATA = {"arrays": "python:arrays", "dataset": "python:tf.data"}
+
+#: the columns of a history row that are not a metric of the user's
+_HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "lr", "seconds")
+
+
+@dataclass
+class _Given:
+    """What :func:`train` was given in Python besides the options: data, callbacks, metrics."""
+
+    x: object = None
+    y: object = None
+    validation_data: object = None
+    dataset: object = None
+    validation_dataset: object = None
+    classes: object = None
+    callbacks: object = None
+    metrics: object = None
+
+    @property
+    def kind(self):
+        """``"arrays"``, ``"dataset"`` or None (the data comes from ``config.data``)."""
+        if self.x is not None or self.y is not None:
+            return "arrays"
+        if self.dataset is not None:
+            return "dataset"
+        return None
+
+
+def _check_given(given: _Given, cfg: TrainConfig, overrides: dict):
+    """Arguments that contradict each other, or are not what they should be, before any work;
+    callbacks and metrics made lists (metric names looked up in Keras)."""
+    kind = given.kind
+    if kind == "arrays" and given.dataset is not None:
+        raise ConfigError("give x= and y=, or dataset=, not both", what="dataset")
+    if given.validation_data is not None:
+        if kind != "arrays":
+            raise ConfigError("validation_data= goes with x= and y=", what="validation_data",
+                              hint="with dataset= give validation_dataset=; with a data source "
+                                   "give val_data= (a source) or val_split=")
+        if not (isinstance(given.validation_data, (tuple, list))
+                and len(given.validation_data) == 2):
+            raise ConfigError(f"validation_data= is an (x_val, y_val) pair, got "
+                              f"{type(given.validation_data).__name__}", what="validation_data")
+    if given.validation_dataset is not None and kind != "dataset":
+        raise ConfigError("validation_dataset= goes with dataset=", what="validation_dataset",
+                          hint="with x= and y= give validation_data=(x_val, y_val)")
+    if given.classes is not None and kind is None:
+        raise ConfigError("classes= goes with x= or dataset= (a data source knows its classes)",
+                          what="classes")
+    if kind is not None:
+        for option in ("data", "val_data"):
+            if option in overrides:
+                raise ConfigError(f"give {option}= (a data source) or "
+                                  f"{'x=' if kind == 'arrays' else 'dataset='}, not both",
+                                  what=option)
+        if cfg.data not in (TrainConfig.data, *GIVEN_DATA.values()):
+            raise ConfigError(f"the config names data={cfg.data!r} but "
+                              f"{'x=' if kind == 'arrays' else 'dataset='} is given too",
+                              what="data", hint="leave data= at its default")
+    if kind == "dataset":
+        for option in ("val_split", "subset"):
+            if option in overrides:
+                raise ConfigError(f"{option}= cannot cut a tf.data dataset", what=option,
+                                  hint="give validation_dataset=, or cut the dataset with "
+                                       ".take()/.skip() before")
+    given.callbacks = _user_callbacks(given.callbacks)
+    given.metrics = _user_metrics(given.metrics)
+
+
+def _user_callbacks(callbacks) -> list:
+    import keras
+
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"callbacks= is a list of keras.callbacks.Callback, got "
+                          f"{type(callbacks).__name__}", what="callbacks")
+    for item in callbacks:
+        if not isinstance(item, keras.callbacks.Callback):
+            raise ConfigError(f"callbacks= holds a {type(item).__name__}, not a "
+                              f"keras.callbacks.Callback", what="callbacks",
+                              hint="subclass keras.callbacks.Callback (or use "
+                                   "keras.callbacks.LambdaCallback)")
+    return list(callbacks)
+
+
+def _user_metrics(metrics) -> list:
+    """The user's metrics; ``"accuracy"`` is measured anyway (under that name) and left out."""
+    import keras
+
+    if metrics is None:
+        return []
+    if isinstance(metrics, (str, keras.metrics.Metric)):
+        metrics = [metrics]
+    if not isinstance(metrics, (list, tuple)):
+        raise ConfigError(f"metrics= is a list of metric names or keras.metrics.Metric objects, "
+                          f"got {type(metrics).__name__}", what="metrics")
+    out = []
+    for item in metrics:
+        if isinstance(item, str):
+            if item in ("accuracy", "acc"):
+                continue
+            try:
+                keras.metrics.get(item)
+            except (ValueError, TypeError):
+                raise ConfigError(f"Keras has no metric {item!r}", what="metrics",
+                                  hint="give a keras.metrics.Metric object, e.g. "
+                                       "keras.metrics.SparseTopKCategoricalAccuracy(k=3)") from None
+        elif not (isinstance(item, keras.metrics.Metric) or callable(item)):
+            raise ConfigError(f"metrics= holds a {type(item).__name__}, not a metric",
+                              what="metrics")
+        out.append(item)
+    return out
+
+
+def _given_data(run: _Run):
+    """``(train, val)`` from ``x=``/``y=`` (subset and split as a source) or ``dataset=``."""
+    from kblocks.training import data as D
+
+    cfg, given = run.cfg, run.given
+    if given.kind == "arrays":
+        train_data = D.from_arrays(given.x, given.y, classes=given.classes)
+        if given.validation_data is not None:
+            vx, vy = given.validation_data
+            _check_inferred_classes(vy, train_data, given.classes)
+            val = D.from_arrays(vx, vy, classes=train_data.classes,
+                                what=("validation_data", "validation_data"),
+                                name="arrays (validation_data)")
+            if val.input_shape != train_data.input_shape:
+                raise DataError(f"validation images {val.input_shape} differ from training "
+                                f"images {train_data.input_shape}", what="validation_data")
+            if cfg.subset not in (None, "", 0):
+                train_data = D.stratified_subset(train_data, cfg.subset, seed=run.seed)
+            return train_data, val
+        if cfg.subset not in (None, "", 0):
+            train_data = D.stratified_subset(train_data, cfg.subset, seed=run.seed)
+        return D.split_data(train_data, cfg.val_split, seed=run.seed)
+    batch = int(cfg.batch_size)
+    train_data = D.scan_dataset(given.dataset, batch_size=batch, classes=given.classes,
+                                stats=cfg.normalize == "standardize")
+    val = None
+    if given.validation_dataset is not None:
+        val = D.scan_dataset(given.validation_dataset, batch_size=batch,
+                             classes=train_data.classes, what="validation_dataset", stats=False)
+        if val.input_shape != train_data.input_shape:
+            raise DataError(f"validation images {val.input_shape} differ from training images "
+                            f"{train_data.input_shape}", what="validation_dataset")
+    return train_data, val
+
+
+def _check_inferred_classes(labels, train_data, classes):
+    """Validation labels beyond a class count inferred from the training labels: say so."""
+    if classes is not None:
+        return
+    try:
+        top = int(np.max(np.asarray(labels)))
+    except (TypeError, ValueError):  # not numbers: from_arrays says what is wrong
+        return
+    if top >= train_data.num_classes:
+        raise DataError(f"label {top} is out of range for the {train_data.num_classes} classes "
+                        f"inferred from y= (its largest label + 1)", what="validation_data",
+                        hint="give classes= (the class count or names), or training data with "
+                             "every class")
+
+
+def _check_resizable(run: _Run, target):
+    """Loaded data is uint8 and resized to the size the architecture declares; data given in
+    Python is resized only when it is uint8 pixels as well."""
+    kind = run.given.kind
+    if kind == "dataset" or (kind == "arrays" and run.train_data.x.dtype != np.uint8):
+        what = "dataset" if kind == "dataset" else "x"
+        raise DataError(f"the architecture takes inputs of shape {tuple(target)} but {what}= "
+                        f"has images of shape {run.train_data.input_shape}", what=what,
+                        hint="resize the images first (tf.image.resize), or give uint8 pixels "
+                             "(resized here), or an architecture for this shape")
+
+
+def _stream_feed(cfg: TrainConfig, train_data):
+    """The feed of ``dataset=``: Keras reads the user's tf.data pipeline (host)."""
+    from kblocks.training import feed
+    from kblocks.training.distribute import accelerator_present
+
+    if str(cfg.feed or "auto").lower() == "device":
+        raise ConfigError("feed='device' moves arrays to the device once; dataset= streams "
+                          "batches from tf.data", what="feed",
+                          hint="use feed='auto' with dataset=, or give x= and y=")
+    steps = feed.resolve_steps_per_execution(cfg.steps_per_execution, train_data.batches,
+                                             accelerator_present())
+    return feed.Feed("host", "dataset=: batches from its tf.data pipeline", steps)
+
+
+def _stream_labels(dataset, classes: int, needs_one_hot: bool):
+    """The batched dataset fit reads: labels one-hot when the loss needs them (smoothing)."""
+    if not needs_one_hot:
+        return dataset
+    import tensorflow as tf
+
+    def to_one_hot(images, labels):
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        return images, tf.one_hot(labels, classes)
+
+    return dataset.map(to_one_hot)
+
+
 # -- training ----------------------------------------------------------------------------------
 
 @dataclass
@@ -248,6 +459,7 @@ class _Run:
     overwrite: bool = False
     command: list | None = None
     resumed: dict | None = None     # runfolder.read_resume_state of the folder being resumed
+    given: object = None            # _Given: data, callbacks and metrics passed in Python
     started: float = 0.0
     seed: int = 0
     precision: str = "fp32"
@@ -276,6 +488,8 @@ class _Run:
     weight_decay: float = 0.0
     y_train: object = None
     y_val: object = None
+    fit_train: object = None        # with dataset=: the batched tf.data datasets fit reads
+    fit_val: object = None
     # callbacks, files, results
     files: dict = field(default_factory=dict)
     callbacks: list = field(default_factory=list)
@@ -291,8 +505,16 @@ class _Run:
 
 @folderlock.locking("out")  # one writer per run folder, fresh start or --resume (issue 21)
 def train(model_or_source, config: TrainConfig | None = None, *, out=None, overwrite=False,
-          command=None, resume=False, **overrides) -> TrainResult:
+          command=None, resume=False, x=None, y=None, validation_data=None, dataset=None,
+          validation_dataset=None, classes=None, callbacks=None, metrics=None,
+          **overrides) -> TrainResult:
     """Train an architecture on real data; write the run folder ``out`` if given.
+
+    The data is ``config.data`` (a source such as ``digits`` or ``npz:PATH``), or given in
+    Python: arrays ``x=``/``y=`` (checked as loaded data is, then subset and split by
+    ``subset``/``val_split`` unless ``validation_data=`` is given), or a ``tf.data.Dataset``
+    ``dataset=`` (read once before training for its size, class count and normalisation
+    statistics; see docs/training.md).
 
     Args:
         model_or_source: architecture text, a YAML path, a zoo name, or a ``keras.Model`` whose
@@ -306,6 +528,18 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
         resume: continue the run in ``out`` from its ``last.keras`` (weights and optimizer state)
             and ``state.json``, with the run's own options; only :data:`RESUME_OPTIONS` may be
             given in ``overrides`` (``epochs=`` to train longer).
+        x: training images ``(N, H, W[, C])``: ``uint8`` pixels, or any numeric dtype (the
+            ``standardize`` input layer learns their statistics; ``scale`` divides by 255).
+        y: their class indices ``(N,)``.
+        validation_data: ``(x_val, y_val)`` with ``x=``; then nothing is split off ``x``.
+        dataset: a ``tf.data.Dataset`` of ``(image, label)`` elements (batched here by
+            ``batch_size``) or batches (kept as they are, the pipeline's own shuffling too).
+        validation_dataset: the validation ``tf.data.Dataset`` with ``dataset=``.
+        classes: with ``x=`` or ``dataset=``: the class count or names (default: the largest
+            training label + 1).
+        callbacks: ``keras.callbacks.Callback`` objects run after the trainer's own.
+        metrics: metrics (names or ``keras.metrics.Metric`` objects) measured beside the
+            accuracy; they appear in the history, ``history.csv`` and ``run.json``'s ``final``.
         **overrides: options that replace those of ``config``.
 
     Returns:
@@ -323,8 +557,10 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     """
     from kblocks.training import distribute
 
+    given = _Given(x, y, validation_data, dataset, validation_dataset, classes, callbacks,
+                   metrics)
     run = _resolve(model_or_source, config, out=out, overwrite=overwrite, command=command,
-                   resume=resume, overrides=overrides)
+                   resume=resume, overrides=overrides, given=given)
     _load_data(run)
     with distribute.scope(run.cfg.distribute, batch_size=int(run.cfg.batch_size)) as placement:
         run.placement = placement
@@ -336,7 +572,8 @@ def train(model_or_source, config: TrainConfig | None = None, *, out=None, overw
     return _record(run)
 
 
-def _resolve(source, config, *, out, overwrite, command, resume, overrides) -> _Run:
+def _resolve(source, config, *, out, overwrite, command, resume, overrides,
+             given=None) -> _Run:
     """The options (those of a resumed run from its folder), checked; seed, precision, folder."""
     from kblocks.training import runfolder
     from kblocks.training.augment import parse_augment
@@ -351,10 +588,14 @@ def _resolve(source, config, *, out, overwrite, command, resume, overrides) -> _
     else:
         cfg = (config or TrainConfig()).replace(**overrides) if overrides else \
             (config or TrainConfig())
+    given = given if given is not None else _Given()
+    _check_given(given, cfg, overrides)
+    if given.kind is not None:  # the record says where the data came from
+        cfg = cfg.replace(data=GIVEN_DATA[given.kind])
     validate_config(cfg)
     _register_custom_objects()
     run = _Run(cfg=cfg, source=source, out=out, overwrite=overwrite, command=command,
-               resumed=resumed, started=time.time())
+               resumed=resumed, started=time.time(), given=given)
     run.seed = int(cfg.seed) if cfg.seed is not None else secrets.randbelow(2 ** 31 - 1)
     run.precision = resolve_precision(cfg.precision)
     run.augment_layers = parse_augment(cfg.augment, seed=run.seed)  # option errors before work
@@ -397,8 +638,14 @@ def _load_data(run: _Run):
     import keras
 
     cfg = run.cfg
+    if cfg.data in GIVEN_DATA.values() and run.given.kind is None:  # resuming such a run
+        arguments = "x= and y=" if cfg.data == GIVEN_DATA["arrays"] else "dataset="
+        raise ConfigError(f"this run trained on data given in Python ({arguments}), which its "
+                          f"folder does not keep", what=arguments.split("=")[0],
+                          hint=f"pass the same {arguments} again")
     set_seed(run.seed, cfg.deterministic)
-    run.train_data, run.val_data = prepare_data(cfg, run.seed)
+    run.train_data, run.val_data = _given_data(run) if run.given.kind else \
+        prepare_data(cfg, run.seed)
     if run.val_data is None and cfg.monitor.startswith("val_"):
         run.monitor = cfg.monitor[4:]
     else:
@@ -417,6 +664,7 @@ def _load_data(run: _Run):
     if run.source_text is not None and not cfg.transfer:
         target = declared_input_shape(run.source_text, run.classes, cfg.variables)
         if target is not None and tuple(target) != run.input_shape:
+            _check_resizable(run, target)
             run.train_data, run.val_data = _fit_images(run.train_data, run.val_data, target)
             run.input_shape = run.train_data.input_shape
 
@@ -486,25 +734,38 @@ def _wrap_and_compile(run: _Run):
 
     cfg, network, train_data, val_data = run.cfg, run.network, run.train_data, run.val_data
     run.from_probs = output_is_probability(network)
+    stream = run.given.kind == "dataset"
     if not run.epochs_done:
-        mean, var = channel_stats(train_data.x) if cfg.normalize == "standardize" else \
-            (None, None)
+        mean = var = None
+        if cfg.normalize == "standardize":
+            mean, var = (train_data.mean, train_data.variance) if stream else \
+                channel_stats(train_data.x)
         run.model = wrap(network, run.input_shape, mean=mean, variance=var,
                          normalize=cfg.normalize, augment=run.augment_layers)
-    plan = feed.choose(cfg.feed, nbytes=train_data.x.nbytes, batch_size=int(cfg.batch_size),
-                       train_size=len(train_data), distributed=cfg.distribute,
-                       steps_per_execution=cfg.steps_per_execution)
+    if stream:
+        plan = _stream_feed(cfg, train_data)
+        run.steps_per_epoch = train_data.batches
+    else:
+        plan = feed.choose(cfg.feed, nbytes=train_data.x.nbytes, batch_size=int(cfg.batch_size),
+                           train_size=len(train_data), distributed=cfg.distribute,
+                           steps_per_execution=cfg.steps_per_execution)
+        run.steps_per_epoch = feed.steps_per_epoch(plan.kind, len(train_data),
+                                                   int(cfg.batch_size))
     run.feed_plan = plan
-    run.steps_per_epoch = feed.steps_per_epoch(plan.kind, len(train_data), int(cfg.batch_size))
     default_lr = None
     if cfg.lr is None and cfg.transfer:  # fine-tuning starts ten times lower
         default_lr = schedules.DEFAULT_LR[cfg.optimizer.lower()] * 0.1
     run.lr, run.weight_decay, needs_one_hot = compile_for_training(
         run.model, network, cfg, precision=run.precision, steps_per_epoch=run.steps_per_epoch,
         epochs=int(cfg.epochs), lr=default_lr, steps_per_execution=plan.steps_per_execution,
-        compile=not run.epochs_done)
+        compile=not run.epochs_done, metrics=run.given.metrics)
     if run.epochs_done:  # the resumed model was compiled when saved; this machine decides this
         run.model.steps_per_execution = plan.steps_per_execution
+    if stream:
+        run.fit_train = _stream_labels(train_data.dataset, run.classes, needs_one_hot)
+        if val_data is not None:
+            run.fit_val = _stream_labels(val_data.dataset, run.classes, needs_one_hot)
+        return
     run.y_train = one_hot(train_data.y, run.classes) if needs_one_hot else train_data.y
     if val_data is not None:
         run.y_val = one_hot(val_data.y, run.classes) if needs_one_hot else val_data.y
@@ -583,12 +844,17 @@ def _fit(run: _Run):
     verbose = cfg.verbose
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    validation = (run.val_data.x, run.y_val) if run.val_data is not None else None
-    fit_kwargs = feed.fit_arguments(
-        run.feed_plan, run.train_data.x, run.y_train, batch_size=int(cfg.batch_size),
-        seed=run.seed, validation=validation, initial_epoch=run.epochs_done)
+    if run.fit_train is not None:  # dataset=: the user's pipeline, batched
+        fit_kwargs = {"x": run.fit_train, "shuffle": False, "callbacks": []}  # its own order
+        if run.fit_val is not None:
+            fit_kwargs["validation_data"] = run.fit_val
+    else:
+        validation = (run.val_data.x, run.y_val) if run.val_data is not None else None
+        fit_kwargs = feed.fit_arguments(
+            run.feed_plan, run.train_data.x, run.y_train, batch_size=int(cfg.batch_size),
+            seed=run.seed, validation=validation, initial_epoch=run.epochs_done)
     fit_kwargs.update(epochs=int(cfg.epochs), verbose=verbose, initial_epoch=run.epochs_done,
-                      callbacks=fit_kwargs["callbacks"] + run.callbacks)
+                      callbacks=fit_kwargs["callbacks"] + run.callbacks + run.given.callbacks)
     try:
         with interrupts.graceful():  # Ctrl-C waits for a checkpoint being written
             run.model.fit(**fit_kwargs)
@@ -615,11 +881,21 @@ def _final_scores(run: _Run):
     for key in ("loss", "accuracy"):
         if last.get(key) is not None:
             final[f"train_{key} (last epoch)"] = last[key]
+    for key, value in last.items():  # the metrics= of the user's
+        if key not in _HISTORY_COLUMNS and not key.startswith("val_") and value is not None:
+            final[f"train_{key} (last epoch)"] = value
     if run.val_data is not None and not run.diverged:
-        scores = run.best_model.evaluate(run.val_data.x, run.y_val, batch_size=int(cfg.batch_size),
-                                         verbose=0, return_dict=True)
+        if run.fit_val is not None:
+            scores = run.best_model.evaluate(run.fit_val, verbose=0, return_dict=True)
+        else:
+            scores = run.best_model.evaluate(run.val_data.x, run.y_val,
+                                             batch_size=int(cfg.batch_size), verbose=0,
+                                             return_dict=True)
         final["val_loss"] = float(scores["loss"])
         final["val_accuracy"] = float(scores.get("accuracy", scores.get("compile_metrics", 0)))
+        for key, value in scores.items():
+            if key not in ("loss", "accuracy", "compile_metrics"):
+                final[f"val_{key}"] = float(value)
     final["best_epoch"] = run.checkpoint.best_epoch
     final["epochs_run"] = len(rows)
     final["seconds"] = round(run.timer.train_seconds or 0.0, 1)
