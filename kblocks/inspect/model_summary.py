@@ -30,6 +30,7 @@ process, or loaded from a file kblocks wrote, which keeps its architecture text)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from kblocks.common.errors import KBlocksError
 from kblocks.lang import kinds
@@ -181,14 +182,44 @@ def _calls(model):
     return inputs, order
 
 
+@dataclass(frozen=True)
+class Call:
+    """One layer call of a Keras model, in the form :func:`kblocks.lang.plot.plot_graph` draws
+    (the fields of a :class:`kblocks.lang.graph.Node` it reads): ``inputs`` are call indices, -1
+    for a model input; ``kind`` is its record in :mod:`kblocks.lang.kinds` (``SKIP``'s, which is
+    drawn plain, for a layer of unknown cost or a nested model)."""
+
+    index: int
+    dsl: str
+    inputs: tuple
+    shape: tuple
+    kind: kinds.LayerKind
+    branch_head: bool
+
+    @property
+    def spec(self):
+        return self  # plot_graph reads node.spec.kind
+
+
+@dataclass(frozen=True)
+class Calls:
+    """The layer calls of a Keras model as a graph :func:`kblocks.lang.plot.plot_graph` draws."""
+
+    input_shape: tuple
+    nodes: tuple
+    source: str
+
+
 class ModelSummary(Summary):
     """The summary of a Keras model kblocks did not build: the same table and fields as
     :class:`~kblocks.lang.table.Summary` (``str()``, ``params``, ``macs``, ``to_dict()``...), plus
     ``unknown`` (the names of the layers of unknown cost)."""
 
-    def __init__(self, analysis: Analysis, model, rows: list, unknown: list, fields: list):
+    def __init__(self, analysis: Analysis, model, rows: list, unknown: list, fields: list,
+                 calls: Calls):
         super().__init__(analysis, model=model)
         self._rows = rows
+        self.calls = calls  # for kblocks.lang.plot.plot_graph
         self.unknown = unknown
         self.fields = fields  # (receptive field, jump) of each output
 
@@ -242,7 +273,7 @@ def model_summary(model) -> ModelSummary:
     for _, ins, _ in calls:
         for t in ins:
             users[id(t)] = users.get(id(t), 0) + 1
-    where, field, rows, stats, unknown, counted = {}, {}, [], [], [], set()
+    where, field, rows, stats, unknown, counted, nodes = {}, {}, [], [], [], set(), []
     input_elements = 0
     for k, t in enumerate(inputs):
         shape = _shape(t, model)
@@ -262,6 +293,7 @@ def model_summary(model) -> ModelSummary:
         fields_in = [field[id(t)] for t in ins]
         mapped = _mapping(layer)
         kind_p = mapped(layer.get_config(), len(in_shape) - 1) if mapped is not None else None
+        kind = kinds.SKIP
         head = users.get(id(ins[0]), 0) > 1
         if hasattr(layer, "layers") and hasattr(layer, "inputs"):  # a nested model: one row
             inner = model_summary(layer)
@@ -284,12 +316,15 @@ def model_summary(model) -> ModelSummary:
             flat = len(out_shape) == 1 or kind is kinds.GPOOL  # GAP(keepdims=True) sees it all
             rank = len(fields_in[0][0]) if fields_in[0][0] is not None else 0
             rf = field_after(fields_in, kind.window(p, rank) if rank else None, flat)
+        srcs = [where.get(id(t), "?") for t in ins]
+        nodes.append(Call(index, f"{layer.name}: {type(layer).__name__}",
+                          tuple(int(w) if w.isdigit() else -1 for w in srcs), out_shape, kind,
+                          head))
         for t in outs:
             where[id(t)] = str(index)
             field[id(t)] = rf
         stats.append(LayerStats(trainable, frozen, activations, macs, rf[0], rf[1]))
         cls = type(layer).__name__
-        srcs = [where.get(id(t), "?") for t in ins]
         if len(ins) > 1 or srcs[0] != previous:
             cls += f" <- {','.join(srcs)}"
         previous = str(index)
@@ -298,4 +333,46 @@ def model_summary(model) -> ModelSummary:
                         axes_cell(rf[0]), axes_cell(rf[1])))
     analysis = Analysis(None, tuple(stats), input_elements)
     ends = [field[id(t)] if id(t) in field else (None, None) for t in _flat(model.outputs)]
-    return ModelSummary(analysis, model, rows, unknown, ends)
+    calls = Calls(_shape(inputs[0], model) if inputs else (), tuple(nodes), model.name)
+    return ModelSummary(analysis, model, rows, unknown, ends, calls)
+
+
+MODEL_SUFFIXES = (".keras",)  #: model files ``kblocks summary`` and ``kblocks plot`` read
+LEGACY_SUFFIXES = (".h5", ".hdf5")  #: Keras 2 HDF5 model files, refused with the fix
+
+
+def names_model_file(value) -> bool:
+    """Whether an ARCHITECTURE argument names a model file (by its ending: architecture text never
+    ends in ``.keras`` or ``.h5``), existing or not."""
+    text = str(value).strip()
+    return "\n" not in text and text.lower().endswith(MODEL_SUFFIXES + LEGACY_SUFFIXES)
+
+
+def load_model_file(path, *, unsafe: bool = False, text_options=()):
+    """The model in a ``.keras`` file, loaded with :func:`kblocks.common.saving.load_model` (safe
+    mode unless ``unsafe``); an HDF5 file is refused with the way to convert it.
+
+    Args:
+        path: the file.
+        unsafe: load a file holding a ``Lambda`` layer (its code runs).
+        text_options: the values of the CLI's architecture-text options (``--input-shape``,
+            ``--classes``, ``--blocks``, ``--set``): any of them given is refused, since a model
+            file holds its shapes.
+
+    Raises:
+        ModelSummaryError: an ``.h5`` file, or a text option given.
+        ModelFileError: a missing, unsafe or unreadable file.
+    """
+    from kblocks.common.saving import load_model
+
+    if any(text_options):
+        raise ModelSummaryError(f"{path} is a model file: --input-shape, --classes, --blocks and "
+                                f"--set apply to architecture text",
+                                hint="leave them out; the file holds its shapes")
+
+    if str(path).strip().lower().endswith(LEGACY_SUFFIXES):
+        raise ModelSummaryError(
+            f"{path}: HDF5 model files (Keras 2's .h5) are not supported",
+            hint=f"convert it once in Python: keras.models.load_model({str(path)!r})"
+                 f".save('model.keras'), then pass the .keras file")
+    return load_model(str(path).strip(), unsafe=unsafe)
