@@ -234,6 +234,10 @@ class ModelSummary(Summary):
     def rows(self) -> list:
         return list(self._rows)
 
+    def layer(self, index):
+        """``(Call, LayerStats)`` of layer call ``index``."""
+        return self.calls.nodes[index], self.analysis.layers[index]
+
     def totals(self) -> list:
         lines = figure_lines(self.analysis)
         if self.unknown:
