@@ -5,7 +5,8 @@
     print(kblocks.summary(model_or_text, input_shape=(32, 32, 3)))
 """
 # Importing kblocks does not import Keras: only building a model (kblocks.lang.emit) does.
-from kblocks.lang.api import analyse, build, compile, format_text, parse, summary
+from kblocks.lang.api import analyse, build, compile, format_text, parse
+from kblocks.lang.api import summary as _text_summary
 from kblocks.common.errors import KBlocksError
 
 __version__ = "0.1.0"
@@ -55,6 +56,41 @@ def _register_with_keras():
 
 
 _register_with_keras()
+
+
+def summary(model_or_source, **kwargs):
+    """The per-layer summary (shapes, parameters, activation memory, multiply-adds, receptive
+    field) of a text, YAML file or zoo name, or of any built Keras model.
+
+    A model kblocks built (in this process, or loaded from a ``.keras`` file kblocks wrote, which
+    keeps the architecture text) gets the kblocks summary, with the text of each layer; any other
+    Keras model (functional, Sequential, ``keras.applications``) is read layer by layer
+    (:func:`kblocks.inspect.model_summary.model_summary`).
+
+    Args:
+        model_or_source: a Keras model, or any source :func:`kblocks.compile` takes.
+        **kwargs: passed to :func:`kblocks.compile` when a source is given.
+
+    Returns:
+        A :class:`~kblocks.lang.table.Summary`: ``str()`` is the table, its fields the numbers.
+
+    Raises:
+        KBlocksError: as :func:`kblocks.compile` raises, or a model that is not built.
+    """
+    if hasattr(model_or_source, "layers") and getattr(model_or_source, "_kblocks_graph", None) is None:
+        text = getattr(model_or_source, "kblocks_text", None)  # a Network loaded from a file
+        graph = None
+        if text:
+            try:
+                graph = compile(text)
+            except KBlocksError:  # a text this version no longer compiles: read the layers
+                graph = None
+        if graph is None:
+            from kblocks.inspect.model_summary import model_summary
+
+            return model_summary(model_or_source)
+        model_or_source._kblocks_graph = graph
+    return _text_summary(model_or_source, **kwargs)
 
 __all__ = ["analyse", "build", "compile", "format_text", "parse", "summary", "KBlocksError"]
 

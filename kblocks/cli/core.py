@@ -86,14 +86,28 @@ def check_output(path, suffixes, *, what="-o", overwrite=None, reads=()) -> Path
 @architecture_options
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--text", "show_text", is_flag=True, help="Also print the canonical expanded text.")
-def summary(architecture, input_shape, classes, blocks, variables, as_json, show_text):
-    """Per-layer table: shapes, parameters, activation memory, MACs, receptive field."""
+@click.option("--unsafe", is_flag=True,
+              help="Load a .keras file even if it holds a Lambda layer, whose Python code then "
+                   "runs: only for files you trust.")
+def summary(architecture, input_shape, classes, blocks, variables, as_json, show_text, unsafe):
+    """Per-layer table: shapes, parameters, activation memory, MACs, receptive field.
+
+    ARCHITECTURE is architecture text, a YAML file, a zoo name or a .keras model file (any Keras
+    model; one kblocks built shows its architecture text)."""
     import kblocks
+    from kblocks.inspect.model_summary import load_model_file, names_model_file
     from kblocks.lang.table import Summary
 
-    kwargs = compile_kwargs(input_shape, classes, blocks, variables)
-    graph = kblocks.compile(architecture, **kwargs)
-    s = Summary(kblocks.analyse(graph))
+    if names_model_file(architecture):
+        model = load_model_file(architecture, unsafe=unsafe,
+                                text_options=(input_shape, classes, blocks, variables))
+        s = kblocks.summary(model)
+        text = getattr(model, "kblocks_text", None)
+    else:
+        kwargs = compile_kwargs(input_shape, classes, blocks, variables)
+        graph = kblocks.compile(architecture, **kwargs)
+        s = Summary(kblocks.analyse(graph))
+        text = graph.canonical_text()
     if as_json:
         import json
 
@@ -101,7 +115,7 @@ def summary(architecture, input_shape, classes, blocks, variables, as_json, show
         return
     click.echo(str(s))
     if show_text:
-        click.echo("\n" + graph.canonical_text())
+        click.echo("\n" + (text or "(no architecture text: the model was not built by kblocks)"))
 
 
 @main.command()
@@ -128,13 +142,25 @@ def build(architecture, input_shape, classes, blocks, variables, output, overwri
 @architecture_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="PNG (or SVG/PDF) file to write.")
-def plot(architecture, input_shape, classes, blocks, variables, output):
-    """Draw the layer graph as a picture (boxes with shapes; branches side by side)."""
+@click.option("--unsafe", is_flag=True,
+              help="Load a .keras file even if it holds a Lambda layer, whose Python code then "
+                   "runs: only for files you trust.")
+def plot(architecture, input_shape, classes, blocks, variables, output, unsafe):
+    """Draw the layer graph as a picture (boxes with shapes; branches side by side).
+
+    ARCHITECTURE is architecture text, a YAML file, a zoo name or a .keras model file."""
     import kblocks
+    from kblocks.inspect.model_summary import load_model_file, names_model_file
     from kblocks.lang.plot import plot_graph
 
     out = check_output(output, (".png", ".svg", ".pdf"), reads=(architecture,))
-    graph = kblocks.compile(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
+    if names_model_file(architecture):
+        s = kblocks.summary(load_model_file(architecture, unsafe=unsafe,
+                                text_options=(input_shape, classes, blocks, variables)))
+        graph = getattr(s, "calls", None) or s.graph  # a plain model's layer calls, or kblocks'
+    else:
+        graph = kblocks.compile(architecture, **compile_kwargs(input_shape, classes, blocks,
+                                                               variables))
     with atomic_path(out) as tmp:
         plot_graph(graph, tmp, fmt=out.suffix.lstrip(".") or "png")
     click.echo(f"wrote {out}")

@@ -100,13 +100,15 @@ def param_counts(node: Node, in_shape: tuple) -> tuple:
     return trainable, frozen
 
 
-def _field(node: Node, fields: list) -> tuple:
-    """(receptive field, jump) after ``node``, from those of its inputs (the largest of each)."""
-    if any(f[0] is None for f in fields) or len(node.shape) == 1:
+def field_after(fields: list, win, flat: bool) -> tuple:
+    """(receptive field, jump) after a layer whose step is ``win`` (a
+    :class:`~kblocks.lang.kinds.Window`, or None), from those of its inputs (the largest of each);
+    ``flat``: its output has no spatial axes. Also used for Keras models kblocks did not build
+    (:mod:`kblocks.inspect.model_summary`)."""
+    if any(f[0] is None for f in fields) or flat:
         return None, None
     r_in = tuple(max(f[0][a] for f in fields) for a in range(len(fields[0][0])))
     j_in = tuple(max(f[1][a] for f in fields) for a in range(len(fields[0][1])))
-    win = node.spec.kind.window(dict(node.params), len(r_in))
     if win is None:
         return r_in, j_in
     r = r_in if win.kernel is None else tuple(ri + (kk - 1) * ji
@@ -116,13 +118,23 @@ def _field(node: Node, fields: list) -> tuple:
     return r, tuple(ji * ss for ji, ss in zip(j_in, win.stride))
 
 
-def _added_elements(node: Node) -> int:
-    """Activation elements a node's output adds: none for views and for in-place layers that do
-    not head a branch."""
-    kind = node.spec.kind
-    if kind.view or (kind.in_place and not node.branch_head):
+def _field(node: Node, fields: list) -> tuple:
+    """(receptive field, jump) after ``node``, from those of its inputs."""
+    rank = len(fields[0][0]) if fields[0][0] is not None else 0
+    win = node.spec.kind.window(dict(node.params), rank) if rank else None
+    return field_after(fields, win, len(node.shape) == 1)
+
+
+def added_elements(kind, shape: tuple, branch_head: bool) -> int:
+    """Activation elements a layer of ``kind`` with output ``shape`` adds: none for views and for
+    in-place layers that do not head a branch."""
+    if kind.view or (kind.in_place and not branch_head):
         return 0
-    return math.prod(node.shape)
+    return math.prod(shape)
+
+
+def _added_elements(node: Node) -> int:
+    return added_elements(node.spec.kind, node.shape, node.branch_head)
 
 
 def analyse(graph: Graph) -> Analysis:

@@ -14,7 +14,10 @@ the end (or ``classifier_activation="softmax"``) emits **probabilities**. ``Netw
 Files: a ``Network`` is saved as Keras' own ``Functional`` (module and class name) with
 ``registered_name="kblocks>Network"``. After ``import kblocks`` the file loads (``safe_mode=True``)
 as a ``Network``; without kblocks Keras falls back to the module and class name and loads it as a
-plain functional model. (Why a subclass rather than a check at fit time: only a model can default
+plain functional model. The config also keeps, under :data:`CONFIG_KEY`, the canonical
+architecture text, input shape and classes of a model :func:`kblocks.build` made; a loaded
+``Network`` has them as :attr:`Network.kblocks_text` (``kblocks.summary`` then shows the kblocks
+summary, with the text of each layer), and plain Keras ignores the key. (Why a subclass rather than a check at fit time: only a model can default
 its own ``compile`` and catch ``fit`` without one; the masquerade keeps files plain-Keras.)
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ import keras
 
 from kblocks.lang.conventions import main_output, output_is_probability
 
+CONFIG_KEY = "kblocks"  #: key of the architecture text, input shape and classes in the config
 _CROSSENTROPY = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
                  "categorical_crossentropy": "CategoricalCrossentropy"}
 
@@ -93,6 +97,39 @@ class Network(keras.Model):
 
     def get_compile_config(self):
         return super().get_compile_config()
+
+    def _architecture(self):
+        """``{"text", "input_shape", "classes"}`` of the graph this model was built from, or of
+        the file it was loaded from; None for a model that has neither."""
+        graph = getattr(self, "_kblocks_graph", None)
+        if graph is None:
+            return getattr(self, "_kblocks_architecture", None)
+        shape = graph.shape_of(graph.outputs[0]) if graph.outputs else ()
+        return {"text": graph.canonical_text(), "input_shape": list(graph.input_shape),
+                "classes": int(shape[-1]) if len(shape) == 1 else None}
+
+    @property
+    def kblocks_text(self):
+        """The canonical architecture text this model was built from (kept in its file), or
+        None."""
+        arch = self._architecture()
+        return arch.get("text") if isinstance(arch, dict) else None
+
+    def get_config(self):
+        config = super().get_config()
+        arch = self._architecture()
+        if arch is not None:
+            config[CONFIG_KEY] = dict(arch)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        arch = config.pop(CONFIG_KEY, None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        if isinstance(arch, dict) and isinstance(arch.get("text"), str):
+            model._kblocks_architecture = arch
+        return model
 
     def compile_from_config(self, config):
         """As Keras' own (which skips models whose ``compile`` is overridden)."""

@@ -10,13 +10,13 @@ from kblocks.lang.graph import INPUT
 from kblocks.lang.shapes import dims
 
 
-def _num(n) -> str:
+def count_cell(n) -> str:
+    """A count as a table cell: ``1,234``, or ``0``."""
     return f"{n:,}" if n else "0"
 
 
-
-
-def _axes(values) -> str:
+def axes_cell(values) -> str:
+    """A per-axis figure as a cell: ``7`` when the axes agree, ``7x3`` when not, ``-`` for None."""
     if values is None:
         return "-"
     vals = [int(v) if float(v).is_integer() else round(v, 3) for v in values]
@@ -35,6 +35,40 @@ class Row:
     macs: str
     rf: str
     jump: str
+
+
+def figure_lines(a: Analysis) -> list:
+    """The first lines under the table: parameters, activation memory, multiply-adds."""
+    mib = a.activation_bytes / 2**20
+    return [
+        f"Total params: {a.params:,} (trainable {a.trainable:,}, non-trainable {a.non_trainable:,})",
+        f"Activation memory per image: {a.activation_elements:,} elements = {a.activation_bytes:,} "
+        f"bytes float32 ({mib:.1f} MiB); input and each layer output counted once, activations "
+        f"in place",
+        f"Multiply-adds per image: {a.macs:,} ({_si(a.macs)}MACs)",
+    ]
+
+
+def render(rows: list, totals: list, drop=()) -> str:
+    """The table of ``rows`` (the :class:`Row` head first), aligned, then the ``totals`` lines;
+    the columns named in ``drop`` (fields of :class:`Row`) are left out."""
+    fields = [f for f in Row.__dataclass_fields__ if f not in drop]
+    widths = {f: max(len(getattr(r, f)) for r in rows) for f in fields}
+    if "dsl" in widths:
+        widths["dsl"] = min(widths["dsl"], 48)
+    right = {"params", "activations", "macs", "rf", "jump"}
+
+    def fmt(r):
+        cells = []
+        for f in fields:
+            v = getattr(r, f)
+            if f == "dsl" and len(v) > widths[f]:
+                v = v[:widths[f] - 1] + "…"
+            cells.append(v.rjust(widths[f]) if f in right else v.ljust(widths[f]))
+        return "  ".join(cells).rstrip()
+
+    lines = [fmt(rows[0]), "-" * len(fmt(rows[0]))] + [fmt(r) for r in rows[1:]]
+    return "\n".join(lines + [""] + totals)
 
 
 class Summary:
@@ -115,7 +149,8 @@ class Summary:
     def rows(self) -> list:
         g = self.graph
         out = [Row("", "INPUT", "", "input: InputLayer", dims(g.input_shape), "0",
-                   _num(self.analysis.input_elements), "0", "1" if len(g.input_shape) > 1 else "-",
+                   count_cell(self.analysis.input_elements), "0",
+                   "1" if len(g.input_shape) > 1 else "-",
                    "1" if len(g.input_shape) > 1 else "-")]
         for node, st in zip(g.nodes, self.analysis.layers):
             dsl = node.text or node.dsl
@@ -129,20 +164,12 @@ class Summary:
                 srcs = ",".join("in" if i == INPUT else str(i) for i in node.inputs)
                 cls += f" <- {srcs}"
             out.append(Row(str(node.index), dsl, at, f"{node.name}: {cls}", dims(node.shape),
-                           _num(st.params), _num(st.activations), _num(st.macs), _axes(st.rf),
-                           _axes(st.jump)))
+                           count_cell(st.params), count_cell(st.activations),
+                           count_cell(st.macs), axes_cell(st.rf), axes_cell(st.jump)))
         return out
 
     def totals(self) -> list:
-        a = self.analysis
-        mib = a.activation_bytes / 2**20
-        lines = [
-            f"Total params: {a.params:,} (trainable {a.trainable:,}, non-trainable {a.non_trainable:,})",
-            f"Activation memory per image: {a.activation_elements:,} elements = {a.activation_bytes:,} "
-            f"bytes float32 ({mib:.1f} MiB); input and each layer output counted once, activations "
-            f"in place",
-            f"Multiply-adds per image: {a.macs:,} ({_si(a.macs)}MACs)",
-        ]
+        lines = figure_lines(self.analysis)
         if len(self.graph.outputs) > 1:
             names = ", ".join(["output"] + [f"aux{k}" for k in range(1, len(self.graph.outputs))])
             lines.append(f"Outputs: {names}")
@@ -151,23 +178,7 @@ class Summary:
         return lines
 
     def __str__(self) -> str:
-        rows = [self.HEAD] + self.rows()
-        fields = Row.__dataclass_fields__
-        widths = {f: max(len(getattr(r, f)) for r in rows) for f in fields}
-        widths["dsl"] = min(widths["dsl"], 48)
-        right = {"params", "activations", "macs", "rf", "jump"}
-
-        def fmt(r):
-            cells = []
-            for f in fields:
-                v = getattr(r, f)
-                if f == "dsl" and len(v) > widths[f]:
-                    v = v[:widths[f] - 1] + "…"
-                cells.append(v.rjust(widths[f]) if f in right else v.ljust(widths[f]))
-            return "  ".join(cells).rstrip()
-
-        lines = [fmt(rows[0]), "-" * len(fmt(rows[0]))] + [fmt(r) for r in rows[1:]]
-        return "\n".join(lines + [""] + self.totals())
+        return render([self.HEAD] + self.rows(), self.totals())
 
     def __repr__(self):
         return f"<Summary {self.params:,} params, {self.macs:,} MACs>"
