@@ -17,7 +17,8 @@ returns numpy arrays, for notebooks; ``kblocks inspect`` draws the same as PNG p
 
 One concept per module: ``gradients`` (TensorFlow/JAX gradients), ``layers`` (``--layer``
 resolution, sub-models), ``inputs`` (images), ``classes``, ``featuremaps``, ``filters``,
-``saliency``, ``cam``, ``occlusion``, ``embedding``, ``adversarial``, ``plotting``, ``convsize``.
+``saliency``, ``cam``, ``occlusion``, ``embedding``, ``adversarial``, ``plotting``, ``convsize``,
+``model_summary`` (the per-layer summary of any Keras model, behind ``kblocks.summary(model)``).
 Names are imported lazily, so ``import kblocks.inspect`` does not import Keras.
 """
 from __future__ import annotations
