@@ -266,3 +266,36 @@ def test_warning_when_fine_tuned_accuracy_is_near_chance():
     assert "--lr (now 0.005)" in warning and "--reset-head" not in warning
     assert _end_warnings(_ended_run(0.9, 0.85, report=kept)) == []
     assert _end_warnings(_ended_run(0.09, 0.13)) == []  # not a transfer run
+
+
+def test_reset_head_is_fresh_in_a_rebuilt_architecture_and_from_weights(tmp_path):
+    import kblocks
+    from kblocks.training import transfer
+
+    def build(classes):
+        return kblocks.build(SMALL, input_shape=(8, 8, 1), classes=classes)
+
+    source = build(10)
+    source.save(tmp_path / "m.keras")
+    source.save_weights(tmp_path / "m.weights.h5")
+    old = transfer.find_head(source)[0].get_weights()[0]
+    for path in (tmp_path / "m.keras", tmp_path / "m.weights.h5"):
+        network, report = transfer.prepare(path, classes=10, input_shape=(8, 8, 1), build=build,
+                                           reset_head=True)
+        head = transfer.find_head(network)[0]
+        assert report.head == "reset" and head.name in report.skipped, path
+        assert head.name not in report.copied and not np.allclose(head.get_weights()[0], old)
+        network, report = transfer.prepare(path, classes=10, input_shape=(8, 8, 1), build=build)
+        assert report.head == "kept" and report.old_classes == 10, path
+        np.testing.assert_array_equal(transfer.find_head(network)[0].get_weights()[0], old)
+
+
+def test_training_doc_shows_the_warning_the_code_prints():
+    from kblocks.training.trainer import _end_warnings
+
+    doc = (ROOT / "docs" / "training.md").read_text()
+    assert "### BatchNorm on short runs" in doc
+    kept = {"rule": "keep", "momentum": None, "layers": 0, "kept": 3, "steps": 104,
+            "in_effect": [0.99]}
+    (warning,) = _end_warnings(_ended_run(0.98, 0.57, batch_norm=kept))
+    assert f"warning: {warning}\n" in doc
