@@ -99,8 +99,10 @@ def parse_args(argv=None):
                    help="the CIFAR-10 JPEG container (.npz with jpeg, offsets, labels)")
     p.add_argument("--out", default="runs/nas_cifar10", help="search folder")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
-    p.add_argument("--time-budget", type=float, default=420.0,
-                   help="seconds for this call: search (and final training, if asked)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds for this call: search (and final training, if asked) [420; "
+                        "none with --cpu-smoke, whose trial count is the bound, so a loaded "
+                        "machine cannot cut the smoke run short]")
     p.add_argument("--final-epochs", type=int, default=None,
                    help="train the best architecture this many epochs at the end (0 = no)")
     p.add_argument("--trials", type=int, default=None,
@@ -177,7 +179,9 @@ def main(argv=None):
         args.trials = 2 if args.trials is None else args.trials
         args.final_epochs = 1 if args.final_epochs is None else args.final_epochs
         args.population, args.sample_size, args.max_params = 2, 2, 1e6
+        args.time_budget = 1e9 if args.time_budget is None else args.time_budget
     args.trials = 200 if args.trials is None else args.trials
+    args.time_budget = 420.0 if args.time_budget is None else args.time_budget
     args.final_epochs = args.final_epochs or 0
     data = subset_data(Path(args.data), args.subset, args.seed) if args.subset else \
         f"cifar10:{args.data}"

@@ -67,7 +67,12 @@ def _print_table(title: str, rows: dict):
 @click.option("--unsafe", is_flag=True,
               help="Load a --transfer (or resumed) .keras file even if it holds a Lambda layer, "
                    "whose Python code then runs: only for files you trust.")
-def train_command(source, sets, out, overwrite, no_tensorboard, quiet, resume, unsafe, **options):
+@click.option("--bn-momentum", "bn_momentum", default="auto", metavar="auto|keep|M",
+              help="Momentum of the BatchNormalization layers the text leaves at Keras' 0.99: "
+                   "auto = from the run's steps (0.9 for a short run, 0.99 from 2000 steps), "
+                   "keep = 0.99, or a number.")
+def train_command(source, sets, out, overwrite, no_tensorboard, quiet, resume, unsafe, bn_momentum,
+                  **options):
     """Train SOURCE (architecture text, YAML file or zoo name) on --data.
 
     \b
@@ -96,7 +101,7 @@ def train_command(source, sets, out, overwrite, no_tensorboard, quiet, resume, u
                                "MODEL.keras")
     config = TrainConfig(**train_config_values(options), variables=parse_assignments(sets),
                          tensorboard=not no_tensorboard, verbose=0 if quiet else "auto",
-                         unsafe=unsafe)
+                         unsafe=unsafe, bn_momentum=bn_momentum)
     name = source or transfer or "run"
     run_dir = out or str(default_run_dir(name if len(name) < 40 else name.split("-")[0]))
     click.echo(f"kblocks train: {name}\n  data {data}, run folder {run_dir}", err=False)

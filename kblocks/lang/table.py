@@ -15,12 +15,20 @@ def count_cell(n) -> str:
     return f"{n:,}" if n else "0"
 
 
+def _axes_values(values):
+    """Per-axis values as numbers: one number when every axis agrees, else a list; None for none."""
+    if values is None:
+        return None
+    vals = [int(v) if float(v).is_integer() else round(float(v), 3) for v in values]
+    return vals[0] if len(set(vals)) == 1 else vals
+
+
 def axes_cell(values) -> str:
     """A per-axis figure as a cell: ``7`` when the axes agree, ``7x3`` when not, ``-`` for None."""
-    if values is None:
+    vals = _axes_values(values)
+    if vals is None:
         return "-"
-    vals = [int(v) if float(v).is_integer() else round(v, 3) for v in values]
-    return str(vals[0]) if len(set(vals)) == 1 else "x".join(str(v) for v in vals)
+    return "x".join(str(v) for v in vals) if isinstance(vals, list) else str(vals)
 
 
 @dataclass(frozen=True)
@@ -183,9 +191,29 @@ class Summary:
     def __repr__(self):
         return f"<Summary {self.params:,} params, {self.macs:,} MACs>"
 
+    def layer_records(self) -> list:
+        """The rows as :meth:`to_dict` gives them: the table's text cells (``dsl``, ``at``,
+        ``keras``) as text and every figure a number: ``index`` (None for the input), ``shape`` (a
+        list of sizes), ``params``, ``activations``, ``macs`` (ints), ``rf`` and ``jump`` (one
+        number, a list of per-axis numbers when they differ, or None where there is none)."""
+        g = self.graph
+        spatial = len(g.input_shape) > 1
+        out = [{"index": None, "dsl": "INPUT", "at": "", "keras": "input: InputLayer",
+                "shape": [int(d) for d in g.input_shape], "params": 0,
+                "activations": int(self.analysis.input_elements), "macs": 0,
+                "rf": 1 if spatial else None, "jump": 1 if spatial else None}]
+        for row, node, st in zip(self.rows()[1:], g.nodes, self.analysis.layers):
+            out.append({"index": int(node.index), "dsl": row.dsl, "at": row.at,
+                        "keras": row.keras, "shape": [int(d) for d in node.shape],
+                        "params": int(st.params), "activations": int(st.activations),
+                        "macs": int(st.macs), "rf": _axes_values(st.rf),
+                        "jump": _axes_values(st.jump)})
+        return out
+
     def to_dict(self) -> dict:
+        """The totals and :meth:`layer_records`, numbers as numbers (``kblocks summary --json``)."""
         return {"params": self.params, "trainable": self.trainable_params,
                 "non_trainable": self.non_trainable_params,
                 "activation_elements": self.activation_elements, "macs": self.macs,
                 "input": self.input_convention, "outputs": self.output_convention,
-                "layers": [r.__dict__ for r in self.rows()]}
+                "layers": self.layer_records()}

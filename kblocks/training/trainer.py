@@ -26,8 +26,17 @@ from kblocks.common import folderlock
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
 from kblocks.lang.conventions import channel_stats, output_is_probability
 
-from kblocks.training.config import (PRECISIONS, RESUME_OPTIONS, TrainConfig, resolve_precision,
-                                     validate_config)
+from kblocks.training.config import (KERAS_BN_MOMENTUM, PRECISIONS, RESUME_OPTIONS, TrainConfig,
+                                     bn_momentum_for, resolve_precision, validate_config)
+
+
+#: the warning at the end of a run with BatchNormalization layers: the last epoch's training
+#: accuracy is at least this ...
+BN_WARN_TRAIN_ACCURACY = 0.8
+#: ... and the validation accuracy (from best.keras) at least this much lower
+BN_WARN_GAP = 0.25
+#: a fine-tuned (transfer) model scoring at most this many times chance (1 / classes) is warned of
+NEAR_CHANCE = 1.5
 
 
 class TrainingDiverged(KBlocksError):
@@ -148,14 +157,55 @@ def make_loss(from_logits: bool, label_smoothing: float):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"), False)
 
 
+def batch_norm_layers(model) -> list:
+    """The BatchNormalization layers of ``model``, nested models included."""
+    import keras
+
+    out = []
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            out.append(layer)
+        elif isinstance(layer, keras.Model):
+            out.extend(batch_norm_layers(layer))
+    return out
+
+
+def set_bn_momentum(network, setting, total_steps: int) -> dict:
+    """Give the BatchNormalization layers of ``network`` the momentum that ``bn_momentum=setting``
+    means for a run of ``total_steps`` steps (:func:`kblocks.training.config.bn_momentum_for`).
+
+    Only layers at Keras' default 0.99 change: a layer at another momentum had it set (``BN(
+    momentum=0.9)`` in the text, or a saved model's) and keeps it. Returns what ``run.json`` records
+    as ``info.batch_norm``: ``{"rule", "momentum", "layers"`` (set), ``"kept"`` (at their own),
+    ``"steps", "in_effect"`` (the momenta the layers now have)``}``.
+    """
+    momentum, rule = bn_momentum_for(setting, total_steps)
+    layers = batch_norm_layers(network)
+    changed = kept = 0
+    for layer in layers:
+        if momentum is None or abs(float(layer.momentum) - KERAS_BN_MOMENTUM) > 1e-9:
+            kept += 1
+            continue
+        layer.momentum = float(momentum)  # read by each training step; saved in the layer config
+        changed += 1
+    return {"rule": rule, "momentum": momentum, "layers": changed, "kept": kept,
+            "steps": int(total_steps),
+            "in_effect": sorted({round(float(layer.momentum), 6) for layer in layers})}
+
+
 def compile_for_training(model, network, cfg: TrainConfig, *, precision: str,
                          steps_per_epoch: int, epochs: int, lr=None, warmup=None,
-                         steps_per_execution: int = 1, compile: bool = True, metrics=()):
+                         steps_per_execution: int = 1, compile: bool = True, metrics=(),
+                         batch_norm: dict | None = None):
     """The trainer's optimiser, learning-rate schedule (spanning ``epochs`` epochs of
     ``steps_per_epoch`` steps) and loss for ``cfg``; ``model`` (the wrapped ``network``) is compiled
     with them unless ``compile`` is false (a resumed model keeps its own). ``lr`` and ``warmup``
     override ``cfg``'s; ``metrics`` are measured beside the accuracy. Returns
     ``(lr, weight_decay, needs_one_hot)``.
+
+    When compiling, the BatchNormalization layers get ``cfg.bn_momentum`` for the
+    ``steps_per_epoch * epochs`` steps (:func:`set_bn_momentum`); a ``batch_norm`` dict receives
+    its record.
 
     ``kblocks train`` and every search trial compile through this one function, so
     ``kblocks train best.yaml`` with a search's options repeats a trial's training."""
@@ -176,6 +226,10 @@ def compile_for_training(model, network, cfg: TrainConfig, *, precision: str,
     loss, accuracy, needs_one_hot = make_loss(not output_is_probability(network),
                                               cfg.label_smoothing)
     if compile:
+        record = set_bn_momentum(network, cfg.bn_momentum,
+                                 int(steps_per_epoch) * max(1, int(epochs)))
+        if batch_norm is not None:
+            batch_norm.update(record)
         model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy, *metrics],
                       steps_per_execution=int(steps_per_execution))
     return lr, weight_decay, needs_one_hot
@@ -501,6 +555,8 @@ class _Run:
     best_model: object = None
     final: dict = field(default_factory=dict)
     diverged: tuple | None = None
+    batch_norm: dict = field(default_factory=dict)  # set_bn_momentum's record
+    warnings: list = field(default_factory=list)   # said at the end, kept in run.json
 
 
 @folderlock.locking("out")  # one writer per run folder, fresh start or --resume (issue 21)
@@ -593,6 +649,7 @@ def _resolve(source, config, *, out, overwrite, command, resume, overrides,
     if given.kind is not None:  # the record says where the data came from
         cfg = cfg.replace(data=GIVEN_DATA[given.kind])
     validate_config(cfg)
+    bn_momentum_for(cfg.bn_momentum, 1)  # a wrong value stops the run before any work
     _register_custom_objects()
     run = _Run(cfg=cfg, source=source, out=out, overwrite=overwrite, command=command,
                resumed=resumed, started=time.time(), given=given)
@@ -694,6 +751,8 @@ def _build(run: _Run):
                                                         run.classes, cfg.variables)
     if run.transfer_report is not None and not run.epochs_done:
         run.transfer_report.frozen = transfer.freeze_until(network, cfg.freeze_until)
+        for line in run.transfer_report.head_lines(cfg.data):  # before the first epoch
+            print(line)
     run.network = network
 
 
@@ -758,9 +817,13 @@ def _wrap_and_compile(run: _Run):
     run.lr, run.weight_decay, needs_one_hot = compile_for_training(
         run.model, network, cfg, precision=run.precision, steps_per_epoch=run.steps_per_epoch,
         epochs=int(cfg.epochs), lr=default_lr, steps_per_execution=plan.steps_per_execution,
-        compile=not run.epochs_done, metrics=run.given.metrics)
+        compile=not run.epochs_done, metrics=run.given.metrics, batch_norm=run.batch_norm)
     if run.epochs_done:  # the resumed model was compiled when saved; this machine decides this
         run.model.steps_per_execution = plan.steps_per_execution
+        layers = batch_norm_layers(network)  # they keep the momentum they were saved with
+        run.batch_norm = {"rule": "as saved", "momentum": None, "layers": 0, "kept": len(layers),
+                          "steps": run.steps_per_epoch * int(cfg.epochs),
+                          "in_effect": sorted({round(float(x.momentum), 6) for x in layers})}
     if stream:
         run.fit_train = _stream_labels(train_data.dataset, run.classes, needs_one_hot)
         if val_data is not None:
@@ -914,7 +977,13 @@ def _record(run: _Run) -> TrainResult:
             "weight_decay": run.weight_decay, "steps_per_epoch": run.steps_per_epoch,
             "feed": run.feed_plan.as_dict(),
             "transfer": run.transfer_report.as_dict() if run.transfer_report else None,
-            "tensorboard": run.tensorboard_note or (str(files.get("logs")) if files else None)}
+            "tensorboard": run.tensorboard_note or (str(files.get("logs")) if files else None),
+            "batch_norm": run.batch_norm or None}
+    if not run.diverged:
+        run.warnings = _end_warnings(run)
+        for line in run.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+    info["warnings"] = list(run.warnings)
     if run.run_dir is not None:
         runfolder.plot_curves(files["curves"], run.history.rows,
                               title=(run.source_text or run.network.name)[:120])
@@ -923,6 +992,44 @@ def _record(run: _Run) -> TrainResult:
         raise _diverged(run)
     return TrainResult(run.best_model, run.model, run.network, run.history.rows,
                        run.checkpoint.best_epoch, run.final, run.seed, run.run_dir, info)
+
+
+def _end_warnings(run: _Run) -> list:
+    """What the final scores suggest is wrong, each with its fix: validation far below training
+    with BatchNormalization layers (:data:`BN_WARN_GAP`), a fine-tuned model near chance
+    (:data:`NEAR_CHANCE`)."""
+    out, final, bn = [], run.final, run.batch_norm or {}
+    train_acc = final.get("train_accuracy (last epoch)")
+    val_acc = final.get("val_accuracy")
+    count = int(bn.get("layers", 0)) + int(bn.get("kept", 0))
+    if count and train_acc is not None and val_acc is not None \
+            and train_acc >= BN_WARN_TRAIN_ACCURACY and val_acc <= train_acc - BN_WARN_GAP:
+        momenta = bn.get("in_effect") or []
+        said = (f"training accuracy {train_acc:.2f} but validation {val_acc:.2f}, with {count} "
+                f"BatchNormalization layer(s) at momentum {'/'.join(f'{m:g}' for m in momenta)} "
+                f"over {bn.get('steps')} steps: validation uses their moving statistics")
+        if momenta and max(momenta) > 0.9:
+            out.append(f"{said}, which may still be near their initial values; give "
+                       f"--bn-momentum 0.9 (bn_momentum=0.9) or train more --epochs "
+                       f"(docs/training.md, BatchNorm on short runs)")
+        else:
+            out.append(f"{said}, which a momentum of 0.9 or less updates quickly: more likely "
+                       f"overfitting (try --augment, DROPOUT, more data), or a --bn-momentum "
+                       f"lower still")
+    report = run.transfer_report
+    accuracy = val_acc if val_acc is not None else train_acc
+    if report is not None and accuracy is not None and run.classes > 1 \
+            and accuracy <= NEAR_CHANCE / run.classes:
+        near = (f"after fine-tuning, accuracy {accuracy:.2f} is near chance "
+                f"({1 / run.classes:.2f} for {run.classes} classes)")
+        if report.head == "kept":
+            out.append(f"{near}: the head was kept ({report.trained_on_words()}); give "
+                       f"--reset-head (reset_head=True) for a fresh head if its classes are not "
+                       f"this data's")
+        else:
+            out.append(f"{near}: train more --epochs, raise --lr (now {run.lr:g}) or freeze less "
+                       f"(--freeze-until)")
+    return out
 
 
 def _diverged(run: _Run) -> TrainingDiverged:

@@ -24,6 +24,15 @@ from kblocks.common.errors import ConfigError, DataError
 from kblocks.lang.conventions import NORMALIZE_NAME, output_units
 
 
+#: the largest ``run.json`` read beside a transfer file to learn what its head was trained on
+SOURCE_RECORD_LIMIT = 16 * 2**20
+#: its deepest JSON nesting (a run record has 4 or 5 levels)
+SOURCE_RECORD_DEPTH = 64
+
+#: what happened to the head: a new class count, ``reset_head``, or the file's head as it is
+HEAD_ACTIONS = ("replaced", "reset", "kept")
+
+
 @dataclass
 class TransferReport:
     source: str = ""
@@ -32,11 +41,95 @@ class TransferReport:
     head_replaced: bool = False
     old_classes: int | None = None
     frozen: list = field(default_factory=list)
+    head: str = ""                 # one of HEAD_ACTIONS
+    head_name: str = ""            # the head's Dense layer
+    classes: int | None = None     # the new data's class count
+    trained_on: str | None = None  # the data spec of the run that saved the file (its run.json)
+    trained_on_record: str | None = None  # that run.json
+    trained_on_cwd: str | None = None     # the folder that run's relative paths start from
 
     def as_dict(self):
         return {"source": self.source, "copied_layers": len(self.copied),
                 "fresh_layers": self.skipped, "head_replaced": self.head_replaced,
-                "old_classes": self.old_classes, "frozen_layers": self.frozen}
+                "old_classes": self.old_classes, "frozen_layers": self.frozen,
+                "head": self.head, "head_trained_on": self.trained_on}
+
+    def trained_on_words(self) -> str:
+        """``trained on digits`` or why that is not known."""
+        if self.trained_on:
+            return f"trained on {self.trained_on}"
+        return f"trained on data no run.json beside {Path(self.source).name} records"
+
+    def same_data(self, data) -> bool | None:
+        """Whether ``data`` (this run's spec) is the source run's data; None when unknown."""
+        if not self.trained_on or not data:
+            return None
+        return _data_key(self.trained_on, self.trained_on_cwd) == _data_key(data, None)
+
+    def head_lines(self, data) -> list:
+        """What the run says about the head before training: ``head: replaced / reset / kept
+        (trained on DATA)``, and a hint to reset a kept head trained on other data."""
+        name = f"{self.head_name} " if self.head_name else ""
+        if self.head == "replaced":
+            had = (f"the saved head had {self.old_classes} outputs" if self.old_classes
+                   else "the file's head did not fit")
+            lines = [f"head: replaced: a fresh {name}for the {self.classes} classes of {data} "
+                     f"({had}, {self.trained_on_words()})"]
+        elif self.head == "reset":
+            lines = [f"head: reset: a fresh {name}for the {self.classes} classes of {data} "
+                     f"(--reset-head; the saved one was {self.trained_on_words()})"]
+        else:
+            lines = [f"head: kept: {name}with its {self.old_classes or self.classes} outputs as "
+                     f"{self.trained_on_words()}"]
+            same = self.same_data(data)
+            if same is False:
+                lines.append(f"hint: this run's data is {data}, not {self.trained_on}: if its "
+                             f"classes are not the same ones in the same order, the kept head "
+                             f"maps features to the old ones; give --reset-head "
+                             f"(reset_head=True) for a fresh head")
+            elif same is None:
+                lines.append("hint: if this data's classes are not the ones the head was "
+                             "trained on, give --reset-head (reset_head=True) for a fresh head")
+        return lines
+
+
+def _data_key(spec, cwd):
+    """A data spec compared by what it reads: ``npz:a.npz`` and ``npz:/abs/a.npz`` are one."""
+    import os
+
+    text = str(spec).strip()
+    kind, sep, rest = text.partition(":")
+    if not sep:
+        kind, rest = "", text
+    if rest and (os.sep in rest or "." in rest):
+        base = cwd or os.getcwd()
+        rest = os.path.realpath(os.path.join(base, os.path.expanduser(rest)))
+    return kind.lower(), rest
+
+
+def _source_record(path: Path, report: TransferReport):
+    """Fill ``report.trained_on`` from the ``run.json`` beside ``path`` (a run folder's
+    ``best.keras``/``last.keras``), when there is a readable one."""
+    import json
+
+    from kblocks.common import files
+
+    record_path = path.parent / "run.json"
+    if not record_path.is_file():
+        return
+    try:
+        text = files.read_text(record_path, what="run record", limit=SOURCE_RECORD_LIMIT)
+        if files.json_depth(text) > SOURCE_RECORD_DEPTH:
+            return
+        record = json.loads(text)
+        data = record["config"]["data"]
+    except (files.UserFileError, ValueError, KeyError, TypeError):
+        return  # the head's origin is a courtesy: an unreadable record only leaves it unknown
+    if isinstance(data, str) and data:
+        report.trained_on = data
+        report.trained_on_record = str(record_path)
+        cwd = record.get("cwd")
+        report.trained_on_cwd = cwd if isinstance(cwd, str) else None
 
 
 def leaf_layers(model) -> list:
@@ -221,25 +314,50 @@ def prepare(path, *, classes: int, input_shape, build=None, reset_head=False,
         UnsafeModelError: a Lambda layer without ``unsafe``.
     """
     path = Path(path)
-    report = TransferReport(source=str(path))
+    report = TransferReport(source=str(path), classes=int(classes))
     if not path.exists():
         raise DataError(f"transfer file {path} does not exist", what="transfer")
     name = path.name.lower()
     if name.endswith(".weights.h5") or name.endswith(".h5"):
-        return _from_weights(path, report, classes, build)
-    if not name.endswith(".keras"):
+        network, report = _from_weights(path, report, classes, build, reset_head)
+    elif not name.endswith(".keras"):
         raise ConfigError(f"unknown transfer file type {path.name!r}", what="transfer",
                           hint="use a .keras model or a .weights.h5 file")
-    base = _load_base(path, unsafe)
-    report.old_classes = output_units(base)
-    if build is not None:
-        return _rebuilt_from_model(path, base, report, classes, build, reset_head)
-    return _fine_tuned_model(path, base, report, classes, input_shape, reset_head)
+    else:
+        base = _load_base(path, unsafe)
+        report.old_classes = output_units(base)
+        if build is not None:
+            network, report = _rebuilt_from_model(path, base, report, classes, build, reset_head)
+        else:
+            network, report = _fine_tuned_model(path, base, report, classes, input_shape,
+                                                reset_head)
+    _source_record(path, report)
+    report.head_name = find_head(network)[0].name
+    if report.head_name in report.copied:
+        report.head = "kept"
+    elif reset_head and report.old_classes in (None, classes):
+        report.head = "reset"
+    else:  # another class count, or a head the file's did not fit
+        report.head = "replaced"
+    report.head_replaced = report.head != "kept"
+    return network, report
 
 
-def _from_weights(path: Path, report, classes: int, build):
+def _fresh_head(network, report: TransferReport, classes: int):
+    """``network`` with a fresh head (:func:`replace_head`), recorded as fresh in ``report``."""
+    network = replace_head(network, classes)
+    report.head_replaced = True
+    dense = find_head(network)[0]
+    if dense.name in report.copied:  # the new head is fresh whatever the file held
+        report.copied.remove(dense.name)
+    if dense.name not in report.skipped:
+        report.skipped.append(dense.name)
+    return network
+
+
+def _from_weights(path: Path, report, classes: int, build, reset_head: bool = False):
     """A ``.weights.h5`` file loaded into the architecture ``build`` makes; a new head if the
-    class count differs."""
+    class count differs or ``reset_head``."""
     if build is None:
         raise ConfigError(f"{path.name} holds weights only; give the architecture too",
                           what="transfer",
@@ -255,13 +373,10 @@ def _from_weights(path: Path, report, classes: int, build):
                         f"loads nothing", what="transfer",
                         hint="the weights must come from the same architecture (layer names and "
                              "shapes); a .keras model of another one is copied by layer name")
-    if output_units(network) != classes:
-        network = replace_head(network, classes)
-        report.head_replaced = True
-        dense = find_head(network)[0]
-        if dense.name in report.copied:  # the new head is fresh whatever the file held
-            report.copied.remove(dense.name)
-            report.skipped.append(dense.name)
+    if find_head(network)[0].name in report.copied:  # the file's head loaded: its class count
+        report.old_classes = output_units(network)
+    if output_units(network) != classes or reset_head:
+        network = _fresh_head(network, report, classes)
     return network, report
 
 
@@ -291,7 +406,8 @@ def _rebuilt_from_model(path: Path, base, report, classes: int, build, reset_hea
                         f"weight shapes: nothing would be transferred", what="transfer",
                         hint="give the architecture the model was trained with, or leave the "
                              "architecture out to fine-tune the saved model as it is")
-    report.head_replaced = report.old_classes != classes or reset_head
+    if report.old_classes != classes or reset_head:  # a head of the same shape was copied too
+        network = _fresh_head(network, report, classes)
     return network, report
 
 
@@ -306,10 +422,5 @@ def _fine_tuned_model(path: Path, base, report, classes: int, input_shape, reset
                              "it is built for the new shape and weights are copied by name")
     report.copied = [layer.name for layer in leaf_layers(base) if layer.weights]
     if report.old_classes != classes or reset_head:
-        base = replace_head(base, classes)
-        dense, _, _ = find_head(base)
-        report.head_replaced = True
-        if dense.name in report.copied:
-            report.copied.remove(dense.name)
-        report.skipped.append(dense.name)
+        base = _fresh_head(base, report, classes)
     return base, report
