@@ -21,6 +21,9 @@ SCRIPTS = {
     "compile_overhead": ["bench/compile_overhead.py", "--quick"],
     "throughput": ["bench/throughput.py", "--cpu-smoke"],
     "train_vs_fit": ["bench/train_vs_fit.py", "--epochs", "1", "--rounds", "1"],
+    "bn_short_runs": ["bench/bn_short_runs.py", "--epochs", "1", "--seeds", "0"],
+    "train_from_python": ["bench/train_from_python.py", "--train", "512", "--val", "128",
+                          "--epochs", "1", "--rounds", "1"],
 }
 
 
@@ -86,3 +89,15 @@ def test_train_vs_fit_prints_a_ratio(runs):
     assert record["bench"] == "train_vs_fit"
     assert _is_ratio(record["ratio"])
     assert re.search(r"kblocks train / plain fit: \d+\.\d+x", stdout)
+
+
+def test_bn_short_runs_prints_ratios(runs):
+    record, _ = _result(runs, "bn_short_runs")
+    assert _is_ratio(record["ratio_auto_over_keep"]) and _is_ratio(record["ratio_auto_over_written"])
+
+
+def test_train_from_python_prints_ratios(runs):
+    record, stdout = _result(runs, "train_from_python")
+    assert set(record["ratios"]) == {"arrays", "dataset"}
+    assert all(_is_ratio(v) for v in record["ratios"].values()), record["ratios"]
+    assert re.search(r"train\(x=, y=\) / fit\(x, y\): \d+\.\d+x", stdout)
