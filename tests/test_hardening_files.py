@@ -384,3 +384,12 @@ def test_any_oserror_escaping_a_command_is_one_line(monkeypatch):
     monkeypatch.setattr(kblocks.cli.core, "check_output", read_only)
     result = _cli("build", "FC(2)", "--input-shape", "3", "-o", "/ro/x.keras")
     _one_line_exit_2(result, "cannot write /ro/x.keras: the file system is read-only")
+
+
+def test_a_yaml_variable_contradicting_classes_is_refused(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("network: CONV-GAP-FC(classes)\ninput: [8, 8, 3]\nclasses: 10\n"
+                    "vars:\n  classes: 5\n")  # was built with 5 classes, silently
+    with pytest.raises(ConfigError, match=r"a.yaml, line 5: the variable classes \(5\) "
+                                          r"contradicts 'classes: 10' at line 3"):
+        kblocks.compile(str(path))

@@ -78,6 +78,12 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
     if "classes" in data and data["classes"] is not None:
         arch.classes = _classes(data["classes"], where)
     arch.variables = _variables(data.get("vars") or {}, where)
+    if "classes" in arch.variables and arch.classes is not None \
+            and arch.variables["classes"] != arch.classes:  # which one would count? (issue 20)
+        raise ConfigError(f"{where('vars', 'classes')}: the variable classes "
+                          f"({arch.variables['classes']!r}) contradicts 'classes: {arch.classes}' "
+                          f"at line {lines.get(('classes',), '?')}",
+                          hint="give the number of classes once, as 'classes:'")
     arch.blocks = _blocks(data.get("blocks") or {}, lines, source, where)
     arch.defaults = _defaults(data.get("defaults") or {}, where)
     arch.meta = {k: data[k] for k in ("source", "doc", "family", "reference") if k in data}
