@@ -254,7 +254,8 @@ def test_many_optional_items_stay_linear():
     ("CONV", (100000, 100000, 3), "the input 100000x100000x3 has"),
     ("CONV(8, kernel=100000, padding=same)", (8, 8, 3), "its weights have 240,000,000,008 elements"),
     ("FC(1000000)-FC(1000000)", (8,), "its weights have 1,000,001,000,000"),
-    ("[FC(40000)]*20", (40000,), "more than 20,000,000,000 parameters"),
+    ("[FC(30000)]*20", (30000,), "more than 4,000,000,000 parameters"),
+    ("FC(40000)", (40000,), "its weights have 1,600,040,000 elements"),
 ])
 def test_input_and_weight_tensors_limited(text, shape, words):
     err = compile_error(text, input_shape=shape)

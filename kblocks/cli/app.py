@@ -2,16 +2,27 @@
 
 Mistakes in user input (``KBlocksError``, missing files) print one clear message on stderr and exit
 with code 2, never a traceback. Library errors name Python arguments (``epochs``, ``transfer=``);
-here they are printed with the command's flags (``--epochs``, ``--transfer``).
+here they are printed with the command's flags (``--epochs``, ``--transfer``). Any other
+``OSError`` that escapes a command (a full disk, a read-only folder: issue 20) is printed in words by
+:func:`kblocks.common.files.os_error`, also with exit code 2.
 """
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
 
 from kblocks.cli.options import flags_of, in_flags
 from kblocks.common.errors import KBlocksError
+from kblocks.common.files import os_error
+
+#: errno values that can only come from a write
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def _writing(err: OSError) -> bool:
+    return err.errno in _WRITE_ERRNOS
 
 
 class _Group(click.Group):
@@ -25,6 +36,10 @@ class _Group(click.Group):
             sys.exit(2)
         except FileNotFoundError as err:
             click.echo(f"error: file not found: {err.filename or err}", err=True)
+            sys.exit(2)
+        except OSError as err:  # the safety net: a full disk, a read-only folder... in words
+            words = os_error(err, err.filename, action="write" if _writing(err) else "read")
+            click.echo(f"error: {words.render()}", err=True)
             sys.exit(2)
 
 

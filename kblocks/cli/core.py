@@ -10,6 +10,7 @@ from kblocks.cli.app import main
 from kblocks.cli.options import parse_assignments
 from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import KBlocksError
+from kblocks.common.files import check_output_path
 
 
 def _shape(text):
@@ -51,8 +52,39 @@ def architecture_options(fn):
     return click.argument("architecture")(fn)
 
 
+#: ``kblocks.build`` arguments that ``--set NAME=VALUE`` may not bind: each has its own option,
+#: and a variable of that name would reach the argument, not the text (issue 20)
+BUILD_ARGUMENTS = {"input_shape": "--input-shape", "blocks": "--blocks", "name": None,
+                   "resolver": None, "classifier_activation": None, "normalize": None,
+                   "normalize_stats": None, "source": None}
+
+
 def compile_kwargs(input_shape, classes, blocks, variables):
-    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **parse_assignments(variables))
+    """The keyword arguments of ``kblocks.compile``/``build`` for the architecture options.
+
+    ``--set classes=N`` is the class count (the text's ``classes``), unless ``--classes`` is given
+    too; ``--set`` of another build argument (``input_shape``, ``blocks``, ``name``...) is
+    refused, naming its option: either would otherwise be a ``TypeError`` or silently bind the
+    argument instead of the text's variable."""
+    assigned = parse_assignments(variables)
+    if "classes" in assigned:
+        value = assigned.pop("classes")
+        if classes is not None:
+            raise KBlocksError(f"the number of classes is given twice: --classes {classes} and "
+                               f"--set classes {value}", what="--set",
+                               hint="give the number of classes once (--classes N)")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise KBlocksError(f"--set classes={value!r}: the number of classes must be a "
+                               f"positive whole number", what="--set")
+        classes = value
+    for name in assigned:
+        if name in BUILD_ARGUMENTS:
+            option = BUILD_ARGUMENTS[name]
+            raise KBlocksError(f"--set {name}=...: {name} is an argument of the build, not a "
+                               f"variable of the text", what="--set",
+                               hint=f"use {option}" if option else
+                               f"rename the variable in the text (e.g. {name}_)")
+    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **assigned)
 
 
 def is_file_path(value) -> bool:
@@ -66,7 +98,8 @@ def is_file_path(value) -> bool:
 def check_output(path, suffixes, *, what="-o", overwrite=None, reads=()) -> Path:
     """Refuse an output path before any work: a wrong suffix (``-o M.keras`` for a PNG would
     turn the model into a picture), one of the files the command reads, a folder, or, where the
-    command has ``--overwrite`` (``overwrite`` not None), an existing file without it."""
+    command has ``--overwrite`` (``overwrite`` not None), an existing file without it, and a
+    path under a file (``-o /etc/passwd/x.keras``: :func:`kblocks.common.files.check_output_path`)."""
     out = Path(path)
     if out.suffix.lower() not in suffixes:
         raise KBlocksError(f"{what} {path}: the file name must end in {' or '.join(suffixes)}",
@@ -75,8 +108,7 @@ def check_output(path, suffixes, *, what="-o", overwrite=None, reads=()) -> Path
         if is_file_path(source) and os.path.exists(out) and os.path.samefile(source, out):
             raise KBlocksError(f"{what} {path} is the file this command reads; writing it would "
                                f"destroy it", hint="give another output file name")
-    if out.is_dir():
-        raise KBlocksError(f"{what} {path} is a folder", hint="give a file name")
+    check_output_path(out, what=what)  # a folder, or a folder on the path that is a file
     if overwrite is False and os.path.lexists(out):
         raise KBlocksError(f"{path} already exists; pass --overwrite to replace it")
     return out

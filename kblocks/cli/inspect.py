@@ -72,6 +72,9 @@ def load_model(spec: str, *, weights=None, input_shape=None, classes=None, unsaf
         if not os.path.isfile(weights):
             raise KBlocksError(f"--weights: file not found: {weights}",
                                hint="give a .weights.h5 file saved by model.save_weights()")
+        from kblocks.common.saving import check_weights_file
+
+        check_weights_file(weights, what="--weights")  # regular, bounded: a FIFO would block h5py
         try:
             model.load_weights(weights)
         except Exception as err:  # noqa: BLE001

@@ -2,6 +2,7 @@
 TensorFlow SavedModel for serving."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -12,6 +13,7 @@ import click
 from kblocks.cli.app import main
 from kblocks.cli.core import architecture_options, compile_kwargs, is_file_path
 from kblocks.common.errors import KBlocksError
+from kblocks.common.files import writing
 
 _HEAD = ("name", "family", "input", "params", "MACs", "source")
 _SOURCE_WIDTH = 60
@@ -104,6 +106,20 @@ def export_saved_model(model, path, *, overwrite: bool = False, reads=()) -> Pat
     ``overwrite`` is true; then it is replaced and the old folder removed after the rename.
     """
     target = check_export_target(path, overwrite=overwrite, reads=reads)
+    kept = f"{target} still holds the previous SavedModel" if target.exists() else None
+    with writing(target, what="the SavedModel", kept=kept):  # a full disk: one line, exit 2
+        try:
+            return _export_into(model, target)
+        except OSError:
+            raise
+        except Exception as err:  # TensorFlow words a full disk its own way
+            if "No space left on device" not in str(err):
+                raise
+            raise OSError(errno.ENOSPC, "No space left on device") from None
+
+
+def _export_into(model, target: Path) -> Path:
+    """:func:`export_saved_model` once the target is checked: a temporary folder, renamed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     old = None

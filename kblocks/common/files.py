@@ -278,3 +278,30 @@ def writing(path, *, what: str | None = None, kept=None):
     except OSError as err:
         note = kept() if callable(kept) else kept
         raise os_error(err, path, action="write", what=what, kept=note) from None
+
+
+class _DiskFullOSError(DiskFullError, OSError):
+    """A :class:`DiskFullError` that is also the ``OSError`` it came from (see :func:`write_error`)."""
+
+    def __str__(self):  # the words, not OSError's "[Errno 28] ..."
+        return self.render()
+
+
+class _UserFileOSError(UserFileError, OSError):
+    """A :class:`UserFileError` that is also the ``OSError`` it came from (see :func:`write_error`)."""
+
+    def __str__(self):
+        return self.render()
+
+
+def write_error(err: OSError, path, *, what: str | None = None, kept: str | None = None):
+    """:func:`os_error` for a failed write of ``path``, as an exception that is *also* an
+    ``OSError`` with the original ``errno`` and ``filename``: the writers of
+    :mod:`kblocks.common.atomic` raise it, so the CLI prints the words ("no space left on the
+    device while writing PATH; nothing lost: ...") and code that catches ``OSError`` around a
+    write it may skip (a cache) still catches it."""
+    words = os_error(err, path, action="write", what=what, kept=kept)
+    cls = _DiskFullOSError if isinstance(words, DiskFullError) else _UserFileOSError
+    out = cls(words.message, hint=words.hint)
+    out.errno, out.strerror, out.filename = err.errno, err.strerror, str(path)
+    return out

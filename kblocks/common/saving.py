@@ -10,6 +10,13 @@
   leaves either the previous file or the new one, complete, never a truncated file.
   :func:`save_weights` does the same for ``model.save_weights`` (``.weights.h5`` files: the search's
   per-trial checkpoints).
+
+Before Keras opens a model file (issue 20) it must be a regular file (a FIFO or a link to a device is
+refused, nothing blocks), a zip archive whose directory passes
+:func:`kblocks.common.files.check_zip` (no encrypted member, only stored or deflated members, no
+absolute or ``..`` names, declared sizes under :data:`MAX_MODEL_BYTES` and inflating at most
+:data:`MAX_MODEL_INFLATE` times the file's size in all), and its ``config.json`` at most
+:data:`MAX_CONFIG_BYTES` and :data:`MAX_CONFIG_DEPTH` deep, judged before it is parsed.
 """
 from __future__ import annotations
 
@@ -17,11 +24,20 @@ import json
 import zipfile
 from pathlib import Path
 
+from kblocks.common import files
 from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import KBlocksError
 
 CUSTOM_MODULES = ("kblocks.lang.layers", "kblocks.training.augment", "kblocks.training.schedules")
 MAX_CONFIG_BYTES = 64 * 1024 * 1024  #: config.json inside a .keras file larger than this is refused
+MAX_CONFIG_DEPTH = 100  #: nesting of [ and { in config.json (Keras' configs nest about 15 deep)
+#: declared (inflated) size of all the members of a .keras file: 16 GiB, the float32 weights of
+#: kblocks.lang.limits.MAX_PARAMS plus room for the config
+MAX_MODEL_BYTES = 16 * 1024 ** 3 + MAX_CONFIG_BYTES
+#: a .keras file may declare at most this many times its own size (Keras stores its members
+#: uncompressed, ratio 1); beyond 64 MiB in all, more is a zip bomb
+MAX_MODEL_INFLATE = 20
+MAX_WEIGHTS_BYTES = 16 * 1024 ** 3  #: a .weights.h5 file given by a user (16 GiB, as above)
 
 
 class ModelFileError(KBlocksError):
@@ -41,6 +57,47 @@ def register_custom_objects() -> None:
             importlib.import_module(name)
         except ImportError:  # pragma: no cover - every module ships with kblocks
             pass
+
+
+def check_model_file(path, *, what: str = "model file") -> Path:
+    """``path`` after the checks of the module docstring, before Keras opens it: a regular
+    ``.keras`` file whose zip directory and ``config.json`` are within the limits. Raises
+    :class:`ModelFileError` in words (nothing is inflated beyond ``config.json``)."""
+    try:
+        path = files.check_file(path, what=what, hint="give a .keras file")
+        if path.suffix != ".keras":
+            raise ModelFileError(f"{path}: a model file must end in .keras",
+                                 hint="save models with kblocks or model.save('name.keras')")
+        try:
+            infos = files.check_zip(path, what=what, max_total=MAX_MODEL_BYTES)
+        except files.UserFileError as err:
+            rest = err.message.removeprefix(f"{what} {path}").lstrip(": ")
+            raise ModelFileError(f"cannot load {path}: " + ("it " + rest if rest.startswith("is ")
+                                                           else rest), hint=err.hint) from None
+        declared = sum(i.file_size for i in infos)
+        size = path.stat().st_size
+        if declared > 64 * 1024 * 1024 and declared > MAX_MODEL_INFLATE * max(size, 1):
+            raise ModelFileError(f"{what} {path} would inflate from {files.size_words(size)} to "
+                                 f"{files.size_words(declared)} (over {MAX_MODEL_INFLATE} times; "
+                                 f"Keras stores its members uncompressed): a zip bomb is refused",
+                                 hint="save the model again with model.save() or kblocks")
+    except ModelFileError:
+        raise
+    except files.UserFileError as err:
+        raise ModelFileError(err.message, hint=err.hint) from None
+    except OSError as err:
+        raise ModelFileError(files.os_error(err, path, action="read", what=what).message) from None
+    return path
+
+
+def check_weights_file(path, *, what: str = "weights file") -> Path:
+    """A ``.weights.h5`` (or ``.h5``) file given by a user: a regular file (never a FIFO, which
+    would block h5py) of at most :data:`MAX_WEIGHTS_BYTES`. Raises :class:`ModelFileError`."""
+    try:
+        return files.check_file(path, what=what, limit=MAX_WEIGHTS_BYTES,
+                                hint="give a .weights.h5 file saved by model.save_weights()")
+    except files.UserFileError as err:
+        raise ModelFileError(err.message, hint=err.hint) from None
 
 
 def _read_config(path):
@@ -63,6 +120,12 @@ def _read_config(path):
                              f"{MAX_CONFIG_BYTES:,}-byte limit",
                              hint="a model's config is a few megabytes at most; the file is not "
                                   "a model kblocks or Keras wrote")
+    depth = files.json_depth(raw)
+    if depth > MAX_CONFIG_DEPTH:  # json.loads (and Keras after it) would recurse that deep
+        raise ModelFileError(f"{path}: its config.json nests {depth:,} levels deep, over the "
+                             f"limit of {MAX_CONFIG_DEPTH}",
+                             hint="a model's config nests about 15 levels; the file is not a "
+                                  "model kblocks or Keras wrote")
     try:
         return json.loads(raw)
     except ValueError:
@@ -105,16 +168,11 @@ def load_model(path, *, unsafe: bool = False, compile: bool = False):
     """``keras.saving.load_model(path, safe_mode=not unsafe)`` with kblocks' layers registered.
 
     Raises :class:`UnsafeModelError` for a file with a ``Lambda`` layer unless ``unsafe``, and
-    :class:`ModelFileError` for a missing or unreadable file."""
+    :class:`ModelFileError` for a missing or unreadable file, or one over the limits of
+    :func:`check_model_file` (checked before Keras opens it)."""
     import keras
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist" if not path.exists() else
-                             f"{path} is not a file", hint="give a .keras file")
-    if path.suffix != ".keras":
-        raise ModelFileError(f"{path}: a model file must end in .keras",
-                             hint="save models with kblocks or model.save('name.keras')")
+    path = check_model_file(path)  # a regular .keras file whose zip directory is within limits
     register_custom_objects()
     names = lambda_layers(path)  # also enforces the config size limit, --unsafe or not
     if names and not unsafe:
@@ -131,38 +189,58 @@ def load_model(path, *, unsafe: bool = False, compile: bool = False):
                              hint="give a .keras file saved by kblocks or model.save()") from None
 
 
+def _disk_full(err: BaseException):
+    """The ``OSError(ENOSPC)`` behind an error from h5py or TensorFlow that says "No space left
+    on device" in its text (h5py raises ``OSError`` subclasses, TensorFlow its own errors), or None."""
+    import errno
+
+    if "No space left on device" in str(err) or "errno = 28" in str(err):
+        return OSError(errno.ENOSPC, "No space left on device")
+    return None
+
+
 def _brief(text: str, limit: int = 300) -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return first if len(first) <= limit else first[:limit] + "..."
 
 
-def save_model(model, path) -> Path:
+def save_model(model, path, *, kept=None) -> Path:
     """``model.save(path)`` atomically: temporary file in the same folder, fsync, ``os.replace``.
 
     The target is never truncated: until the final rename it holds its previous content (or does
-    not exist), and afterwards the new, complete file."""
+    not exist), and afterwards the new, complete file. A failed write (a full disk) raises
+    :func:`kblocks.common.files.write_error` naming ``path`` and ``kept`` (what earlier files
+    still hold: a string or a callable, as :func:`kblocks.common.atomic.atomic_path`)."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: a model file must end in .keras")
-    return _write_atomically(path, ".keras", model.save)  # Keras wants the .keras suffix
+    return _write_atomically(path, ".keras", model.save, kept)  # Keras wants the .keras suffix
 
 
 WEIGHTS_SUFFIX = ".weights.h5"  #: Keras' ``save_weights`` accepts no other ending
 
 
-def save_weights(model, path) -> Path:
+def save_weights(model, path, *, kept=None) -> Path:
     """``model.save_weights(path)`` atomically, as :func:`save_model` (``path`` ends in
     ``.weights.h5``, and so does the temporary file, as Keras requires)."""
     path = Path(path)
     if not path.name.endswith(WEIGHTS_SUFFIX) or path.name == WEIGHTS_SUFFIX:
         raise ModelFileError(f"{path}: a weights file must end in {WEIGHTS_SUFFIX}")
-    return _write_atomically(path, WEIGHTS_SUFFIX, model.save_weights)
+    return _write_atomically(path, WEIGHTS_SUFFIX, model.save_weights, kept)
 
 
-def _write_atomically(path: Path, ending: str, write) -> Path:
+def _write_atomically(path: Path, ending: str, write, kept=None) -> Path:
     """``write(tmp)`` to a temporary ``.{stem}.*{ending}.tmp{ending}`` in ``path``'s folder
     (Keras wants the ending), then moved onto ``path`` (:func:`kblocks.common.atomic.atomic_path`)."""
     stem = path.name[:-len(ending)]
-    with atomic_path(path, prefix=f".{stem}.", suffix=f"{ending}.tmp{ending}") as tmp:
-        write(str(tmp))
+    with atomic_path(path, prefix=f".{stem}.", suffix=f"{ending}.tmp{ending}", kept=kept) as tmp:
+        try:
+            write(str(tmp))
+        except OSError:
+            raise
+        except Exception as err:  # h5py, TensorFlow: a full disk in their words
+            disk_full = _disk_full(err)
+            if disk_full is None:
+                raise
+            raise disk_full from None
     return path

@@ -12,7 +12,7 @@ from kblocks.lang.expand import Expander, finalize_units
 from kblocks.lang.graph import Graph, build_graph
 from kblocks.lang.spec import ArchitectureFile, load_architecture
 from kblocks.lang.table import Summary
-from kblocks.lang.yamlfile import load_yaml_text
+from kblocks.lang.yamlfile import load_yaml_text, read_yaml_file
 
 
 def parse(text: str):
@@ -105,7 +105,7 @@ def load_architecture_blocks(path) -> BlockLibrary:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"blocks file {str(path)!r} does not exist")
-    data, lines = load_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    data, lines = load_yaml_text(read_yaml_file(path, what="blocks file"), str(path))
     lib = BlockLibrary()
     body = data.get("blocks", {}) if isinstance(data, dict) else {}
     if not isinstance(body, dict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from kblocks.common.errors import ArchitectureError
+from kblocks.common.errors import ArchitectureError, LimitError
 from kblocks.lang.graph import INPUT, Graph, Node
 
 
@@ -35,9 +35,38 @@ def make_layer(node: Node, in_shape, *, name=None, dtype=None) -> keras.layers.L
         kw["dtype"] = dtype
     try:
         return spec.kind.keras(_layers_module(spec.kind), spec, kw, in_shape)
-    except (TypeError, ValueError) as err:
-        raise ArchitectureError(f"Keras refused {_class_name(spec)}: {err}", span=node.span,
-                                what=node.token, hint="check the extra keyword arguments") from None
+    except KEYWORD_ERRORS as err:
+        raise refused(node, err) from None
+
+
+#: what Keras raises for a keyword value it does not accept, when the layer is made or first
+#: called (``BN(axis=7)`` was an ``IndexError`` from ``build``)
+KEYWORD_ERRORS = (TypeError, ValueError, IndexError, KeyError, AttributeError, NotImplementedError)
+
+
+def refused(node: Node, err: BaseException) -> ArchitectureError:
+    """Keras' refusal of a node's layer as an :class:`ArchitectureError` at the node's place."""
+    first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
+    return ArchitectureError(f"Keras refused {_class_name(node.spec)}: {first[:300]}",
+                             span=node.span, what=node.token,
+                             hint="check the extra keyword arguments")
+
+
+def _call(layer, node: Node, args):
+    """``layer(args)``: building the layer's weights is where Keras checks many keyword values;
+    running out of memory there is a :class:`LimitError` naming the layer."""
+    try:
+        return layer(args)
+    except ArchitectureError:
+        raise
+    except KEYWORD_ERRORS as err:
+        raise refused(node, err) from None
+    except Exception as err:  # only memory exhaustion is put in words
+        if isinstance(err, MemoryError) or type(err).__name__ == "ResourceExhaustedError":
+            raise LimitError(f"out of memory making the weights of {_class_name(node.spec)}",
+                             span=node.span, what=node.token,
+                             hint="use fewer filters/units or a machine with more memory") from None
+        raise
 
 
 def _layers_module(kind):
@@ -77,7 +106,7 @@ def emit(graph: Graph, *, name: str | None = None, classifier_activation=None,
         args = [tensors[i] for i in node.inputs]
         dtype = "float32" if (mixed and node.index in out_nodes) else None
         layer = make_layer(node, graph.shape_of(node.inputs[0]), dtype=dtype)
-        tensors[node.index] = layer(args if node.spec.kind.merge else args[0])
+        tensors[node.index] = _call(layer, node, args if node.spec.kind.merge else args[0])
         last[node.index] = layer
     if classifier_activation == "softmax":
         for k, i in enumerate(graph.outputs):

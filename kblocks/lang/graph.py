@@ -168,14 +168,18 @@ class _Builder:
         CONV(8, kernel=100000, padding=same) keeps its output small), or a model over the parameter
         limit, is refused here rather than by an out-of-memory error in Keras."""
         weights = sum(node.spec.kind.params(dict(node.params), self.shape(node.inputs[0])))
-        if weights > limits.MAX_ACTIVATION_ELEMENTS:
-            raise self.fail(f"its weights have {weights:,} elements, over the limit of "
-                            f"{limits.MAX_ACTIVATION_ELEMENTS:,} for one tensor", node.span, node.token,
-                            cls=LimitError, hint="use a smaller kernel or fewer filters/units")
+        if weights > limits.MAX_WEIGHT_ELEMENTS:
+            gb = weights * limits.BYTES_PER_WEIGHT / 1e9
+            raise self.fail(f"its weights have {weights:,} elements ({gb:,.1f} GB in float32), "
+                            f"over the limit of {limits.MAX_WEIGHT_ELEMENTS:,} for one layer",
+                            node.span, node.token, cls=LimitError,
+                            hint="use a smaller kernel or fewer filters/units")
         self.params += weights
         if self.params > limits.MAX_PARAMS:
-            raise self.fail(f"the model has more than {limits.MAX_PARAMS:,} parameters", node.span,
-                            node.token, cls=LimitError, hint="use fewer or narrower layers")
+            gb = limits.MAX_PARAMS * limits.BYTES_PER_WEIGHT / 1e9
+            raise self.fail(f"the model has more than {limits.MAX_PARAMS:,} parameters (over "
+                            f"{gb:,.0f} GB of float32 weights)", node.span, node.token,
+                            cls=LimitError, hint="use fewer or narrower layers")
 
     # --- walking -------------------------------------------------------------------------------
     def run(self, nodes, current, head=False):

@@ -12,7 +12,7 @@ from kblocks.lang import limits
 from kblocks.lang.blocks import BlockLibrary, block_from_mapping, builtin_library, is_plain_value
 from kblocks.common.errors import ConfigError
 from kblocks.lang.yamlfile import (MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_DEPTH,  # noqa: F401
-                                   MAX_YAML_VALUES, load_yaml_text, too_big)
+                                   MAX_YAML_VALUES, load_yaml_text, read_yaml_file, too_big)
 
 TOP_LEVEL_KEYS = {"name", "input", "classes", "vars", "blocks", "network", "defaults", "source",
                   "params", "doc", "family", "reference"}
@@ -78,6 +78,12 @@ def parse_architecture(data: dict, lines: dict, source: str) -> ArchitectureFile
     if "classes" in data and data["classes"] is not None:
         arch.classes = _classes(data["classes"], where)
     arch.variables = _variables(data.get("vars") or {}, where)
+    if "classes" in arch.variables and arch.classes is not None \
+            and arch.variables["classes"] != arch.classes:  # which one would count? (issue 20)
+        raise ConfigError(f"{where('vars', 'classes')}: the variable classes "
+                          f"({arch.variables['classes']!r}) contradicts 'classes: {arch.classes}' "
+                          f"at line {lines.get(('classes',), '?')}",
+                          hint="give the number of classes once, as 'classes:'")
     arch.blocks = _blocks(data.get("blocks") or {}, lines, source, where)
     arch.defaults = _defaults(data.get("defaults") or {}, where)
     arch.meta = {k: data[k] for k in ("source", "doc", "family", "reference") if k in data}
@@ -134,21 +140,8 @@ def _defaults(defaults, where) -> dict:
 
 
 def load_architecture(path) -> ArchitectureFile:
+    """Read, check and type an architecture file (:func:`read_yaml_file`: FIFOs, devices and
+    files over :data:`MAX_YAML_BYTES` refused before reading)."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    if size > MAX_YAML_BYTES:
-        try:
-            with open(path, "rb") as f:
-                head = f.read(MAX_YAML_BYTES + 1)
-        except OSError:
-            head = b""
-        raise too_big(str(path), size, head)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as err:  # a folder, no permission, ...
-        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
-    data, lines = load_yaml_text(text, str(path))
+    data, lines = load_yaml_text(read_yaml_file(path), str(path))
     return parse_architecture(data, lines, str(path))

@@ -7,11 +7,16 @@ block library) read YAML through :func:`load_yaml_text`; neither imports the oth
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import yaml
 
+from kblocks.common import files
 from kblocks.common.errors import ConfigError
 
 MAX_YAML_BYTES = 1_000_000  #: architecture files larger than this are refused
+MAX_YAML_INT_DIGITS = 100  #: digits of a whole number in YAML (Python refuses over 4,300)
 MAX_YAML_ALIASES = 100  #: YAML aliases (*name) allowed in one file
 MAX_YAML_DEPTH = 64  #: nesting of YAML lists and mappings
 MAX_YAML_VALUES = 100_000  #: values in one file once its aliases are expanded (billion laughs)
@@ -50,6 +55,21 @@ class _Loader(yaml.SafeLoader):
         _check_expanded_size(node, self.source)
         return node
 
+    def construct_yaml_int(self, node):
+        """A whole number, refused with its line when it has more than
+        :data:`MAX_YAML_INT_DIGITS` digits (``int()`` of a 5,000-digit string raises
+        ``ValueError``, and a long ``1:2:3:...`` would cost quadratic time)."""
+        text = str(node.value)
+        if len(text.replace("_", "")) > MAX_YAML_INT_DIGITS + 1:
+            raise ConfigError(f"{self.source}, line {node.start_mark.line + 1}: a whole number of "
+                              f"{len(text):,} characters, over the {MAX_YAML_INT_DIGITS}-digit "
+                              f"limit", hint="kblocks sizes are 32-bit numbers")
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise ConfigError(f"{self.source}, line {node.start_mark.line + 1}: "
+                              f"{text[:40]!r} is not a whole number YAML can read") from None
+
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
@@ -79,6 +99,7 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 def _check_expanded_size(root, source: str) -> None:
@@ -129,6 +150,53 @@ def too_big(source: str, size: int, head: bytes) -> ConfigError:
     line = head[:MAX_YAML_BYTES].count(b"\n") + 1  # the line on which the limit is crossed
     return ConfigError(f"{source}, line {line}: the file is {size:,} bytes, over the "
                        f"{MAX_YAML_BYTES:,}-byte limit for architecture files; is this the right file?")
+
+
+def read_yaml_file(path, what: str = "architecture file") -> str:
+    """The text of a YAML file given by a user, read through :mod:`kblocks.common.files`: a FIFO,
+    a device (a link to ``/dev/zero``), a socket or a folder is refused before anything is read,
+    and a file over :data:`MAX_YAML_BYTES` is refused having read at most that much (the message
+    names the line where the limit is crossed). Every refusal is a :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        files.check_file(path, what=what, hint="give the path of a YAML file")
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise too_big(str(path), size, _head(path))
+        raw = files.read_bytes(path, what=what, limit=MAX_YAML_BYTES)
+    except files.UserFileError as err:
+        rest = err.message.removeprefix(f"{what} {path}").lstrip(": ")
+        raise ConfigError(f"{path}: cannot read: " + ("it " + rest if rest.startswith("is ")
+                                                      else rest), hint=err.hint) from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not UTF-8 text (byte {err.start:,} is "
+                          f"0x{raw[err.start]:02x})", hint="save the file as UTF-8 text") from None
+
+
+def _head(path: Path) -> bytes:
+    """At most ``MAX_YAML_BYTES + 1`` bytes of a regular file (non-blocking, bounded)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return b""
+    try:
+        chunks, total = [], 0
+        while total <= MAX_YAML_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_YAML_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def load_yaml_text(text: str, source: str = "<yaml>"):

@@ -364,9 +364,15 @@ def _search(run: _Search, echo) -> bool:
                            hint=f"see the trial messages in {out / PROJECT}/trial_*/trial.json; "
                                 f"a lower lr= often helps") from None
     except OSError as err:  # the search's own files (oracle.json, trial.json) on a full disk
-        if err.errno != errno.ENOSPC:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise KBlocksError(f"no space left on the device writing {err.filename or out}",
+        done = sorted(t.trial_id for t in tuner.oracle.trials.values() if t.status == "COMPLETED")
+        kept = (f"the {len(done)} completed trial{'s' if len(done) != 1 else ''} "
+                f"({', '.join(done[:10])}{', ...' if len(done) > 10 else ''}) are kept in "
+                f"{out / PROJECT}" if done else f"no trial had completed; {out} holds the search "
+                                                f"record")
+        raise KBlocksError(f"no space left on the device while writing {err.filename or out}; "
+                           f"nothing lost: {kept}",
                            what="search", hint=f"free some space, then continue with: kblocks "
                                                f"search --out {out} --resume") from None
     return True

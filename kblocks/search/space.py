@@ -33,7 +33,7 @@ def tuning_path(name: str):
 def _read_source(source):
     """``(mapping, source name)`` for a YAML file path, a ready space's name (``kblocks/search/spaces/``), a
     mapping, or architecture text."""
-    from kblocks.lang.spec import load_yaml_text
+    from kblocks.lang.spec import load_yaml_text, read_yaml_file
 
     if isinstance(source, dict):
         return copy.deepcopy(source), "<space>"
@@ -45,7 +45,7 @@ def _read_source(source):
         if not path.exists():
             raise ConfigError(f"search space file {str(path)!r} does not exist", what="SPACE",
                               hint="give architecture text in quotes or the path of a YAML file")
-        data, _ = load_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        data, _ = load_yaml_text(read_yaml_file(path, what="search space file"), str(path))
         return data, str(path)
     if not isinstance(source, str):
         raise KBlocksError(f"a search space is architecture text or a YAML path, got "
@@ -55,7 +55,7 @@ def _read_source(source):
 
 def _read_blocks(blocks) -> dict:
     """The raw ``name: body`` mapping of ``blocks=`` (a YAML path or a mapping)."""
-    from kblocks.lang.spec import load_yaml_text
+    from kblocks.lang.spec import load_yaml_text, read_yaml_file
 
     if blocks is None:
         return {}
@@ -65,7 +65,7 @@ def _read_blocks(blocks) -> dict:
         path = Path(blocks)
         if not path.exists():
             raise ConfigError(f"blocks file {str(path)!r} does not exist", what="blocks")
-        data, _ = load_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        data, _ = load_yaml_text(read_yaml_file(path, what="blocks file"), str(path))
         body = data.get("blocks", {})
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: 'blocks' must be a mapping name: body", what="blocks")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -57,18 +58,31 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(loss):
             return
         value = _scalar(logs.get(self.monitor))
+        saved = {"last": self.epochs_done, "best": self.best_epoch}  # what the files hold now
         with interrupts.deferred():
             if self.best_path is not None and value is not None and math.isfinite(value) \
                     and self._improved(value):
                 self.best = value
                 self.best_epoch = epoch + 1
                 self.best_logs = {k: _scalar(v) for k, v in logs.items()}
-                saving.save_model(self.model, self.best_path)
+                saving.save_model(self.model, self.best_path, kept=lambda: self._kept(saved))
+                saved["best"] = epoch + 1
             if self.last_path is not None:
-                saving.save_model(self.model, self.last_path)
+                saving.save_model(self.model, self.last_path, kept=lambda: self._kept(saved))
+                saved["last"] = epoch + 1
             self.epochs_done = epoch + 1
             if self.state_path is not None:
-                runfolder.write_json(self.state_path, self.state())
+                runfolder.write_json(self.state_path, self.state(),
+                                     kept=lambda: self._kept(saved))
+
+    def _kept(self, saved) -> str | None:
+        """What the checkpoints hold when a write of this epoch fails (a full disk)."""
+        folder = self.last_path or self.best_path or self.state_path
+        if folder is None:
+            return None
+        if not saved["last"]:  # resumed: this process has saved nothing yet
+            return runfolder.checkpoints_kept(Path(folder).parent)
+        return runfolder.epochs_kept(Path(folder).parent, saved["last"], saved["best"])
 
     def state(self) -> dict:
         return {"epochs_done": self.epochs_done, "monitor": self.monitor, "mode": self.mode,

@@ -23,13 +23,47 @@ RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "run.json"
              "architecture.txt", "summary.txt", "logs", "state.json")
 
 
-def write_text(path, text: str):
-    """``text`` to ``path`` atomically (:mod:`kblocks.common.atomic`)."""
-    atomic.write_text(path, text)
+def write_text(path, text: str, *, kept=None):
+    """``text`` to ``path`` atomically (:mod:`kblocks.common.atomic`). A failed write (a full
+    disk) says what the run folder still holds (``kept``, default :func:`checkpoints_kept`)."""
+    atomic.write_text(path, text, kept=kept or (lambda: checkpoints_kept(Path(path).parent)))
 
 
-def write_json(path, obj):
-    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+def write_json(path, obj, *, kept=None):
+    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n", kept=kept)
+
+
+def checkpoints_kept(run_dir) -> str | None:
+    """What the checkpoints of run folder ``run_dir`` hold, as its ``state.json`` records them:
+    ``"runs/x/last.keras still holds epoch 3, runs/x/best.keras epoch 2 (resume with kblocks
+    train --resume runs/x)"``; None when no epoch has been saved. For the message of a write
+    that failed (a full disk): the files named are complete, whatever failed after them."""
+    run_dir = Path(run_dir)
+    try:
+        state_path = run_dir / "state.json"
+        if not state_path.is_file() or state_path.stat().st_size > 1 << 20:
+            return None
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict):
+        return None
+    return epochs_kept(run_dir, state.get("epochs_done"), state.get("best_epoch"))
+
+
+def epochs_kept(run_dir, last_epoch, best_epoch) -> str | None:
+    """``"RUN/last.keras still holds epoch N, RUN/best.keras epoch M (resume with ...)"``, naming
+    only the files that exist and the epochs known; None when there is nothing."""
+    run_dir = Path(run_dir)
+    parts = []
+    last = isinstance(last_epoch, int) and last_epoch > 0 and (run_dir / "last.keras").is_file()
+    if last:
+        parts.append(f"{run_dir / 'last.keras'} still holds epoch {last_epoch}")
+    if isinstance(best_epoch, int) and best_epoch > 0 and (run_dir / "best.keras").is_file():
+        parts.append(f"{run_dir / 'best.keras'} {'' if parts else 'still holds '}epoch {best_epoch}")
+    if not parts:
+        return None
+    return ", ".join(parts) + (f" (resume with kblocks train --resume {run_dir})" if last else "")
 
 
 def _jsonable(obj):
@@ -144,7 +178,7 @@ def plot_curves(path, rows: list, title: str = ""):
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
+    with atomic_path(path, suffix=".png", kept=lambda: checkpoints_kept(Path(path).parent)) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
 

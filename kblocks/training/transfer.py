@@ -362,6 +362,9 @@ def _from_weights(path: Path, report, classes: int, build, reset_head: bool = Fa
         raise ConfigError(f"{path.name} holds weights only; give the architecture too",
                           what="transfer",
                           hint="kblocks train ARCHITECTURE --transfer FILE.weights.h5 ...")
+    from kblocks.common import saving
+
+    saving.check_weights_file(path, what="transfer file")  # a FIFO would block h5py (issue 20)
     network = build(classes)
     try:
         load_weights_counted(network, path, report)
