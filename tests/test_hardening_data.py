@@ -150,6 +150,10 @@ def test_zip_member_declared_size_is_checked_before_inflating(tmp_path, monkeypa
     with pytest.raises(KBlocksError, match="over the 9.8 KiB limit"):
         load_data(f"npz:{path}")
     assert not inflated  # np.load never ran
+    big = _npz(tmp_path / "file.npz", x=np.ones((100, 10, 10), np.uint8), y=np.zeros(100, int))
+    with pytest.raises(KBlocksError, match=r"file.npz is 1\d.\d KiB, over the 9.8 KiB limit"):
+        load_data(f"npz:{big}")
+    assert not inflated
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
