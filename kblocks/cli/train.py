@@ -10,6 +10,8 @@ from kblocks.cli.app import main
 from kblocks.cli.options import parse_assignments, train_config_values, train_options
 from kblocks.common.errors import ConfigError
 
+MAX_RECORD_BYTES = 16 << 20  #: a run.json read by evaluate --run
+
 
 def _command_line(ctx) -> list:
     """The command as typed: ``kblocks train SOURCE`` and every option given on the line."""
@@ -200,7 +202,10 @@ def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split,
     """
     from pathlib import Path
 
+    from kblocks.common.files import read_text
     from kblocks.training import evaluate
+    from kblocks.training.config import check_seed
+    from kblocks.training.data import parse_image_size
 
     if run_dir is not None:
         record_path = Path(run_dir) / "run.json"
@@ -208,9 +213,11 @@ def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split,
             raise ConfigError(f"{record_path} does not exist", what="--run",
                               hint="give the folder a kblocks train run wrote")
         try:
-            record = json.loads(record_path.read_text())
+            record = json.loads(read_text(record_path, what="run record", limit=MAX_RECORD_BYTES))
             cfg = record["config"]
-        except (ValueError, KeyError):
+            if not isinstance(cfg, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise ConfigError(f"{record_path} is not a kblocks run record", what="--run") from None
         data = data or cfg.get("data")
         data_dir = data_dir or cfg.get("data_dir")
@@ -224,6 +231,8 @@ def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split,
     if not data:
         raise ConfigError("no data given", what="--data",
                           hint="pass --data SOURCE or --run RUN_FOLDER")
+    seed = check_seed(seed, "--seed")  # options (also those from --run) checked before loading
+    parse_image_size(image_size)
 
     scores = evaluate(model_path, data, data_dir=data_dir, image_size=image_size,
                       val_split=val_split, seed=seed, batch_size=batch_size, subset=subset,

@@ -163,6 +163,8 @@ AUGMENT_TOKENS = {
 }
 
 _TOKEN = re.compile(r"^(flip|crop|translate|cutout)(\d*)$")
+MAX_AUGMENT_OPS = 32  #: augmentations in one --augment list (each is a layer of the model)
+MAX_AUGMENT_SIZE = 4096  #: N of cropN, translateN, cutoutN (the largest image side)
 
 
 def parse_augment(spec, *, seed=None):
@@ -178,6 +180,10 @@ def parse_augment(spec, *, seed=None):
     else:
         tokens = [t.strip().lower() for t in str(spec).split(",")]
     tokens = [t for t in tokens if t and t != "none"]
+    if len(tokens) > MAX_AUGMENT_OPS:
+        raise ConfigError(f"{len(tokens):,} augmentations, over the limit of {MAX_AUGMENT_OPS}",
+                          what="augment", hint="each is applied in turn; list each kind once "
+                                               "(e.g. flip,crop4,cutout8)")
     layers = []
     for i, token in enumerate(tokens):
         match = _TOKEN.match(token)
@@ -196,6 +202,9 @@ def parse_augment(spec, *, seed=None):
             continue
         if not number:
             raise ConfigError(f"{kind!r} needs a size, e.g. {kind}4", what="augment")
+        if len(number) > 6 or int(number) > MAX_AUGMENT_SIZE:
+            raise ConfigError(f"{token[:40]!r}: the size is over the limit of {MAX_AUGMENT_SIZE}",
+                              what="augment")
         n = int(number)
         if kind == "crop":
             layers.append(RandomCrop(n, mode="reflect", seed=layer_seed, name=name))

@@ -16,6 +16,30 @@ NORMALIZE = ("standardize", "scale", "none")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 #: options a resumed run may change; everything else comes from the run's run.json
 RESUME_OPTIONS = ("epochs", "verbose", "unsafe", "tensorboard")
+MAX_SEED = 2 ** 32 - 1  #: the largest seed: NumPy's and TensorFlow's global seeds are 32-bit
+
+
+def check_seed(seed, what: str = "seed"):
+    """``seed`` as an int in ``0..MAX_SEED`` (None stays None).
+
+    Raises:
+        ConfigError: a negative, too large or non-integer seed, naming ``what``.
+    """
+    if seed is None:
+        return None
+    try:
+        if isinstance(seed, bool) or isinstance(seed, float) and not seed.is_integer():
+            raise ValueError
+        value = int(seed.strip()) if isinstance(seed, str) else int(seed)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"seed must be a whole number, got {str(seed)[:40]!r}",
+                          what=what) from None
+    if not 0 <= value <= MAX_SEED:
+        shown = str(value) if value.bit_length() < 128 else f"a {value.bit_length():,}-bit number"
+        raise ConfigError(f"seed must be between 0 and {MAX_SEED:,} (2^32-1), got {shown}",
+                          what=what,
+                          hint="NumPy and TensorFlow take 32-bit seeds")
+    return value
 
 
 @dataclass
@@ -219,6 +243,18 @@ def validate_config(cfg: TrainConfig):
                           hint="use one of " + ", ".join(SCHEDULES))
     if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise ConfigError(f"learning rate must be a positive number, got lr={cfg.lr}", what="lr")
+    try:
+        warmup = float(cfg.warmup or 0)
+    except (TypeError, ValueError):
+        raise ConfigError(f"warm-up must be a number of epochs, got warmup={cfg.warmup!r}",
+                          what="warmup") from None
+    if not (math.isfinite(warmup) and warmup >= 0):
+        raise ConfigError(f"warm-up must be a finite number of epochs >= 0, got warmup={warmup}",
+                          what="warmup", hint="e.g. 1 (one epoch), or 0 for none")
+    check_seed(cfg.seed)
+    from kblocks.training.data import parse_image_size
+
+    parse_image_size(cfg.image_size)
     if cfg.normalize not in NORMALIZE:
         raise ConfigError(f"unknown normalisation {cfg.normalize!r}", what="normalize",
                           hint="use one of " + ", ".join(NORMALIZE))

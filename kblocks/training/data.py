@@ -15,26 +15,44 @@ A new source is one small class::
 
 Every mistake (missing file, wrong keys or shapes, labels out of range) raises
 :class:`kblocks.common.errors.DataError` naming the source and the fix.
+
+Files go through the file boundary (:mod:`kblocks.common.files`, issue 20): a data file must be a
+regular file (a FIFO or a device is refused before anything is read) of at most
+:data:`MAX_DATA_BYTES`; an ``.npz``'s zip directory and each array's ``.npy`` header (dtype,
+shape, hence size) are checked before any array is inflated; every image is decoded, and a bad,
+truncated or oversized one named, before training starts. The limits below are listed in
+docs/hardening.md.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
+import warnings
+import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from kblocks.common import files
 from kblocks.common.errors import ConfigError, DataError
 
 __all__ = [
     "ArrayData", "DataSource", "register_source", "sources", "load_data", "split_data",
     "stratified_subset", "check_fits", "parse_image_size", "from_arrays", "scan_dataset",
-    "StreamData", "class_names",
+    "StreamData", "class_names", "MAX_DATA_BYTES", "MAX_CLASSES", "MAX_IMAGE_SIDE",
+    "MAX_SOURCE_PIXELS",
 ]
+
+MAX_DATA_BYTES = 4 << 30  #: a data file, the arrays it inflates to, and the images after a resize
+MAX_CLASSES = 100_000  #: classes of a data set (the largest label + 1, or the class names given)
+MAX_IMAGE_SIDE = 4096  #: height or width of --image-size and of an image a data set holds
+MAX_SOURCE_PIXELS = 40_000_000  #: pixels of one source image file (a decompression bomb is over)
 
 
 @dataclass
@@ -48,7 +66,9 @@ class ArrayData:
 
     def __post_init__(self):
         self.y = np.asarray(self.y)
-        if self.y.dtype.kind in "iub":  # floats are checked (whole numbers?) by load_data
+        if self.y.dtype.kind in "iub" and not (  # floats are checked (whole numbers?) by
+                self.y.dtype == np.uint64 and self.y.size  # _validate, as is a uint64 that
+                and self.y.max() > np.iinfo(np.int64).max):  # would wrap to a negative int64
             self.y = self.y.astype(np.int64, copy=False)
         self.classes = [str(c) for c in self.classes]
 
@@ -122,39 +142,151 @@ class DataSource:
     def load(self) -> ArrayData:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _open_npz(self, path: Path):
-        """``np.load`` of an .npz without pickles; an unreadable file is a DataError naming --data."""
-        try:
-            return np.load(path, allow_pickle=False)
-        except Exception as err:  # noqa: BLE001
-            raise DataError(f"{self.spec}: cannot read as .npz ({err})", what="data") from None
-
     def path(self) -> Path:
         path = Path(os.path.expanduser(self.argument))
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise DataError(f"{self.spec}: no such file or folder: {path}", what="data",
                             hint="check the path (relative paths start at the current folder)")
         return path
+
+    def read_npz(self, path: Path, required, optional=(), missing=None) -> dict:
+        """:func:`read_npz` of ``path`` for this source."""
+        return read_npz(path, self.spec, required, optional, missing=missing)
+
+
+_NPZ_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+                    TypeError)
+
+
+def _npz_hint(required) -> str:
+    if "jpeg" in required:
+        return "the container is damaged; copy it again from where it came from"
+    return "write it again with np.savez(path, x=images, y=labels) from numeric arrays"
+
+
+def _npz_headers(path: Path, spec: str, infos) -> dict:
+    """``{array name: (shape, dtype)}`` from each ``.npy`` member's header, read without
+    inflating the array (only the first bytes of a member are decompressed)."""
+    from numpy.lib import format as npy
+
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[:-4]
+                with archive.open(info) as member:
+                    version = npy.read_magic(member)
+                    read = (npy.read_array_header_1_0 if version == (1, 0)
+                            else npy.read_array_header_2_0)
+                    shape, _, dtype = read(member)
+                out[key] = (tuple(int(d) for d in shape), dtype, info.file_size)
+    except _NPZ_READ_ERRORS as err:
+        raise DataError(f"{_lead(spec)}{path} is damaged: an array header cannot be read "
+                        f"({type(err).__name__}: {err})", what="data",
+                        hint="write the file again with np.savez") from None
+    return out
+
+
+def read_npz(path, spec: str, required, optional=(), *, missing=None) -> dict:
+    """The arrays ``required`` and those of ``optional`` present in the .npz ``path``.
+
+    ``missing(absent, found)``, if given, makes the error for required arrays the file lacks.
+
+    Checked before anything is inflated: a regular file of at most :data:`MAX_DATA_BYTES`, its
+    zip directory (:func:`kblocks.common.files.check_zip`: declared sizes in all at most
+    :data:`MAX_DATA_BYTES`), and each wanted array's ``.npy`` header: no object (pickled) dtype,
+    a declared size that the member holds. Then each array is read with ``allow_pickle=False``;
+    a damaged member (CRC, inflate errors) is a :class:`DataError` naming the file and the array.
+    """
+    path = Path(path)
+    files.check_file(path, what="data file", limit=MAX_DATA_BYTES,
+                     hint="see docs/hardening.md for the data limits")
+    infos = files.check_zip(path, what="data file", max_total=MAX_DATA_BYTES,
+                            max_member=MAX_DATA_BYTES)
+    headers = _npz_headers(path, spec, infos)
+    absent = [k for k in required if k not in headers]
+    if absent:
+        if missing is not None:
+            raise missing(absent, sorted(headers))
+        raise DataError(f"{_lead(spec)}missing array(s) {', '.join(absent)}; found "
+                        f"{', '.join(sorted(headers)) or 'none'}", what="data",
+                        hint="save with np.savez(path, x=images, y=labels)")
+    wanted = [k for k in (*required, *optional) if k in headers]
+    for key in wanted:
+        shape, dtype, stored = headers[key]
+        if dtype.hasobject:
+            raise DataError(f"{_lead(spec)}array {key!r} in {path} holds Python objects (dtype "
+                            f"{dtype}), which only pickle can read; kblocks never unpickles data",
+                            what="data", hint=_npz_hint(required))
+        need = math.prod(shape) * dtype.itemsize
+        if need > stored:
+            raise DataError(f"{_lead(spec)}array {key!r} in {path} declares shape {shape} "
+                            f"({files.size_words(need)}) but its member holds "
+                            f"{files.size_words(stored)}: the file is damaged", what="data",
+                            hint=_npz_hint(required))
+    out = {}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for key in wanted:
+                try:
+                    out[key] = np.asarray(archive[key])
+                except _NPZ_READ_ERRORS as err:
+                    reason = str(err) or type(err).__name__
+                    raise DataError(f"{_lead(spec)}array {key!r} in {path} cannot be read: "
+                                    f"{reason}", what="data", hint=_npz_hint(required)) from None
+    except _NPZ_READ_ERRORS as err:
+        raise DataError(f"{_lead(spec)}cannot read {path} as .npz ({err})", what="data",
+                        hint=_npz_hint(required)) from None
+    return out
+
+
+def _names(values, spec: str, key: str = "classes") -> list:
+    """An npz's ``classes`` array as a list of names: 1-D, at most :data:`MAX_CLASSES`."""
+    if values.ndim != 1:
+        raise DataError(f"{_lead(spec)}{key} must be a 1-D array of class names, got shape "
+                        f"{values.shape}", what="data",
+                        hint="save classes=np.array(['cat', 'dog', ...])")
+    if len(values) > MAX_CLASSES:
+        raise DataError(f"{_lead(spec)}{len(values):,} class names, over the limit of "
+                        f"{MAX_CLASSES:,} classes", what="data",
+                        hint="see docs/hardening.md for the data limits")
+    if values.dtype.kind not in "USiub":
+        raise DataError(f"{_lead(spec)}{key} must hold names (strings) or numbers, got dtype "
+                        f"{values.dtype}", what="data")
+    return [str(c) for c in values.tolist()]
 
 
 def parse_image_size(value):
     """``"64"``, ``"64x48"``, ``64`` or ``(64, 48)`` -> ``(height, width)``; ``None`` stays."""
     if value is None or value == "":
         return None
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, bool):
+        raise ConfigError(f"cannot read image size {value!r}", what="image_size")
+    if isinstance(value, (int, np.integer)):
+        h = w = int(value)
+    elif isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ConfigError(f"image size needs 2 numbers, got {value!r}", what="image_size")
-        return (int(value[0]), int(value[1]))
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", str(value))
-    if not match:
-        raise ConfigError(f"cannot read image size {value!r}", what="image_size",
-                          hint="write HEIGHT or HEIGHTxWIDTH, e.g. 64 or 96x128")
-    h = int(match.group(1))
-    w = int(match.group(2) or h)
+        try:
+            h, w = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"image size needs 2 whole numbers, got {value!r}",
+                              what="image_size") from None
+    else:
+        match = re.fullmatch(r"\s*(\d{1,20})\s*(?:[x,]\s*(\d{1,20}))?\s*", str(value))
+        if not match:
+            raise ConfigError(f"cannot read image size {str(value)[:40]!r}", what="image_size",
+                              hint="write HEIGHT or HEIGHTxWIDTH, e.g. 64 or 96x128")
+        h = int(match.group(1))
+        w = int(match.group(2) or h)
     if h < 1 or w < 1:
         raise ConfigError(f"image size must be positive, got {value!r}", what="image_size")
+    if max(h, w) > MAX_IMAGE_SIDE:
+        raise ConfigError(f"image size {h}x{w} is over the limit of {MAX_IMAGE_SIDE} pixels on "
+                          f"a side", what="image_size",
+                          hint="see docs/hardening.md for the data limits")
     return (h, w)
 
 
@@ -195,6 +327,9 @@ def load_data(spec: str, *, data_dir=None, image_size=None, split="train") -> Ar
 def resize_images(x: np.ndarray, size) -> np.ndarray:
     """Bilinear resize of uint8 images ``(N, H, W, C)`` to ``size = (height, width)``."""
     size = parse_image_size(size)
+    _check_bytes(x.shape[0], size[0], size[1], x.shape[-1] if x.ndim == 4 else 1,
+                 "the data", "resizing", what="image_size",
+                 hint="use a smaller image_size=, or build the model for the data's own size")
     if x.dtype != np.uint8:
         x = np.clip(np.round(x), 0, 255).astype(np.uint8)
     return np.stack([_resize(image, size) for image in x])
@@ -205,11 +340,12 @@ def _guess_scheme(spec: str):
     if path.is_dir():
         return "images"
     if path.suffix == ".npz" and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return "cifar10" if {"jpeg", "offsets"} <= set(z.files) else "npz"
-        except Exception:  # noqa: BLE001 - an unreadable file gets its own error from npz:
-            return "npz"
+        try:  # the zip directory only: nothing is inflated
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return "npz"  # an unreadable file gets its own error from npz:
+        return "cifar10" if {"jpeg.npy", "offsets.npy"} <= names else "npz"
     if path.suffix == ".npz":
         return "npz"
     return None
@@ -247,9 +383,17 @@ def _as_labels(y: np.ndarray, n: int, spec: str, what: str = "data") -> np.ndarr
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             raise DataError(f"{_lead(spec)}labels must be whole numbers (class indices)",
                             what=what)
-        y = y.astype(np.int64)
     elif y.dtype.kind not in "iub":
         raise DataError(f"{_lead(spec)}labels must be integers, got dtype {y.dtype}", what=what)
+    if y.size:  # the range before any cast: 2**63 as uint64 must not wrap to a negative int64
+        low, high = y.min(), y.max()
+        if low < 0:
+            raise DataError(f"{_lead(spec)}labels must be >= 0, found {int(low)}", what=what)
+        if high >= MAX_CLASSES:
+            raise DataError(f"{_lead(spec)}label {int(high):,} would make {int(high) + 1:,} "
+                            f"classes, over the limit of {MAX_CLASSES:,}", what=what,
+                            hint="labels are class indices 0..classes-1; renumber them densely "
+                                 "(np.unique(y, return_inverse=True))")
     return y.astype(np.int64)
 
 
@@ -257,9 +401,9 @@ def _validate(data: ArrayData, spec: str, what: str = "data", labels_what: str |
     """The checks every data set goes through; errors name ``what`` (the images' argument) and
     ``labels_what`` (the labels', default the same)."""
     labels_what = labels_what or what
+    data.x = _as_images(data.x, spec, what)  # first: a 0-d x has no length
     if len(data) == 0:
         raise DataError(f"{_lead(spec)}the data set is empty", what=what)
-    data.x = _as_images(data.x, spec, what)
     data.y = _as_labels(data.y, len(data.x), spec, labels_what)
     if data.y.min() < 0:
         raise DataError(f"{_lead(spec)}labels must be >= 0, found {int(data.y.min())}",
@@ -302,15 +446,9 @@ class Npz(DataSource):
 
     def load(self) -> ArrayData:
         path = self.path()
-        with self._open_npz(path) as z:
-            missing = [k for k in ("x", "y") if k not in z.files]
-            if missing:
-                raise DataError(f"{self.spec}: missing array(s) {', '.join(missing)}; "
-                                f"found {', '.join(z.files) or 'none'}", what="data",
-                                hint="save with np.savez(path, x=images, y=labels)")
-            x, y = z["x"], z["y"]
-            classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
-        return ArrayData(x, y, classes, f"npz:{path.name}")
+        z = self.read_npz(path, ("x", "y"), ("classes",))
+        classes = _names(z["classes"], self.spec) if "classes" in z else []
+        return ArrayData(z["x"], z["y"], classes, f"npz:{path.name}")
 
 
 def _cache_dir() -> Path:
@@ -325,17 +463,23 @@ class Cifar10(DataSource):
 
     def load(self) -> ArrayData:
         path = self.path()
-        with self._open_npz(path) as z:
-            missing = [k for k in ("jpeg", "offsets", "labels") if k not in z.files]
-            if missing:
-                raise DataError(f"{self.spec}: not a JPEG container, missing {', '.join(missing)}",
-                                what="data", hint="for plain arrays use npz:PATH")
-            labels = z["labels"]
-            classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
-            x = self._cached(path)
-            if x is None:
-                x = decode_jpeg_container(z["jpeg"], z["offsets"])
-                self._store(path, x)
+
+        def missing(absent, found):
+            return DataError(f"{self.spec}: not a JPEG container, missing {', '.join(absent)}",
+                             what="data", hint="for plain arrays use npz:PATH")
+
+        z = self.read_npz(path, ("jpeg", "offsets", "labels"), ("classes",), missing=missing)
+        labels = z["labels"]
+        classes = _names(z["classes"], self.spec) if "classes" in z else []
+        _check_offsets(z["offsets"], z["jpeg"], self.spec)
+        if labels.ndim != 1 or len(labels) != len(z["offsets"]) - 1:
+            raise DataError(f"{self.spec}: {len(z['offsets']) - 1} images (offsets) but labels "
+                            f"of shape {labels.shape}", what="data",
+                            hint="labels must be a 1-D array, one class index per image")
+        x = self._cached(path)
+        if x is None or len(x) != len(labels):
+            x = decode_jpeg_container(z["jpeg"], z["offsets"], name=str(path))
+            self._store(path, x)
         return ArrayData(x, labels, classes, f"cifar10:{path.name}")
 
     # Decoding 50,000 JPEGs takes ~15 s on two cores; keep the decoded array in a cache folder
@@ -373,20 +517,138 @@ class Cifar10(DataSource):
             pass  # a read-only home is no reason to fail
 
 
-def decode_jpeg_container(jpeg: np.ndarray, offsets: np.ndarray, indices=None) -> np.ndarray:
-    """Decode ``jpeg[offsets[i]:offsets[i+1]]`` for every i (or for ``indices``) into
-    ``(N, H, W, 3)`` uint8."""
-    from PIL import Image
+def _check_offsets(offsets: np.ndarray, jpeg: np.ndarray, spec: str):
+    """The JPEG container's ``offsets``: 1-D integers from 0, never decreasing, inside ``jpeg``."""
+    if jpeg.ndim != 1 or jpeg.dtype != np.uint8:
+        raise DataError(f"{_lead(spec)}jpeg must be a 1-D uint8 array of JPEG bytes, got "
+                        f"{jpeg.dtype} of shape {jpeg.shape}", what="data",
+                        hint=_npz_hint(("jpeg",)))
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu" or len(offsets) < 2:
+        raise DataError(f"{_lead(spec)}offsets must be a 1-D integer array of at least 2 "
+                        f"entries (image i is jpeg[offsets[i]:offsets[i+1]]), got "
+                        f"{offsets.dtype} of shape {offsets.shape}", what="data",
+                        hint=_npz_hint(("jpeg",)))
+    if int(offsets[0]) < 0 or int(offsets[-1]) > len(jpeg):
+        raise DataError(f"{_lead(spec)}offsets run from {int(offsets[0])} to {int(offsets[-1])}, "
+                        f"outside the {len(jpeg):,} bytes of jpeg", what="data",
+                        hint=_npz_hint(("jpeg",)))
+    steps = np.diff(offsets.astype(np.int64))
+    if np.any(steps <= 0):
+        i = int(np.flatnonzero(steps <= 0)[0])
+        raise DataError(f"{_lead(spec)}offsets must increase: image {i} would be "
+                        f"jpeg[{int(offsets[i])}:{int(offsets[i + 1])}]", what="data",
+                        hint=_npz_hint(("jpeg",)))
 
+
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError,
+                  zlib.error)
+
+
+def _open_image(source, where: str):
+    """``PIL.Image.open`` of ``source`` (a path or bytes) with its size checked against
+    :data:`MAX_SOURCE_PIXELS` before any pixel is decoded; errors name ``where``."""
+    from PIL import Image, UnidentifiedImageError
+
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream)
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{where} is a decompression bomb ({err})", what="data",
+                        hint=f"images of at most {MAX_SOURCE_PIXELS:,} pixels are read; shrink "
+                             "or remove it") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{where} is not an image Pillow can read", what="data",
+                        hint="remove the file, or convert it to PNG or JPEG") from None
+    except _DECODE_ERRORS as err:
+        raise DataError(f"{where} cannot be opened as an image ({type(err).__name__}: {err})",
+                        what="data", hint="remove or replace the file") from None
+    width, height = image.size
+    if width * height > MAX_SOURCE_PIXELS:
+        image.close()
+        raise DataError(f"{where} is {width:,}x{height:,} pixels, over the limit of "
+                        f"{MAX_SOURCE_PIXELS:,} pixels for one image (a decompression bomb is "
+                        f"refused before decoding)", what="data",
+                        hint="shrink the image first, or remove it")
+    return image
+
+
+def _decode_rgb(image, where: str) -> np.ndarray:
+    """The pixels of an opened image as ``(H, W, 3)`` uint8 (the first frame of an animation);
+    a truncated or corrupt file is a DataError naming ``where``."""
+    try:
+        with image:
+            return np.asarray(image.convert("RGB"))
+    except MemoryError:
+        raise
+    except _DECODE_ERRORS as err:
+        raise DataError(f"{where} cannot be decoded ({type(err).__name__}: {err}); it is "
+                        f"truncated or damaged", what="data",
+                        hint="remove or replace the file") from None
+
+
+def decode_jpeg_container(jpeg: np.ndarray, offsets: np.ndarray, indices=None, *,
+                          name: str = "the JPEG container") -> np.ndarray:
+    """Decode ``jpeg[offsets[i]:offsets[i+1]]`` for every i (or for ``indices``) into
+    ``(N, H, W, 3)`` uint8.
+
+    Raises:
+        DataError: naming ``name`` and the image's index: offsets outside ``jpeg``, bytes that are
+            not an image, a truncated image, one over :data:`MAX_SOURCE_PIXELS` pixels or
+            :data:`MAX_IMAGE_SIDE` on a side, images of different sizes, or all of them over
+            :data:`MAX_DATA_BYTES`.
+    """
     if indices is None:
         indices = range(len(offsets) - 1)
+    indices = [int(i) for i in indices]
+    if not indices:
+        raise DataError(f"{name} holds no images", what="data")
+    if min(indices) < 0 or max(indices) + 1 >= len(offsets):
+        raise DataError(f"{name}: image index out of range 0..{len(offsets) - 2}", what="data")
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if lo < 0 or hi > len(jpeg) or np.any(np.diff(np.asarray(offsets, np.int64)) < 0):
+        raise DataError(f"{name}: offsets must increase and stay inside the {len(jpeg):,} bytes "
+                        f"of jpeg", what="data", hint=_npz_hint(("jpeg",)))
+
+    def opened(i):
+        where = f"{name}: image {i} (bytes {int(offsets[i]):,}..{int(offsets[i + 1]):,})"
+        return _open_image(jpeg[offsets[i]:offsets[i + 1]].tobytes(), where), where
+
+    first, where = opened(indices[0])
+    width, height = first.size
+    first.close()
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise DataError(f"{where} is {width:,}x{height:,}, over the {MAX_IMAGE_SIDE:,}-pixel "
+                        f"limit on a side", what="data")
+    _check_bytes(len(indices), height, width, 3, name, "decoding")
 
     def one(i):
-        blob = jpeg[offsets[i]:offsets[i + 1]].tobytes()
-        return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
+        image, where = opened(i)
+        pixels = _decode_rgb(image, where)
+        if pixels.shape[:2] != (height, width):
+            raise DataError(f"{where} is {pixels.shape[1]}x{pixels.shape[0]} but image "
+                            f"{indices[0]} is {width}x{height}; the images must share one size",
+                            what="data")
+        return pixels
 
     with ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 2) * 2)) as pool:
         return np.stack(list(pool.map(one, indices)))
+
+
+def _check_bytes(n: int, height: int, width: int, channels: int, name: str, doing: str,
+                 what: str = "data", hint: str | None = None):
+    """Refuse ``n`` images of ``height x width x channels`` bytes over :data:`MAX_DATA_BYTES`."""
+    need = int(n) * int(height) * int(width) * int(channels)
+    if need > MAX_DATA_BYTES:
+        raise DataError(f"{doing} {name} makes {n:,} images of {height}x{width}x{channels} = "
+                        f"{files.size_words(need)}, over the {files.size_words(MAX_DATA_BYTES)} "
+                        f"limit for data in memory", what=what,
+                        hint=hint or "use fewer or smaller images (see docs/hardening.md)")
+
+
+#: the image files an images: folder's class folders hold (as keras.utils.image_dataset_from_directory)
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
 @register_source("images")
@@ -402,22 +664,42 @@ class Images(DataSource):
         if not classes:
             raise DataError(f"{self.spec}: no class sub-folders in {path}", what="data",
                             hint="put the images of each class in DIR/<class name>/")
-        import keras
-
-        size = self.image_size or (256, 256)
-        try:
-            ds = keras.utils.image_dataset_from_directory(
-                str(path), labels="inferred", label_mode="int", class_names=classes,
-                image_size=size, batch_size=256, shuffle=False, verbose=False)
-        except ValueError as err:
-            raise DataError(f"{self.spec}: {err}", what="data") from None
-        xs, ys = [], []
-        for images, labels in ds.as_numpy_iterator():
-            xs.append(np.clip(np.round(images), 0, 255).astype(np.uint8))
-            ys.append(labels)
-        if not xs:
+        if len(classes) > MAX_CLASSES:
+            raise DataError(f"{self.spec}: {len(classes):,} class folders, over the limit of "
+                            f"{MAX_CLASSES:,} classes", what="data")
+        found, labels = [], []
+        for label, name in enumerate(classes):
+            # the order keras.utils.image_dataset_from_directory reads them in
+            for root, _, names in sorted(os.walk(path / name), key=lambda entry: entry[0]):
+                for fname in sorted(names):
+                    if fname.lower().endswith(IMAGE_SUFFIXES) and not fname.startswith("."):
+                        found.append(Path(root) / fname)
+                        labels.append(label)
+        if not found:
             raise DataError(f"{self.spec}: no images found (jpeg, png, bmp or gif)", what="data")
-        return ArrayData(np.concatenate(xs), np.concatenate(ys), classes, f"images:{path.name}")
+        size = self.image_size or (256, 256)
+        _check_bytes(len(found), size[0], size[1], 3, self.spec, "reading", what="data",
+                     hint="use a smaller image_size=")
+        for file in found:  # FIFOs, devices, folders named x.png: refused before any decoding
+            files.check_file(file, what="image file", limit=MAX_DATA_BYTES)
+        # Every image is decoded (and a bad one named) before training starts; decoding runs in
+        # threads (Pillow releases the GIL), each image resized as soon as it is decoded.
+        with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 2) * 2)) as pool:
+            x = np.stack(list(pool.map(lambda f: _read_image(f, size), found)))
+        return ArrayData(x, np.asarray(labels, np.int64), classes, f"images:{path.name}")
+
+
+def _read_image(path: Path, size) -> np.ndarray:
+    """One image file as ``(H, W, 3)`` uint8 resized to ``size`` as Keras' directory reader does
+    (bilinear, no antialiasing); errors name the file."""
+    pixels = _decode_rgb(_open_image(path, f"image file {path}"), f"image file {path}")
+    if pixels.shape[:2] == tuple(size):
+        return pixels
+    from keras import ops
+
+    resized = ops.image.resize(pixels.astype("float32"), tuple(size), interpolation="bilinear",
+                               antialias=False)
+    return np.clip(np.round(ops.convert_to_numpy(resized)), 0, 255).astype(np.uint8)
 
 
 @register_source("tfds")
@@ -564,8 +846,12 @@ def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
             hint="resize the data (image_size=HxW for images:/tfds:) or build the model for "
                  "this shape")
     if num_outputs is not None and num_outputs != data.num_classes:
+        largest = int(data.y.max()) if len(data.y) else -1
+        beyond = (f" (its largest label, {largest}, is past the {what}'s last output, "
+                  f"{num_outputs - 1})" if largest >= num_outputs else "")
         raise DataError(
-            f"the {what} has {num_outputs} outputs but {data.name} has {data.num_classes} classes",
+            f"the {what} has {num_outputs} outputs but {data.name} has {data.num_classes} "
+            f"classes{beyond}",
             what="data",
             hint=f"end the architecture with FC (no units: the data's class count is used) or "
                  f"FC({data.num_classes}); a transfer= run replaces the head itself")
@@ -593,8 +879,14 @@ def class_names(classes, what: str = "classes"):
     if isinstance(classes, (int, np.integer)):
         if int(classes) < 1:
             raise ConfigError(f"classes= must be at least 1, got {classes}", what=what)
+        if int(classes) > MAX_CLASSES:
+            raise ConfigError(f"classes={classes} is over the limit of {MAX_CLASSES:,} classes",
+                              what=what)
         return [str(i) for i in range(int(classes))]
     if isinstance(classes, (list, tuple)) and classes:
+        if len(classes) > MAX_CLASSES:
+            raise ConfigError(f"classes= names {len(classes):,} classes, over the limit of "
+                              f"{MAX_CLASSES:,}", what=what)
         names = [str(c) for c in classes]
         if len(set(names)) != len(names):
             raise ConfigError("classes= names a class twice", what=what)
@@ -749,6 +1041,9 @@ def scan_dataset(dataset, *, batch_size: int, classes=None, what="dataset",
         raise DataError("the dataset is empty", what=what)
     if low < 0:
         raise DataError(f"labels must be >= 0, found {low}", what=what)
+    if high >= MAX_CLASSES:
+        raise DataError(f"label {high:,} would make {high + 1:,} classes, over the limit of "
+                        f"{MAX_CLASSES:,}", what=what)
     names = class_names(classes) or [str(i) for i in range(high + 1)]
     if high >= len(names):
         raise DataError(f"label {high} is out of range for {len(names)} classes (labels must be "
