@@ -52,7 +52,7 @@ def architecture_options(fn):
 
 
 def compile_kwargs(input_shape, classes, blocks, variables):
-    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **parse_assignments(variables))
+    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, variables=parse_assignments(variables))
 
 
 def is_file_path(value) -> bool:
