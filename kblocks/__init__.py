@@ -39,17 +39,23 @@ def _register_with_keras():
         return any(getattr(getattr(m, "__spec__", None), "_initializing", False)
                    for n, m in list(sys.modules.items()) if n.startswith("kblocks.") and n != done)
 
+    running = []
+
     def register(done=None):
-        if busy(done):
+        if running or busy(done):  # not from inside itself, nor while a kblocks import runs
             return
-        for name in list(pending):
-            try:
-                importlib.import_module(name)
-            except ImportError:  # e.g. Keras imported by a module this one needs: tried again
-                continue
-            except Exception:  # noqa: BLE001 - a broken install shows itself at the first build
-                pass
-            pending.remove(name)
+        running.append(True)
+        try:
+            for name in list(pending):
+                try:
+                    importlib.import_module(name)
+                except ImportError:  # e.g. Keras imported by a module this one needs: tried again
+                    continue
+                except Exception:  # noqa: BLE001 - a broken install shows itself at the first build
+                    pass
+                pending.remove(name)
+        finally:
+            running.clear()
         if not pending and finder in sys.meta_path:
             sys.meta_path.remove(finder)
 
