@@ -3,6 +3,7 @@
     import kblocks
     model = kblocks.build("[[CONV(64)-RELU]*2-POOL]*2-FC(10)", input_shape=(32, 32, 3))
     print(kblocks.summary(model_or_text, input_shape=(32, 32, 3)))
+    body = kblocks.layer("[CONV(32)-RELU]*2-GAP-FC", classes=10)   # a Keras layer for your model
 """
 # Importing kblocks does not import Keras: only building a model (kblocks.lang.emit) does.
 from kblocks.lang.api import analyse, build, compile, format_text, parse
@@ -12,47 +13,97 @@ from kblocks.common.errors import KBlocksError
 __version__ = "0.1.0"
 
 
+#: The modules whose classes files written by kblocks refer to (each registers its classes with
+#: Keras' serialization under the package name ``kblocks``): imported once Keras is.
+KERAS_MODULES = ("kblocks.lang.layers", "kblocks.lang.models", "kblocks.lang.compose",
+                 "kblocks.training.augment")
+
+
 def _register_with_keras():
     """Make ``keras.saving.load_model(path, safe_mode=True)`` find kblocks' classes after
     ``import kblocks``, without importing Keras here: at once if Keras is already imported,
-    otherwise right after Keras is first imported (a one-shot import hook)."""
-    import sys
+    otherwise right after Keras is first imported (an import hook).
 
-    def register():
-        try:
-            import kblocks.lang.layers  # the language's custom layers
-            import kblocks.lang.models  # noqa: F401 - registers kblocks>Network
-        except Exception:  # noqa: BLE001 - a broken Keras install shows itself at the first build
-            pass
-
-    keras = sys.modules.get("keras")
-    if keras is not None and hasattr(keras, "saving"):
-        register()
-        return
+    When Keras is first imported from inside a kblocks module (``kblocks.build`` imports it), the
+    modules that need that one wait until it is done: the hook stays and tries again after each
+    later import of a kblocks module. The hook also turns a missing backend (``import keras``
+    without TensorFlow, or ``KERAS_BACKEND=jax`` without JAX) into a one-line
+    :class:`~kblocks.common.errors.BackendError` that says what to install."""
+    import importlib
     import importlib.abc
     import importlib.util
+    import sys
+
+    pending = list(KERAS_MODULES)
+
+    def busy(done):  # a kblocks module (other than ``done``) is still running its own imports
+        return any(getattr(getattr(m, "__spec__", None), "_initializing", False)
+                   for n, m in list(sys.modules.items()) if n.startswith("kblocks.") and n != done)
+
+    running = []
+
+    def register(done=None):
+        if running or busy(done):  # not from inside itself, nor while a kblocks import runs
+            return
+        running.append(True)
+        try:
+            for name in list(pending):
+                try:
+                    importlib.import_module(name)
+                except ImportError:  # e.g. Keras imported by a module this one needs: tried again
+                    continue
+                except Exception:  # noqa: BLE001 - a broken install shows itself at the first build
+                    pass
+                pending.remove(name)
+        finally:
+            running.clear()
+        if not pending and finder in sys.meta_path:
+            sys.meta_path.remove(finder)
 
     class _AfterKeras(importlib.abc.MetaPathFinder):
+        searching = False
+
         def find_spec(self, fullname, path=None, target=None):
-            if fullname != "keras":
+            if self.searching or not (fullname == "keras" or fullname.startswith("kblocks.")
+                                      and "keras" in sys.modules):
                 return None
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
-            spec = importlib.util.find_spec("keras")
+            self.searching = True
+            try:
+                spec = importlib.util.find_spec(fullname)
+            finally:
+                self.searching = False
             loader = getattr(spec, "loader", None)
             if loader is None or not hasattr(loader, "exec_module"):
                 return spec
             run = loader.exec_module
 
             def exec_module(module):
-                run(module)
-                register()
+                try:
+                    run(module)
+                except (ImportError, ValueError) as err:
+                    if fullname != "keras":
+                        raise
+                    from kblocks.common.errors import backend_error
+
+                    missing = backend_error(err)
+                    if missing is None:
+                        raise
+                    raise missing from None
+                finally:
+                    loader.exec_module = run
+                register(fullname)
 
             loader.exec_module = exec_module
             return spec
 
+    finder = _AfterKeras()
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "saving"):
+        register()
+        if not pending:
+            return
     if not any(type(f).__name__ == "_AfterKeras" for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterKeras())
+        sys.meta_path.insert(0, finder)
 
 
 _register_with_keras()
@@ -92,10 +143,14 @@ def summary(model_or_source, **kwargs):
         model_or_source._kblocks_graph = graph
     return _text_summary(model_or_source, **kwargs)
 
-__all__ = ["analyse", "build", "compile", "format_text", "parse", "summary", "KBlocksError"]
+__all__ = ["analyse", "build", "compile", "format_text", "layer", "parse", "summary", "KBlocksError"]
 
 
 def __getattr__(name):
+    if name == "layer":  # imports Keras: only when asked
+        from kblocks.lang.compose import layer
+
+        return layer
     if name == "Network":
         from kblocks.lang.models import Network
 

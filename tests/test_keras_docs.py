@@ -20,7 +20,7 @@ def test_page_has_the_conventions_table():
 
 def test_every_snippet_runs(capsys):
     snippets = _snippets()
-    assert len(snippets) >= 6
+    assert len(snippets) >= 10
     namespace = {"__name__": "docs_keras"}
     for k, code in enumerate(snippets):
         exec(compile(code, f"{PAGE.name} snippet {k + 1}", "exec"), namespace)
@@ -28,6 +28,9 @@ def test_every_snippet_runs(capsys):
     assert "outputs: logits (10 classes)" in out
     assert "outputs: probabilities (10 classes)" in out
     assert "input: pixels 0..255, normalised inside (standardize)" in out
+    # "Composing"
+    assert "ArchitectureLayer" in out and "pixels scale" in out
+    assert "hint: did you mean classes?" in out
     # "Tuning with your own tuner" and "Training from arrays and tf.data"
     assert "['n', 'f_1', 'f_2', 'lr']" in out
     assert "2 ['train_top3 (last epoch)', 'val_top3']" in out

@@ -1,5 +1,6 @@
 """The wheel holds every subpackage, the grammar, the built-in blocks, the zoo and the search spaces."""
 import configparser
+import os
 import subprocess
 import sys
 import zipfile
@@ -32,3 +33,84 @@ def test_wheel_contents(tmp_path):
                      "kblocks/zoo/architectures/resnet50.yaml", "kblocks/zoo/architectures/README.md",
                      "kblocks/search/spaces/cs231n_pattern.yaml"):
         assert required in names, required
+
+
+def _lines(value):
+    return [x.strip() for x in value.splitlines() if x.strip() and not x.strip().startswith("#")]
+
+
+def _options():
+    """``(install_requires, {extra: requirements})`` of setup.cfg."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extras = {k: _lines(v) for k, v in cfg["options.extras_require"].items()}
+    return _lines(cfg["options"]["install_requires"]), extras
+
+
+def test_pip_install_kblocks_brings_the_default_backend_keras_tuner_and_tfds():
+    """Issue 13: no extras needed for a working library and CLI on TensorFlow."""
+    requires, extras = _options()
+    names = {r.split(";")[0].split(">")[0].split("=")[0].split("[")[0].strip() for r in requires}
+    for needed in ("keras", "tensorflow-cpu", "tensorflow", "tensorflow-datasets", "keras-tuner",
+                   "tensorboard"):
+        assert needed in names, needed
+    markers = [r for r in requires if r.startswith(("tensorflow-cpu", "tensorflow>"))]
+    assert all("platform_machine" in m for m in markers) and len(markers) == 2
+    assert extras["tf"] == [] and extras["tune"] == []  # kept: `.[tf,tune,dev]` still installs
+    assert extras["jax"][0].startswith("jax[cpu]") and "six" in extras["jax"]
+
+
+NO_BACKEND = """
+import sys
+import kblocks
+assert "keras" not in sys.modules and "tensorflow" not in sys.modules  # import kblocks is light
+try:
+    kblocks.build("FC(2)", input_shape=(3,))
+except kblocks.KBlocksError as err:
+    print("LIBRARY", type(err).__name__, isinstance(err, ModuleNotFoundError), err)
+"""
+
+
+def test_no_usable_backend_is_one_line_and_exit_2(tmp_path):
+    """KERAS_BACKEND=jax where JAX is not installed: the library raises a BackendError (a
+    KBlocksError and a ModuleNotFoundError); the CLI prints one line and exits 2."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is not None:
+        pytest.skip("jax is installed here; the check needs a backend that is missing")
+    env = {**os.environ, "KERAS_BACKEND": "jax",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    lib = subprocess.run([sys.executable, "-c", NO_BACKEND], capture_output=True, text=True,
+                         timeout=300, env=env, cwd=tmp_path)
+    assert lib.returncode == 0, lib.stderr[-3000:]
+    assert "LIBRARY BackendError True no Keras backend: the package 'jax' is not installed" in lib.stdout
+    cli = subprocess.run([sys.executable, "-m", "kblocks", "build", "resnet18", "-o", "m.keras"],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert cli.returncode == 2, cli.stderr[-3000:]
+    assert cli.stderr.strip().splitlines() == [
+        "error: no Keras backend: the package 'jax' is not installed; install tensorflow (pip "
+        "install kblocks) or set KERAS_BACKEND=jax with pip install 'kblocks[jax]'"]
+    assert not (tmp_path / "m.keras").exists()
+
+
+CLEAN_VENV = os.environ.get("KBLOCKS_CLEAN_VENV_CHECK")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CLEAN_VENV, reason="downloads TensorFlow (~5 min): set KBLOCKS_CLEAN_VENV_CHECK=1")
+def test_clean_venv_pip_install_builds_and_reloads(tmp_path):
+    """``python -m venv`` + ``pip install .`` (no extras) -> ``kblocks build resnet18`` and a plain
+    ``keras.saving.load_model(safe_mode=True)``. Opt-in: it needs the package index."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT)], capture_output=True,
+                       text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(venv / "bin" / "kblocks"), "build", "resnet18", "-o", "m.keras"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(py), "-c", "import kblocks, keras; m = keras.saving.load_model("
+                        "'m.keras', safe_mode=True); print(type(m).__name__, m.count_params())"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.split()[-2] == "Functional", r.stderr[-3000:]

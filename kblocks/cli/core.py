@@ -52,20 +52,12 @@ def architecture_options(fn):
     return click.argument("architecture")(fn)
 
 
-#: ``kblocks.build`` arguments that ``--set NAME=VALUE`` may not bind: each has its own option,
-#: and a variable of that name would reach the argument, not the text (issue 20)
-BUILD_ARGUMENTS = {"input_shape": "--input-shape", "blocks": "--blocks", "name": None,
-                   "resolver": None, "classifier_activation": None, "normalize": None,
-                   "normalize_stats": None, "source": None}
-
-
 def compile_kwargs(input_shape, classes, blocks, variables):
     """The keyword arguments of ``kblocks.compile``/``build`` for the architecture options.
 
-    ``--set classes=N`` is the class count (the text's ``classes``), unless ``--classes`` is given
-    too; ``--set`` of another build argument (``input_shape``, ``blocks``, ``name``...) is
-    refused, naming its option: either would otherwise be a ``TypeError`` or silently bind the
-    argument instead of the text's variable."""
+    ``--set`` values go to ``variables=`` (so a text may name a variable ``name`` or ``blocks``
+    without reaching the build argument of that name), except ``--set classes=N``, which is the
+    class count (the text's ``classes``) and clashes with ``--classes`` given too (issue 20)."""
     assigned = parse_assignments(variables)
     if "classes" in assigned:
         value = assigned.pop("classes")
@@ -77,14 +69,7 @@ def compile_kwargs(input_shape, classes, blocks, variables):
             raise KBlocksError(f"--set classes={value!r}: the number of classes must be a "
                                f"positive whole number", what="--set")
         classes = value
-    for name in assigned:
-        if name in BUILD_ARGUMENTS:
-            option = BUILD_ARGUMENTS[name]
-            raise KBlocksError(f"--set {name}=...: {name} is an argument of the build, not a "
-                               f"variable of the text", what="--set",
-                               hint=f"use {option}" if option else
-                               f"rename the variable in the text (e.g. {name}_)")
-    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, **assigned)
+    return dict(input_shape=_shape(input_shape), classes=classes, blocks=blocks, variables=assigned)
 
 
 def is_file_path(value) -> bool:

@@ -91,3 +91,33 @@ class ConfigError(KBlocksError):
 
 class DataError(KBlocksError):
     """A data source is missing or does not fit the model."""
+
+
+#: The packages Keras imports for its backends (``KERAS_BACKEND``); a missing one is no backend.
+BACKEND_PACKAGES = ("tensorflow", "jax", "jaxlib", "torch", "openvino")
+
+#: What to install, said by :class:`BackendError`.
+BACKEND_HINT = ("install tensorflow (pip install kblocks) or set KERAS_BACKEND=jax with "
+                "pip install 'kblocks[jax]'")
+
+
+class BackendError(KBlocksError, ModuleNotFoundError):
+    """No usable Keras backend: the package ``KERAS_BACKEND`` names (TensorFlow by default) is not
+    installed. Also a ``ModuleNotFoundError``, which is what Keras itself raises."""
+
+
+def backend_error(err: BaseException) -> BackendError | None:
+    """The :class:`BackendError` for an error raised by ``import keras``, or None when ``err`` is
+    not about a missing backend (an ``ImportError`` of a backend package, or Keras' ``Unable to
+    import backend`` for an unknown ``KERAS_BACKEND``)."""
+    if isinstance(err, BackendError):
+        return err
+    if isinstance(err, ImportError):
+        missing = (getattr(err, "name", None) or "").split(".")[0]
+        if missing not in BACKEND_PACKAGES:
+            return None
+        return BackendError(f"no Keras backend: the package {missing!r} is not installed; "
+                            f"{BACKEND_HINT}")
+    if isinstance(err, ValueError) and "Unable to import backend" in str(err):
+        return BackendError(f"no Keras backend: {err}; {BACKEND_HINT}")
+    return None

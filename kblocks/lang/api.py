@@ -2,9 +2,14 @@
 layer graph -> analysis -> Keras model. Each step is one module; this one only wires them."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
-from kblocks.lang import parser
+from kblocks.common.suggest import did_you_mean
+from kblocks.lang import parser, syntax
 from kblocks.lang.analysis import Analysis, analyse as _analyse
 from kblocks.lang.blocks import BlockLibrary, builtin_library, block_from_mapping
 from kblocks.common.errors import ArchitectureError, ConfigError, KBlocksError
@@ -115,7 +120,8 @@ def load_architecture_blocks(path) -> BlockLibrary:
     return lib
 
 
-def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=None, **variables) -> Graph:
+def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=None, variables=None,
+            **legacy) -> Graph:
     """Compile a source to its layer graph: parse, expand, give the FCs their units, build the graph.
 
     No Keras object is made and Keras is not imported.
@@ -128,7 +134,9 @@ def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=Non
         classes: units of the last FC written without units (and of each AUX head's).
         blocks: extra named blocks: a YAML path, a mapping ``name: body`` or a ``BlockLibrary``.
         resolver: chooses the values of ``{...}`` placeholders (default: each one's default).
-        **variables: values of the variables the text uses (``build(text, width=64)``).
+        variables: values of the variables the text uses, ``variables={"width": 64}``. (A
+            variable passed as a keyword argument, ``compile(text, width=64)``, still works but
+            is deprecated; any other keyword argument is refused, see :func:`_variables`.)
 
     Returns:
         The :class:`~kblocks.lang.graph.Graph`: one node per Keras layer, with shapes.
@@ -141,6 +149,7 @@ def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=Non
         ConfigError: an architecture file that cannot be read or has a key of the wrong form.
         KBlocksError: ``classes`` or ``input_shape`` of the wrong form, or a source of the wrong type.
     """
+    variables = _variables(compile, source, variables, legacy)
     arch = _as_arch(source)
     text = arch.network
     src = arch.source if arch.source else ""
@@ -176,12 +185,91 @@ def _input_shape(written, given, from_file):
     return written if written is not None else from_file
 
 
-def analyse(source, **kwargs) -> Analysis:
+def _caller_level(start: int) -> int:
+    """The ``stacklevel`` of the first frame outside kblocks from ``start`` up (public wrappers such
+    as ``kblocks.summary`` add frames: the warning still points at the user's line)."""
+    import sys
+
+    level, frame = start, sys._getframe(start)
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "kblocks":
+        frame, level = frame.f_back, level + 1
+    return level if frame is not None else start
+
+
+def _variables(func, source, variables, legacy: dict, *, stacklevel: int = 3) -> dict:
+    """The variables of a call to ``func`` (:func:`compile`, :func:`build`, :func:`summary`, ...).
+
+    ``variables=`` is a mapping ``name: value``. A keyword argument that is not a parameter of
+    ``func`` is, in the old form, a variable: it is taken when the source uses that name, with a
+    ``DeprecationWarning`` saying to pass ``variables={...}``; otherwise it is refused with the
+    parameter it was probably meant to be (``clases=3`` -> ``classes``).
+    """
+    if variables is None:
+        variables = {}
+    if not isinstance(variables, Mapping) or not all(isinstance(k, str) for k in variables):
+        raise KBlocksError(f"variables= takes a mapping of names to values, got {variables!r}"[:300],
+                           hint="e.g. variables={'N': 2, 'width': 64}")
+    if not legacy:
+        return dict(variables)
+    params = [p.name for p in inspect.signature(func).parameters.values()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    used = set() if isinstance(source, Graph) else _names_used(source, set(legacy))
+    for name in legacy:
+        if name not in used:
+            hint = did_you_mean(name, params + sorted(used - set(legacy)))
+            raise KBlocksError(
+                f"kblocks.{func.__name__}() got an unexpected keyword argument {name!r}",
+                hint=hint or f"its parameters are {', '.join(params)}; values of the text's "
+                             f"variables go in variables={{...}}")
+    both = sorted(set(legacy) & set(variables))
+    if both:
+        raise KBlocksError(f"kblocks.{func.__name__}(): {both[0]!r} is given twice, in variables= "
+                           f"and as a keyword argument", hint="give it once, in variables={...}")
+    written = ", ".join(f"{k!r}: {v!r}" for k, v in legacy.items())
+    warnings.warn(f"kblocks.{func.__name__}(): variables given as keyword arguments "
+                  f"({', '.join(f'{k}=' for k in legacy)}) are deprecated; pass "
+                  f"variables={{{written}}}"[:400], DeprecationWarning,
+                  stacklevel=_caller_level(stacklevel))
+    return {**variables, **legacy}
+
+
+def _names_used(source, wanted: set) -> set:
+    """The bare words of a source that may be variables: its text's, its file's ``variables:``
+    and, when some of ``wanted`` are not among those, the words of its blocks' bodies."""
+    arch = _as_arch(source)
+    names = set(arch.variables)
+    _words(parser.parse(arch.network, source=arch.source or ""), names)
+    if wanted <= names:
+        return names
+    lib = arch.blocks if arch.blocks.blocks or arch.blocks.parent else builtin_library()
+    for block_name in lib.names():
+        try:
+            _words(parser.parse(lib.get(block_name).body), names)
+        except KBlocksError:  # a broken block is reported where it is used
+            pass
+    return names
+
+
+def _words(node, out: set) -> None:
+    """Add the names of the :class:`~kblocks.lang.syntax.Word` nodes under ``node`` to ``out``."""
+    if isinstance(node, syntax.Word):
+        out.add(node.name)
+    elif isinstance(node, (tuple, list)):
+        for item in node:
+            _words(item, out)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            _words(getattr(node, f.name), out)
+
+
+def analyse(source, *, input_shape=None, classes=None, blocks=None, resolver=None, variables=None,
+            **legacy) -> Analysis:
     """Parameters, activation memory, multiply-adds and receptive fields, layer by layer.
 
     Args:
         source: a :class:`~kblocks.lang.graph.Graph`, or any source :func:`compile` takes.
-        **kwargs: passed to :func:`compile` when ``source`` is not a graph.
+        input_shape, classes, blocks, resolver, variables: as :func:`compile` takes them, used
+            when ``source`` is not a graph.
 
     Returns:
         The :class:`~kblocks.lang.analysis.Analysis` (totals and one ``LayerStats`` per node).
@@ -189,18 +277,23 @@ def analyse(source, **kwargs) -> Analysis:
     Raises:
         KBlocksError: as :func:`compile` raises.
     """
-    graph = source if isinstance(source, Graph) else compile(source, **kwargs)
+    variables = _variables(analyse, source, variables, legacy)
+    graph = source if isinstance(source, Graph) else compile(
+        source, input_shape=input_shape, classes=classes, blocks=blocks, resolver=resolver,
+        variables=variables)
     return _analyse(graph)
 
 
-def format_text(source, **kwargs) -> str:
+def format_text(source, *, input_shape=None, classes=None, blocks=None, resolver=None, variables=None,
+                **legacy) -> str:
     """Canonical text: repetitions, variables, blocks and placeholders written out.
 
     Parsing the canonical text gives the same graph (tests/test_roundtrip.py).
 
     Args:
         source: a :class:`~kblocks.lang.graph.Graph`, or any source :func:`compile` takes.
-        **kwargs: passed to :func:`compile` when ``source`` is not a graph.
+        input_shape, classes, blocks, resolver, variables: as :func:`compile` takes them, used
+            when ``source`` is not a graph.
 
     Returns:
         The text, starting with ``INPUT(...)`` when the input shape is known.
@@ -208,12 +301,16 @@ def format_text(source, **kwargs) -> str:
     Raises:
         KBlocksError: as :func:`compile` raises.
     """
-    graph = source if isinstance(source, Graph) else compile(source, **kwargs)
+    variables = _variables(format_text, source, variables, legacy)
+    graph = source if isinstance(source, Graph) else compile(
+        source, input_shape=input_shape, classes=classes, blocks=blocks, resolver=resolver,
+        variables=variables)
     return graph.canonical_text()
 
 
 def build(source, *, input_shape=None, classes=None, blocks=None, name=None, resolver=None,
-          classifier_activation=None, normalize=None, normalize_stats=None, **variables):
+          classifier_activation=None, normalize=None, normalize_stats=None, input_tensor=None,
+          variables=None, **legacy):
     """Build a :class:`kblocks.lang.models.Network` (a functional ``keras.Model``) from architecture
     text, a YAML file or a zoo name.
 
@@ -245,7 +342,12 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
         normalize: ``None`` (input taken as given), ``"standardize"``, ``"scale"`` or
             ``"none"``: then the model takes pixels 0..255 and normalises inside.
         normalize_stats: for ``"standardize"``: training images 0..255 or ``(mean, variance)``.
-        **variables: values of the variables the text uses (``build(text, width=64)``).
+        input_tensor: a Keras tensor (``keras.Input(...)`` or a layer's output) to use as the
+            model's input, as in ``keras.applications``: the model's inputs are the inputs
+            ``input_tensor`` comes from, and ``input_shape`` defaults to its shape.
+        variables: values of the variables the text uses, ``variables={"width": 64}``
+            (``build(text, width=64)`` still works but is deprecated; any other keyword argument
+            is refused with the parameter it was probably meant to be).
 
     Returns:
         A :class:`kblocks.Network` (a functional ``keras.Model``) whose layers are named as the
@@ -265,8 +367,11 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
     if classifier_activation not in CLASSIFIER_ACTIVATIONS:
         raise KBlocksError(f"classifier_activation={classifier_activation!r}: use None (logits, "
                            f"the default) or \"softmax\" (probabilities)")
+    variables = _variables(build, source, variables, legacy)
+    if input_tensor is not None:
+        input_shape = _tensor_shape(input_tensor, input_shape)
     graph = compile(source, input_shape=input_shape, classes=classes, blocks=blocks, resolver=resolver,
-                    **variables)
+                    variables=variables)
     arch = _as_arch(source)
     preprocess = None
     if normalize is not None:
@@ -278,9 +383,23 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
                 stats = {"data": normalize_stats}
         preprocess = normalization_layer(normalize, **stats)
     model = emit(graph, name=name or _model_name(arch), classifier_activation=classifier_activation,
-                 preprocess=preprocess)
+                 preprocess=preprocess, input_tensor=input_tensor)
     model._kblocks_graph = graph  # the summary of a model built here reads it back
     return model
+
+
+def _tensor_shape(tensor, input_shape):
+    """The input shape (without the batch axis) of ``build(input_tensor=...)``."""
+    shape = getattr(tensor, "shape", None)
+    if shape is None or len(shape) < 2 or any(d is None for d in tuple(shape)[1:]):
+        raise KBlocksError(f"input_tensor must be a Keras tensor with a batch axis and fixed sizes, "
+                           f"got {shape if shape is not None else type(tensor).__name__}",
+                           hint="e.g. input_tensor=keras.Input((32, 32, 3))")
+    own = tuple(int(d) for d in tuple(shape)[1:])
+    if input_shape is not None and tuple(input_shape) != own:
+        raise KBlocksError(f"input_shape={tuple(input_shape)} but input_tensor has the shape {own}",
+                           hint="give one of them")
+    return own
 
 
 def _model_name(arch: ArchitectureFile) -> str:
@@ -288,7 +407,8 @@ def _model_name(arch: ArchitectureFile) -> str:
     return name or "kblocks"
 
 
-def summary(model_or_source, **kwargs) -> Summary:
+def summary(model_or_source, *, input_shape=None, classes=None, blocks=None, resolver=None,
+            variables=None, **legacy) -> Summary:
     """The per-layer summary of a model built by kblocks, or of a text, YAML file or zoo name.
 
     Its last lines state the conventions: what input the model takes and what it outputs.
@@ -296,7 +416,8 @@ def summary(model_or_source, **kwargs) -> Summary:
     Args:
         model_or_source: a model :func:`build` made in this process, or any source
             :func:`compile` takes.
-        **kwargs: passed to :func:`compile` when a source is given.
+        input_shape, classes, blocks, resolver, variables: as :func:`compile` takes them, used
+            when a source is given.
 
     Returns:
         The :class:`~kblocks.lang.table.Summary`: ``str()`` is the table, its fields the numbers.
@@ -310,7 +431,10 @@ def summary(model_or_source, **kwargs) -> Summary:
         if hasattr(model_or_source, "layers"):
             raise KBlocksError("this Keras model was not built by kblocks in this process; pass the "
                                "architecture text, YAML file or zoo name instead")
-        graph = compile(model_or_source, **kwargs)
+        graph = compile(model_or_source, input_shape=input_shape, classes=classes, blocks=blocks,
+                        resolver=resolver, variables=_variables(summary, model_or_source, variables,
+                                                                legacy))
     else:
         model = model_or_source
     return Summary(_analyse(graph), model=model)
+

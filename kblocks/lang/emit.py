@@ -86,20 +86,31 @@ def _class_name(spec) -> str:
 
 
 def emit(graph: Graph, *, name: str | None = None, classifier_activation=None,
-         preprocess=None) -> keras.Model:
+         preprocess=None, input_tensor=None) -> keras.Model:
     """Make the :class:`kblocks.lang.models.Network` of a graph.
 
     The network ends as the graph says (an ``FC`` emits logits); ``classifier_activation="softmax"``
     appends a ``Softmax`` to each output that does not already end in one, as
     ``keras.applications`` does. ``preprocess`` (a layer, e.g.
     :func:`kblocks.lang.conventions.normalization_layer`) is put between the input and the first layer;
-    without it the input is taken as given."""
+    without it the input is taken as given. ``input_tensor`` (a Keras tensor) is where the
+    network starts instead of a new ``keras.Input``; the model's inputs are then the inputs that
+    tensor comes from, as in ``keras.applications``."""
     from kblocks.lang.models import Network
 
     policy = keras.config.dtype_policy()
     mixed = policy.compute_dtype != policy.variable_dtype
     out_nodes = set(graph.outputs)
-    inputs = keras.Input(shape=graph.input_shape, name="input")
+    if input_tensor is None:
+        inputs = keras.Input(shape=graph.input_shape, name="input")
+        sources = inputs
+    elif isinstance(input_tensor, keras.KerasTensor):
+        inputs = input_tensor
+        sources = keras.utils.get_source_inputs(input_tensor)
+        sources = sources[0] if len(sources) == 1 else sources
+    else:
+        raise ArchitectureError(f"input_tensor must be a Keras tensor (keras.Input(...) or a "
+                                f"layer's output), got {type(input_tensor).__name__}")
     tensors = {INPUT: preprocess(inputs) if preprocess is not None else inputs}
     last = {}
     for node in graph.nodes:
@@ -124,4 +135,4 @@ def emit(graph: Graph, *, name: str | None = None, classifier_activation=None,
         outputs = {("output" if k == 0 else f"aux{k}"): t for k, t in enumerate(outputs)}
     else:
         outputs = outputs[0]
-    return Network(inputs, outputs, name=name or "kblocks")
+    return Network(sources, outputs, name=name or "kblocks")

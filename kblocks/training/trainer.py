@@ -765,7 +765,7 @@ def _network(run: _Run):
         from kblocks.lang import api
 
         return api.build(run.source_text, input_shape=run.input_shape, classes=n_classes,
-                         **dict(cfg.variables))
+                         variables=dict(cfg.variables))
 
     if run.epochs_done:  # resuming: the whole trained model, compiled, optimizer state included
         from kblocks.common import saving
@@ -1067,7 +1067,7 @@ def declared_input_shape(source_text, classes, variables):
     from kblocks.lang import api
 
     try:
-        graph = api.compile(source_text, classes=classes, **dict(variables))
+        graph = api.compile(source_text, classes=classes, variables=dict(variables))
     except Exception:  # noqa: BLE001 - no declared shape (or a mistake build() will report)
         return None
     shape = getattr(graph, "input_shape", None)
@@ -1101,9 +1101,9 @@ def _describe(source_text, network, input_shape, classes, variables):
         from kblocks.lang import api
 
         resolved = api.format_text(source_text, input_shape=input_shape, classes=classes,
-                                   **dict(variables))
+                                   variables=dict(variables))
         summary = str(api.summary(source_text, input_shape=input_shape, classes=classes,
-                                  **dict(variables)))
+                                  variables=dict(variables)))
     except Exception:  # noqa: BLE001 - descriptions are a courtesy, never a reason to fail
         pass
     return resolved, summary
