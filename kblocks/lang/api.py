@@ -213,7 +213,8 @@ def format_text(source, **kwargs) -> str:
 
 
 def build(source, *, input_shape=None, classes=None, blocks=None, name=None, resolver=None,
-          classifier_activation=None, normalize=None, normalize_stats=None, **variables):
+          classifier_activation=None, normalize=None, normalize_stats=None, weights=None,
+          **variables):
     """Build a :class:`kblocks.lang.models.Network` (a functional ``keras.Model``) from architecture
     text, a YAML file or a zoo name.
 
@@ -245,6 +246,9 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
         normalize: ``None`` (input taken as given), ``"standardize"``, ``"scale"`` or
             ``"none"``: then the model takes pixels 0..255 and normalises inside.
         normalize_stats: for ``"standardize"``: training images 0..255 or ``(mean, variance)``.
+        weights: a Keras weight file (``.h5`` as ``keras.applications`` downloads, or
+            ``.weights.h5``) loaded layer for layer (:mod:`kblocks.lang.weights`): the zoo's twins
+            of ``keras.applications`` networks take their files.
         **variables: values of the variables the text uses (``build(text, width=64)``).
 
     Returns:
@@ -257,7 +261,8 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
             cannot take its input shape; :class:`LimitError` (a subclass) for a network over the
             size limits.
         ConfigError: an architecture file that cannot be read or has a key of the wrong form.
-        KBlocksError: ``classes`` or ``input_shape`` of the wrong form, or a source of the wrong type.
+        KBlocksError: ``classes`` or ``input_shape`` of the wrong form, or a source of the wrong type;
+            :class:`~kblocks.lang.weights.WeightsError` for a ``weights`` file that does not fit.
     """
     from kblocks.lang.conventions import CLASSIFIER_ACTIVATIONS, normalization_layer
     from kblocks.lang.emit import emit
@@ -265,6 +270,10 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
     if classifier_activation not in CLASSIFIER_ACTIVATIONS:
         raise KBlocksError(f"classifier_activation={classifier_activation!r}: use None (logits, "
                            f"the default) or \"softmax\" (probabilities)")
+    if weights is not None:  # the file is checked before the model is made
+        from kblocks.lang.weights import check_weight_file, load_weight_file
+
+        weights = check_weight_file(weights)
     graph = compile(source, input_shape=input_shape, classes=classes, blocks=blocks, resolver=resolver,
                     **variables)
     arch = _as_arch(source)
@@ -280,6 +289,8 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
     model = emit(graph, name=name or _model_name(arch), classifier_activation=classifier_activation,
                  preprocess=preprocess)
     model._kblocks_graph = graph  # the summary of a model built here reads it back
+    if weights is not None:
+        load_weight_file(model, weights)
     return model
 
 
