@@ -71,6 +71,24 @@ def test_the_signature_states_pixels_and_probabilities(tmp_path):
     assert lines[3].startswith("run it: ") and "get_signature_runner()(input=x)" in lines[3]
 
 
+def test_a_standardizing_model_exports_with_one_input(tmp_path):
+    """The statistics of a kblocks_normalize Normalization (every kblocks train model) are
+    constants of the exported graph, not extra ONNX inputs; the layer keeps its own after."""
+    pixels = np.random.default_rng(8).uniform(0, 255, (16, 8, 8, 1)).astype("float32")
+    model = kblocks.build("CONV(4)-RELU-GAP-FC(3)", input_shape=(8, 8, 1), normalize="standardize",
+                          normalize_stats=pixels)
+    layer = model.get_layer("kblocks_normalize")
+    mean = layer.mean
+    for fmt in ("onnx", "tflite"):
+        report = ex.export_model(model, tmp_path / TARGET[fmt], format=fmt)
+        assert report.passed and report.signature["input"]["name"] == "input"
+        assert report.signature["input"]["range"].startswith("pixels 0..255")
+    import onnxruntime
+
+    assert len(onnxruntime.InferenceSession(str(tmp_path / "m.onnx")).get_inputs()) == 1
+    assert layer.mean is mean
+
+
 def test_multi_output_models_compare_every_output(tmp_path):
     model = kblocks.build("CONV(8)-RELU-AUX[GAP-FC(3)]-CONV(8)-GAP-FC(10)", input_shape=(8, 8, 3))
     for fmt in ("tflite", "onnx"):

@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,9 +214,36 @@ def export_saved_model(model, path, *, overwrite: bool = False, reads=()) -> Pat
     return target
 
 
+def _layers(model):
+    """Every layer of ``model``, nested models' layers included."""
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from _layers(layer)
+
+
+@contextmanager
+def _constant_statistics(model):
+    """A ``Normalization`` built with ``mean=``/``variance=`` (the ``kblocks_normalize`` layer of
+    every model ``kblocks train`` makes) holds them as eager tensors, which a traced function
+    captures and tf2onnx turns into two more graph *inputs*; held as NumPy arrays for the export,
+    they are traced as constants of the graph instead (the same values)."""
+    import keras
+
+    swapped = []
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.Normalization) and getattr(layer, "mean", None) is not None:
+            swapped.append((layer, layer.mean, layer.variance))
+            layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
+    try:
+        yield
+    finally:
+        for layer, mean, variance in swapped:
+            layer.mean, layer.variance = mean, variance
+
+
 def _export_file(model, target: Path, fmt: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target, suffix=SUFFIXES[fmt]) as tmp:
+    with atomic_path(target, suffix=SUFFIXES[fmt]) as tmp, _constant_statistics(model):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's numpy 2 shims
             model.export(str(tmp), format=_KERAS_FORMAT[fmt], verbose=False)
