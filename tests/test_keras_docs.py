@@ -34,3 +34,7 @@ def test_every_snippet_runs(capsys):
     # "Tuning with your own tuner" and "Training from arrays and tf.data"
     assert "['n', 'f_1', 'f_2', 'lr']" in out
     assert "2 ['train_top3 (last epoch)', 'val_top3']" in out
+    # "Exporting": every format within the parity tolerance; the MobileNet file loads
+    for fmt in ("savedmodel", "tflite", "onnx"):
+        assert f"{fmt} parity: max |diff| = " in out and "(OVER" not in out
+    assert "input: 'image' float32 (None, 8, 8, 1): pixels 0..255, normalised inside" in out

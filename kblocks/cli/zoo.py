@@ -1,19 +1,17 @@
 """Zoo and export commands: ``kblocks zoo`` lists the architecture files, ``kblocks export`` writes a
-TensorFlow SavedModel for serving."""
+TensorFlow SavedModel, a TFLite or an ONNX file for serving (:mod:`kblocks.training.export`)."""
 from __future__ import annotations
 
-import errno
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import click
 
 from kblocks.cli.app import main
-from kblocks.cli.core import architecture_options, compile_kwargs, is_file_path
+from kblocks.cli.core import architecture_options, compile_kwargs
 from kblocks.common.errors import KBlocksError
-from kblocks.common.files import writing
+# The export logic is the library's; SAVED_MODEL_ENTRIES and export_saved_model stay importable here.
+from kblocks.training.export import (FORMATS, SAVED_MODEL_ENTRIES,  # noqa: F401
+                                     check_export_target, export_saved_model)
 
 _HEAD = ("name", "family", "input", "params", "MACs", "source")
 _SOURCE_WIDTH = 60
@@ -69,99 +67,39 @@ def zoo(name, as_json):
     click.echo("\n" + e.network)
 
 
-#: what ``model.export`` writes in a SavedModel folder; ``--overwrite`` replaces nothing else
-SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb"}
-
-
-def check_export_target(path, *, overwrite: bool, reads=()) -> Path:
-    """Refuse an export folder before any work: an existing one without ``overwrite``, a file,
-    and with ``overwrite`` anything but a SavedModel folder (a run folder, the folder holding the
-    .keras file being exported)."""
-    target = Path(path)
-    if os.path.lexists(target) and not overwrite:
-        raise KBlocksError(f"{target} already exists; pass --overwrite to replace it")
-    if os.path.lexists(target) and (target.is_symlink() or not target.is_dir()):
-        raise KBlocksError(f"{target} exists and is not a folder; a SavedModel is a folder")
-    if not target.is_dir():
-        return target
-    for source in reads:
-        if is_file_path(source) and Path(source).resolve().is_relative_to(
-                target.resolve()):
-            raise KBlocksError(f"{target} holds {source}, the model being exported; --overwrite "
-                               f"would destroy it", hint="export to another folder")
-    foreign = sorted(p.name for p in target.iterdir() if p.name not in SAVED_MODEL_ENTRIES)
-    if foreign:
-        listed = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-        raise KBlocksError(f"{target} is not a SavedModel folder (it holds {listed}); "
-                           f"--overwrite replaces only a SavedModel kblocks exported",
-                           hint="export to a new or empty folder")
-    return target
-
-
-def export_saved_model(model, path, *, overwrite: bool = False, reads=()) -> Path:
-    """Write ``model`` as a TensorFlow SavedModel at ``path`` with ``model.export``, atomically.
-
-    The export goes to a temporary folder next to ``path`` and is renamed onto it only when
-    complete, so ``path`` never holds half a model. An existing ``path`` is an error unless
-    ``overwrite`` is true; then it is replaced and the old folder removed after the rename.
-    """
-    target = check_export_target(path, overwrite=overwrite, reads=reads)
-    kept = f"{target} still holds the previous SavedModel" if target.exists() else None
-    with writing(target, what="the SavedModel", kept=kept):  # a full disk: one line, exit 2
-        try:
-            return _export_into(model, target)
-        except OSError:
-            raise
-        except Exception as err:  # TensorFlow words a full disk its own way
-            if "No space left on device" not in str(err):
-                raise
-            raise OSError(errno.ENOSPC, "No space left on device") from None
-
-
-def _export_into(model, target: Path) -> Path:
-    """:func:`export_saved_model` once the target is checked: a temporary folder, renamed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    old = None
-    try:
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.rmdir(old)
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None and old.exists() and not target.exists():
-            os.replace(old, target)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
 @main.command()
 @architecture_options
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Folder to write the SavedModel to.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Where to write: a folder for savedmodel, NAME.tflite or NAME.onnx for the others.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="savedmodel", show_default=True,
+              help="savedmodel (TensorFlow serving), tflite (LiteRT, TensorFlow's converter) or "
+                   "onnx (tf2onnx; pip install 'kblocks[onnx]').")
+@click.option("--no-check", is_flag=True,
+              help="Skip the parity check (the model and the artifact on the same 4 images).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact of the same format.")
 @click.option("--unsafe", is_flag=True,
               help="Load a .keras ARCHITECTURE file even if it holds a Lambda layer, whose Python "
                    "code then runs: only for files you trust.")
-def export(architecture, input_shape, classes, blocks, variables, output, overwrite, unsafe):
-    """Build ARCHITECTURE (text, YAML, zoo name, or a saved .keras file) and write a TensorFlow
-    SavedModel for serving (tf.saved_model.load(path).serve(x)).
+def export(architecture, input_shape, classes, blocks, variables, output, fmt, no_check, overwrite,
+           unsafe):
+    """Build ARCHITECTURE (text, YAML, zoo name, or a saved .keras file) and export it for serving:
+    a TensorFlow SavedModel (tf.saved_model.load(path).serve(x)), a TFLite file or an ONNX file.
+
+    The artifact is run on 4 random images beside the Keras model and the largest difference
+    printed (parity); over 1e-4 (relative to the outputs' scale) the command fails with exit code
+    2 and keeps the artifact. The serving signature (input name, dtype, shape and range; output
+    logits or probabilities) is printed.
 
     A .keras file loads with safe_mode (kblocks.common.saving.load_model): one with a Lambda layer is
     refused unless --unsafe."""
     import kblocks
+    from kblocks.training.export import export_model
 
     try:
-        import tensorflow  # noqa: F401  model.export writes a TensorFlow SavedModel
+        import tensorflow  # noqa: F401  every format is written through TensorFlow
     except ModuleNotFoundError:
         raise KBlocksError("kblocks export needs TensorFlow (pip install 'kblocks[tf]')") from None
-    check_export_target(output, overwrite=overwrite, reads=(architecture,))
+    check_export_target(output, overwrite=overwrite, reads=(architecture,), format=fmt)
     source = Path(architecture)
     if architecture.endswith(".keras") and "\n" not in architecture:
         if input_shape or classes or blocks or variables:
@@ -174,12 +112,9 @@ def export(architecture, input_shape, classes, blocks, variables, output, overwr
         model = load_model(source, compile=False, unsafe=unsafe)
     else:
         model = kblocks.build(architecture, **compile_kwargs(input_shape, classes, blocks, variables))
-    target = export_saved_model(model, output, overwrite=overwrite, reads=(architecture,))
-    click.echo(f"exported {target} ({model.count_params():,} params); serve with "
-               f"tf.saved_model.load({str(target)!r}).serve(x)")
-    from kblocks.lang.conventions import assumed_note, conventions
-
-    conv = conventions(model)
-    click.echo(f"serve() takes {conv['input']} and returns {conv['output']}")
-    if assumed_note(conv):
-        click.echo(f"note: {assumed_note(conv)}", err=True)
+    report = export_model(model, output, format=fmt, check=not no_check, overwrite=overwrite,
+                          reads=(architecture,))
+    for line in report.lines():
+        click.echo(line)
+    if report.note:
+        click.echo(f"note: {report.note}", err=True)

@@ -310,7 +310,7 @@ def format_text(source, *, input_shape=None, classes=None, blocks=None, resolver
 
 def build(source, *, input_shape=None, classes=None, blocks=None, name=None, resolver=None,
           classifier_activation=None, normalize=None, normalize_stats=None, input_tensor=None,
-          variables=None, **legacy):
+          weights=None, variables=None, **legacy):
     """Build a :class:`kblocks.lang.models.Network` (a functional ``keras.Model``) from architecture
     text, a YAML file or a zoo name.
 
@@ -348,6 +348,9 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
         variables: values of the variables the text uses, ``variables={"width": 64}``
             (``build(text, width=64)`` still works but is deprecated; any other keyword argument
             is refused with the parameter it was probably meant to be).
+        weights: a Keras weight file (``.h5`` as ``keras.applications`` downloads, or
+            ``.weights.h5``) loaded layer for layer (:mod:`kblocks.lang.weights`): the zoo's twins
+            of ``keras.applications`` networks take their files.
 
     Returns:
         A :class:`kblocks.Network` (a functional ``keras.Model``) whose layers are named as the
@@ -359,7 +362,8 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
             cannot take its input shape; :class:`LimitError` (a subclass) for a network over the
             size limits.
         ConfigError: an architecture file that cannot be read or has a key of the wrong form.
-        KBlocksError: ``classes`` or ``input_shape`` of the wrong form, or a source of the wrong type.
+        KBlocksError: ``classes`` or ``input_shape`` of the wrong form, or a source of the wrong type;
+            :class:`~kblocks.lang.weights.WeightsError` for a ``weights`` file that does not fit.
     """
     from kblocks.lang.conventions import CLASSIFIER_ACTIVATIONS, normalization_layer
     from kblocks.lang.emit import emit
@@ -370,6 +374,10 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
     variables = _variables(build, source, variables, legacy)
     if input_tensor is not None:
         input_shape = _tensor_shape(input_tensor, input_shape)
+    if weights is not None:  # the file is checked before the model is made
+        from kblocks.lang.weights import check_weight_file, load_weight_file
+
+        weights = check_weight_file(weights)
     graph = compile(source, input_shape=input_shape, classes=classes, blocks=blocks, resolver=resolver,
                     variables=variables)
     arch = _as_arch(source)
@@ -385,6 +393,8 @@ def build(source, *, input_shape=None, classes=None, blocks=None, name=None, res
     model = emit(graph, name=name or _model_name(arch), classifier_activation=classifier_activation,
                  preprocess=preprocess, input_tensor=input_tensor)
     model._kblocks_graph = graph  # the summary of a model built here reads it back
+    if weights is not None:
+        load_weight_file(model, weights)
     return model
 
 
