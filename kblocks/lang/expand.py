@@ -307,12 +307,13 @@ class Expander:
                     f"names defined here: {', '.join(known)}" if known else
                     "name a tensor first with AS(name)")
             elsewhere = [sp for (s2, n2), (sp, *_rest) in self.names.items() if n2 == name and s2 != ns]
-            if elsewhere:
+            if ns:
+                hint += (f"; a block reads its caller's names only through parameters: "
+                         f"@block(x={name}) with FROM($x) in its body")
+            elif elsewhere:
                 hint = (f"{name!r} is named inside a block call ({elsewhere[0]}), and names made in a "
                         f"block are local to that call: pass the name in as a parameter, "
                         f"@block(out={name}) with AS($out) in its body")
-            elif ns:
-                hint += "; a block reads its caller's names only through parameters ($name)"
             raise ArchitectureError(f"FROM({name}): no tensor is named {name!r}", span=span,
                                     text=text if span.source == source else None, what="FROM",
                                     hint=hint)
