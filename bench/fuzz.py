@@ -123,6 +123,7 @@ TOKENS = [
     "99999999999999999999", "1" + "0" * 40, "9" * 5000, "1e999", "1e-999", ".5", "2.", "\"", "'",
     "'a\"b'", "classes", "N", "#", "\n", " ", "\t", "\r\n", "\x00", "\x0b", "\x0c", "\x1c", "é",
     "\u00a0", "\u2028", "\ufeff", "\U0001d54f", "\ud7ff", "ＣＯＮＶ", "Ⅻ", "𝟗", "٣", "true", "false",
+    "AS(a)", "FROM(a)", "AS(e#)", "FROM(e_1)", "FROM($s)", "CROP", "ZERO(2)", "HIGHWAY(8)",
 ]
 NUMBERS = ["0", "1", "-1", "2", "3", "7", "64", "1000", "10000", "10001", "65536", "2147483647",
            "2147483648", "99999999999999999999", "1" + "0" * 30, "1" + "0" * 400, "1e308", "1e309",
@@ -214,7 +215,8 @@ def _edit(rng: random.Random, text: str) -> str:
 LAYERS = ["CONV", "SEPCONV", "DWCONV", "CONVT", "POOL", "AVGPOOL", "GAP", "GMP", "FC", "FLATTEN",
           "DROPOUT", "SDROPOUT", "BN", "LN", "GN", "LRN", "RELU", "LRELU", "PRELU", "ELU", "SELU",
           "GELU", "SWISH", "SIGMOID", "TANH", "SOFTMAX", "LINEAR", "ZEROPAD", "UPSAMPLE", "SKIP",
-          "CONV1D", "CONV3D", "RESHAPE", "INPUT", "IDENTITY", "MAXPOOL", "DENSE", "FOO"]
+          "CONV1D", "CONV3D", "RESHAPE", "INPUT", "IDENTITY", "MAXPOOL", "DENSE", "FOO",
+          "ZERO", "CROP", "HIGHWAY", "AS", "FROM"]
 KEYS = ["filters", "kernel", "stride", "padding", "dilation", "groups", "use_bias", "units", "rate",
         "size", "pad", "proj", "alpha", "multiplier", "shape", "center", "scale", "k", "beta",
         "kernel_initializer", "name", "epsilon", "momentum", "activation", "trainable", "dtype",

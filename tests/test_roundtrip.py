@@ -1,4 +1,5 @@
-"""format(parse(text)) re-parses to the same graph: a property test over generated texts."""
+"""format(parse(text)) re-parses to the same graph: a property test over generated texts (DAGs with
+AS/FROM included)."""
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -9,7 +10,7 @@ shape_keeping = st.sampled_from([
     "CONV({f})", "CONV({f}, 3, padding=same)", "CONV({f}, kernel=[1, 3])", "CONV({f}, 1, use_bias=false)",
     "BN", "RELU", "LRELU(0.1)", "PRELU", "ELU", "SWISH", "DROPOUT(0.25)", "SDROPOUT(0.1)", "LRN",
     "SEPCONV({f})", "DWCONV(3)", "GN(groups=2)", "LN", "CONV({f}, 3, dilation=2)",
-    "CONV({f}, kernel_initializer=he_normal)",
+    "CONV({f}, kernel_initializer=he_normal)", "ZERO",
 ])
 downsampling = st.sampled_from(["POOL", "AVGPOOL(2)", "CONV({f}, 3, stride=2)", "POOL(3, 2, padding=same)",
                                 "CONV({f}, 3, padding=1)"])
@@ -42,6 +43,11 @@ def chain(draw, depth=0):
 @st.composite
 def network(draw):
     body = draw(chain())
+    if draw(st.booleans()):  # a named tensor (DSL 4b): the chain keeps height and width
+        name = draw(st.sampled_from(["x", "e1", "skip_0"]))
+        merge = draw(st.sampled_from(["(SKIP | FROM({n}))", "(FROM({n}) | SKIP)",
+                                      "AS(y) - (FROM({n}) - CONV(4, 1) + FROM(y) - CONV(4, 1))"]))
+        body = f"AS({name}) - {body} - " + merge.format(n=name)
     if draw(st.booleans()):
         body += "-" + draw(downsampling).format(f=draw(filters))
     if draw(st.booleans()):

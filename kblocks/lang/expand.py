@@ -12,13 +12,14 @@ from pathlib import Path
 import functools
 import inspect
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 from kblocks.lang import limits
 from kblocks.lang import syntax as S
 from kblocks.lang.blocks import REQUIRED, BlockLibrary, builtin_library
 from kblocks.common.errors import ArchitectureError, LimitError, Span
-from kblocks.lang.ir import Aux, Merge, Op, Program
+from kblocks.lang.ir import As, Aux, From, Merge, Op, Program
 from kblocks.lang.keras_keywords import refusal
 from kblocks.lang.parser import parse
 from kblocks.lang.vocab import VOCAB, LayerSpec
@@ -59,6 +60,9 @@ class _Ctx:
     source: str = ""
     depth: int = 0  # nesting, counted through named blocks (limits.MAX_NESTING)
     copies: int = 1  # product of the enclosing repetition counts (limits.MAX_REPEAT_PRODUCT)
+    ns: int = 0  # namespace of tensor names (AS/FROM): 0 for the network, one per block call
+    ns_label: str = ""  # how names of this namespace are spelled in the canonical text (cell2)
+    param_ns: dict = field(default_factory=dict)  # $param -> namespace where its value was written
 
 
 class Expander:
@@ -74,11 +78,16 @@ class Expander:
         self.opt_names: dict = {}
         self.opt_bases: dict = {}  # base name -> how many optional items use it
         self.items = 0  # items expanded so far (limits.MAX_EXPANDED_ITEMS)
+        self.names: dict = {}  # (namespace, name) -> (spelling, span of its AS, text, source)
+        self.spellings: set = set()  # unique spellings of the program's tensor names
+        self.pending: dict = {}  # (namespace, name) -> first FROM that read it before its AS
+        self.namespaces = 0
 
     # --- entry ---------------------------------------------------------------------------------
     def expand(self, tree: S.Seq, *, text: str = "", source: str = "") -> Program:
         ctx = _Ctx(self.variables, text=text, source=source)
         nodes = self._seq(tree, ctx, top=True)
+        self._check_pending(0)
         return Program(tuple(nodes), self.input_shape)
 
     def _error(self, msg, span, ctx, *, what=None, hint=None, cls=ArchitectureError):
@@ -211,6 +220,8 @@ class Expander:
 
     # --- layers ----------------------------------------------------------------------------------
     def _layer(self, item: S.Layer, ctx: _Ctx) -> list:
+        if item.name.upper() in ("AS", "FROM"):  # structure, not layers: no vocabulary entry
+            return [self._named(item, item.name.upper(), ctx)]
         spec = VOCAB.get(item.name)
         if spec is None or not spec.user:
             known = VOCAB.suggest(item.name)
@@ -224,6 +235,88 @@ class Expander:
             return []
         self._count_layer(item.span, ctx)
         return [self._bind(item, spec, ctx)]
+
+    # --- named tensors (DSL section 4b) -----------------------------------------------------------
+    def _tensor_name(self, item: S.Layer, token: str, ctx: _Ctx):
+        """``(namespace, name)`` of ``AS(name)`` / ``FROM(name)``: ``#`` replaced by the repetition
+        indices, a ``$param`` read in the namespace where its value was written."""
+        args = item.args
+        if len(args.positional) != 1 or args.keyword:
+            raise self._error(f"{token} takes one tensor name, e.g. {token}(e1)", item.span, ctx,
+                              what=item.name)
+        raw, ns = args.positional[0], ctx.ns
+        if isinstance(raw, S.Param):
+            ns = ctx.param_ns.get(raw.name, ctx.ns)
+            raw = self._lookup(raw, ctx, role=f"tensor name of {token}")
+            raw = raw.name if isinstance(raw, S.Word) else raw
+        elif isinstance(raw, S.Word):
+            raw = raw.name
+        if not isinstance(raw, str) or not _NAME.match(raw.replace("#", "")):
+            raise self._error(f"{token} needs a tensor name (an identifier such as e1), got "
+                              f"{_short(raw)}", item.span, ctx, what=item.name)
+        if "#" in raw:
+            if not ctx.reps:
+                raise self._error(f"'#' in the tensor name {raw!r} is replaced by the indices of the "
+                                  f"enclosing repetitions, and {token}({raw}) is in none", item.span,
+                                  ctx, what=item.name,
+                                  hint=f"write the name out ({raw.replace('#', '_1')}) or put the item "
+                                       f"under a repetition [...]*N")
+            raw = self._hash_name(raw, ctx)
+        return ns, raw
+
+    def _named(self, item: S.Layer, token: str, ctx: _Ctx):
+        key = self._tensor_name(item, token, ctx)
+        name = key[1]
+        if token == "AS":
+            if key in self.names:
+                _, first, _, _ = self.names[key]
+                raise self._error(f"the tensor name {name!r} is defined twice: AS({name}) here and at "
+                                  f"{_where(first)}", item.span, ctx, what=item.name,
+                                  hint="give each tensor its own name; under a repetition write "
+                                       "AS(name#) for one name per copy")
+            spelling = name if key[0] == 0 else f"{name}_{ctx.ns_label}"
+            base, k = spelling, 1
+            while spelling in self.spellings:
+                k += 1
+                spelling = f"{base}_{k}"
+            self.spellings.add(spelling)
+            self.names[key] = (spelling, item.span, ctx.text, ctx.source)
+            early = self.pending.pop(key, None)
+            if early is not None:
+                span, text, source = early
+                raise ArchitectureError(
+                    f"FROM({name}) reads the tensor {name!r} before it is defined: AS({name}) comes "
+                    f"later, at {_where(item.span)}", span=span, text=text if span.source == source
+                    else None, what="FROM",
+                    hint=f"a name is visible after its AS: move AS({name}) before FROM({name})")
+            return As(spelling, item.span)
+        if key not in self.names:
+            self.pending.setdefault(key, (item.span, ctx.text, ctx.source))
+            return From("", item.span)
+        spelling, defined, _, _ = self.names[key]
+        return From(spelling, item.span, defined)
+
+    def _check_pending(self, ns: int) -> None:
+        """A FROM of a name that no AS of its namespace defined (checked when the namespace ends)."""
+        for (space, name), (span, text, source) in list(self.pending.items()):
+            if space != ns:
+                continue
+            known = sorted(n for s, n in self.names if s == ns)
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            hint = (f"did you mean {' or '.join(close)}?" if close else
+                    f"names defined here: {', '.join(known)}" if known else
+                    "name a tensor first with AS(name)")
+            elsewhere = [sp for (s2, n2), (sp, *_rest) in self.names.items() if n2 == name and s2 != ns]
+            if ns:
+                hint += (f"; a block reads its caller's names only through parameters: "
+                         f"@block(x={name}) with FROM($x) in its body")
+            elif elsewhere:
+                hint = (f"{name!r} is named inside a block call ({elsewhere[0]}), and names made in a "
+                        f"block are local to that call: pass the name in as a parameter, "
+                        f"@block(out={name}) with AS($out) in its body")
+            raise ArchitectureError(f"FROM({name}): no tensor is named {name!r}", span=span,
+                                    text=text if span.source == source else None, what="FROM",
+                                    hint=hint)
 
     def _count_layer(self, span, ctx):
         self.layer_count += 1
@@ -369,16 +462,40 @@ class Expander:
         body = _parse_block_body(block.body, where, block.name)
         self.block_counts[call.name] = self.block_counts.get(call.name, 0) + 1
         scope = ctx.scope or f"{call.name}{self.block_counts[call.name]}"
+        self.namespaces += 1
+        ns = self.namespaces
+        label = f"{ctx.ns_label}_" if ctx.ns_label else ""
         inner = replace(ctx, params=bound, block_stack=ctx.block_stack + (call.name,), scope=scope,
-                        text=block.body, source=body.span.source)
+                        text=block.body, source=body.span.source, ns=ns,
+                        ns_label=f"{label}{call.name}{self.block_counts[call.name]}",
+                        param_ns=self._param_namespaces(call, block, ctx, ns))
         try:
-            return self._seq(body, inner)
+            out = self._seq(body, inner)
+            self._check_pending(ns)
+            return out
         except ArchitectureError as err:
             if getattr(err, "_via", None):
                 raise
             err._via = True
             raise type(err)(f"{err.message} (inside @{call.name})", span=err.span or call.span,
                             text=err.text, hint=err.hint, what=err.what) from None
+
+    def _param_namespaces(self, call: S.BlockCall, block, ctx: _Ctx, ns: int) -> dict:
+        """Where each parameter's value was written: a tensor name passed as an argument
+        (``@up(skip=e_2)``) is the caller's; a default from the block's definition is the block's."""
+        names = block.param_names()
+        written = dict(zip(names, call.args.positional))
+        written.update({k: v for k, v, _ in call.args.keyword})
+        out = {}
+        for pname in names:
+            raw = written.get(pname)
+            if raw is None:
+                out[pname] = ns
+            elif isinstance(raw, S.Param):
+                out[pname] = ctx.param_ns.get(raw.name, ctx.ns)
+            else:
+                out[pname] = ctx.ns
+        return out
 
     def _find_block(self, call: S.BlockCall, ctx: _Ctx):
         """The block a call names, refusing unknown names, recursion and deep nesting."""
@@ -430,8 +547,8 @@ class Expander:
         if isinstance(raw, S.Placeholder):  # keep it: resolved where used, named with call-site '#'
             return S.Placeholder(self._hash_name(raw.name, ctx), raw.kind, raw.values, raw.low,
                                  raw.high, raw.step, raw.log, raw.span)
-        if isinstance(raw, S.Word):
-            return raw.name
+        if isinstance(raw, S.Word):  # e# (a tensor name) takes the call site's indices
+            return self._hash_name(raw.name, ctx) if ctx.reps else raw.name
         if isinstance(raw, tuple):  # [4, $f]: its $f is the caller's, resolved here (a $f left in
             return tuple(self._arg_value(v, ctx) for v in raw)  # the list recursed forever)
         return raw
@@ -556,6 +673,14 @@ def _to_shape(value, arg, spec, fail):
 
 _COERCE = {"int": _to_int, "float": _to_float, "ints": _to_ints, "padding": _to_padding,
            "bool": _to_bool, "shape": _to_shape}
+
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _where(span: Span) -> str:
+    """``line 1, column 20`` (with the file when it has one), for an error naming a second place."""
+    return span.describe() or "an unknown place"
 
 
 def _short(value) -> str:

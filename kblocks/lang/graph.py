@@ -15,7 +15,7 @@ from kblocks.lang import limits
 from kblocks.lang import shapes as sh
 from kblocks.common.errors import ArchitectureError, LimitError, Span
 from kblocks.lang.kinds import Site
-from kblocks.lang.ir import Aux, Merge, Op, Program, format_op, format_text
+from kblocks.lang.ir import As, Aux, From, Merge, Op, Program, format_op, format_text
 from kblocks.lang.vocab import MERGE_TOKEN, VOCAB
 
 INPUT = -1  # index standing for the model input
@@ -39,6 +39,7 @@ class Node:
         note: why an inserted node is there (``"inserted before FC"``).
         scope: the outermost named-block instance it comes from (``"basic2"``).
         branch_head: it is the first layer of a branch, reading a tensor another branch also reads.
+        froms: per input, the tensor name a ``FROM(name)`` read it by (``""`` for the others).
     """
 
     index: int
@@ -53,6 +54,7 @@ class Node:
     note: str = ""
     scope: str = ""
     branch_head: bool = False  # first layer of a branch: reads a tensor another branch also reads
+    froms: tuple = ()  # per input: the name a FROM read it by, or ""
 
     def get(self, name, default=None):
         for k, v in self.params:
@@ -136,6 +138,8 @@ class _Builder:
         self.source = source
         self.counts: dict = {}
         self.params = 0  # parameters so far (limits.MAX_PARAMS)
+        self.names: dict = {}  # tensor name -> node index (INPUT for the input), from AS
+        self.jumped: dict = {}  # node index -> the first FROM that continued from elsewhere
 
     def fail(self, msg, span, what, hint=None, cls=ArchitectureError):
         text = self.text if (span and span.source == self.source) else None
@@ -145,7 +149,7 @@ class _Builder:
         return self.input_shape if index == INPUT else self.nodes[index].shape
 
     def add(self, token, params, extra, inputs, shape, *, span=None, text="", note="", scope="",
-            head=False):
+            head=False, froms=()):
         if len(self.nodes) >= limits.MAX_LAYERS:
             raise self.fail(f"the graph has more than {limits.MAX_LAYERS:,} layers", span, token,
                             cls=LimitError)
@@ -158,7 +162,8 @@ class _Builder:
         base = f"{token.lower()}_{index}"
         name = f"{scope}_{base}" if scope else base
         node = Node(index, token, tuple(params), tuple(extra), tuple(inputs), tuple(shape),
-                    name, span or Span(), text, note, scope, head)
+                    name, span or Span(), text, note, scope, head,
+                    tuple(froms) if any(froms) else ())
         self.check_weights(node)
         self.nodes.append(node)
         return index
@@ -182,19 +187,28 @@ class _Builder:
                             cls=LimitError, hint="use fewer or narrower layers")
 
     # --- walking -------------------------------------------------------------------------------
-    def run(self, nodes, current, head=False):
+    def run(self, nodes, current, head=False, via=None):
+        """Build ``nodes`` from ``current``; returns the last tensor and the FROM that reached it
+        (None when the path did not jump to it)."""
         for node in nodes:
             if isinstance(node, Op):
-                current = self.op(node, current, head)
+                current, via = self.op(node, current, head, via), None
             elif isinstance(node, Merge):
-                current = self.merge(node, current)
+                current, via = self.merge(node, current, via), None
             elif isinstance(node, Aux):
-                out = self.run(node.body, current, head=True)
+                out, _ = self.run(node.body, current, head=True, via=via)
                 self.outputs.append(out)
+            elif isinstance(node, As):  # names the tensor and passes it on
+                self.names[node.name] = current
+                continue
+            elif isinstance(node, From):
+                self.jumped.setdefault(current, node)
+                current, via, head = self.names[node.name], node, True
+                continue
             head = False
-        return current
+        return current, via
 
-    def op(self, op: Op, current, head):
+    def op(self, op: Op, current, head, via=None):
         spec = VOCAB[op.token]
         shape = self.shape(current)
         params = dict(op.params)
@@ -218,37 +232,90 @@ class _Builder:
             out = spec.kind.out_shape(params, shape, Site(op.token, spec.rank, self.counts[op.token]))
         except sh.ShapeError as err:
             raise self.fail(str(err), op.span, op.token) from None
-        return self.add(op.token, op.params, op.extra, (current,), out, head=head, **common)
+        return self.add(op.token, op.params, op.extra, (current,), out, head=head,
+                        froms=(via.name if via else "",), **common)
 
-    def merge(self, merge: Merge, current):
-        """The branches of ``merge`` from ``current``, then the CONCAT, ADD or MULTIPLY node."""
-        ends, skip_flags = [], []
-        for body, proj in zip(merge.branches, merge.skip_proj):
+    def merge(self, merge: Merge, current, via=None):
+        """The branches of ``merge`` from ``current``, then the CONCAT, ADD or MULTIPLY node. A
+        branch ending in a bare ``CROP`` (a kind that ``fits_merge``) is cropped last, to the
+        smallest height and width among the merge's inputs."""
+        ends, skip_flags, vias, crops = [], [], [], {}
+        for i, (body, proj) in enumerate(zip(merge.branches, merge.skip_proj)):
+            last = body[-1] if body else None
+            if isinstance(last, Op) and VOCAB[last.token].kind.fits_merge and \
+                    all(v is None for _, v in last.params):
+                crops[i] = last
+                body = body[:-1]
             if body:
-                ends.append(self.run(body, current, head=True))
+                end, end_via = self.run(body, current, head=True, via=via)
+                ends.append(end)
+                vias.append(end_via)
                 skip_flags.append(None)
             else:
                 ends.append(current)
-                skip_flags.append(proj)
+                vias.append(via)
+                skip_flags.append(proj if i not in crops else None)
+        if crops:
+            self.crop_branches(ends, vias, crops, merge)
         shapes = [self.shape(e) for e in ends]
         if merge.op == "|":
-            out = self.concat_shape(shapes, merge)
+            out = self.concat_shape(shapes, merge, vias)
         else:
-            out = self.elementwise_shape(ends, shapes, skip_flags, merge)
-        return self.add(MERGE_TOKEN[merge.op], (), (), tuple(ends), out, span=merge.span, text="")
+            out = self.elementwise_shape(ends, shapes, skip_flags, merge, vias)
+        return self.add(MERGE_TOKEN[merge.op], (), (), tuple(ends), out, span=merge.span, text="",
+                        froms=tuple(v.name if v else "" for v in vias))
 
-    def concat_shape(self, shapes, merge):
+    def crop_branches(self, ends, vias, crops, merge):
+        shapes = [self.shape(e) for e in ends]
+        maps = [s for s in shapes if len(s) == 3]
+        if len(maps) != len(shapes):
+            raise self.fail(f"CROP crops a merge branch to the merge's smallest height and width, "
+                            f"but the inputs are {', '.join(sh.dims(s) for s in shapes)}",
+                            crops[min(crops)].span, "CROP", hint="CROP needs feature maps (H, W, C)")
+        size = (min(s[0] for s in maps), min(s[1] for s in maps))
+        for i, crop in crops.items():
+            crop = crop.replace_param("h", size[0]).replace_param("w", size[1])
+            ends[i] = self.op(crop, ends[i], False, vias[i])
+            vias[i] = None
+
+    def _branch_list(self, shapes, vias) -> str:
+        """The merge's input shapes, each FROM branch with both of its places."""
+        parts = []
+        for s, v in zip(shapes, vias):
+            if v is None:
+                parts.append(sh.dims(s))
+            else:
+                parts.append(f"{sh.dims(s)} (FROM({v.name}) at {v.span.describe()}, named by "
+                             f"AS({v.name}) at {v.defined.describe()})")
+        return ", ".join(parts)
+
+    def _fix_hint(self, vias, default) -> str:
+        if any(vias):
+            return ("SKIP is projected automatically, a FROM is not: write the projection "
+                    "(e.g. FROM(x) - CONV(filters, 1, stride=s)) or a CROP (FROM(x) - CROP) in the "
+                    "FROM branch")
+        return default
+
+    def concat_shape(self, shapes, merge, vias=()):
+        vias = list(vias) or [None] * len(shapes)
         ranks = {len(s) for s in shapes}
         if len(ranks) > 1 or len({s[:-1] for s in shapes}) > 1:
             raise self.fail(f"branches of a concatenation must agree except in channels; got "
-                            f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'|'",
-                            hint="give every branch the same strides/padding")
+                            f"{self._branch_list(shapes, vias)}", merge.span, "'|'",
+                            hint=self._fix_hint(vias, "give every branch the same strides/padding"))
         return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
 
-    def elementwise_shape(self, ends, shapes, skip_flags, merge):
+    def elementwise_shape(self, ends, shapes, skip_flags, merge, vias=()):
         """The output of an add or multiply. A SKIP branch that does not fit is projected; for a
         multiply a lower-rank branch is reshaped to broadcast. Updates ``ends`` and ``shapes``."""
-        self.fit_skips(ends, shapes, skip_flags, merge)
+        vias = list(vias) or [None] * len(shapes)
+        try:
+            self.fit_skips(ends, shapes, skip_flags, merge)
+        except ArchitectureError as err:
+            if not any(vias):
+                raise
+            raise self.fail(f"{err.message}; the branches are {self._branch_list(shapes, vias)}",
+                            merge.span, f"'{merge.op}'", hint=self._fix_hint(vias, "")) from None
         widest = max(shapes, key=len)
         for i, s in enumerate(shapes):
             if len(s) < len(widest) and merge.op == "&":
@@ -262,11 +329,14 @@ class _Builder:
             for s in shapes[1:]:
                 out = sh.broadcast(out, s)
         except sh.ShapeError as err:
-            raise self.fail(f"branches of an {what} do not fit: {err}", merge.span, f"'{merge.op}'",
-                            hint="make the branches end with the same shape") from None
+            raise self.fail(f"branches of an {what} do not fit: {err}; got "
+                            f"{self._branch_list(shapes, vias)}", merge.span, f"'{merge.op}'",
+                            hint=self._fix_hint(vias, "make the branches end with the same shape")
+                            ) from None
         if merge.op == "+" and any(s != out for s in shapes):
             raise self.fail(f"branches of an add must have the same shape; got "
-                            f"{', '.join(sh.dims(s) for s in shapes)}", merge.span, "'+'")
+                            f"{self._branch_list(shapes, vias)}", merge.span, "'+'",
+                            hint=self._fix_hint(vias, "make the branches end with the same shape"))
         return out
 
     def fit_skips(self, ends, shapes, skip_flags, merge):
@@ -340,6 +410,27 @@ def build_graph(program: Program, input_shape, *, text: str = "", source: str = 
         raise LimitError(f"the input {sh.dims(dims)} has {math.prod(dims):,} elements per image, over "
                          f"the limit of {limits.MAX_ACTIVATION_ELEMENTS:,}", hint="use a smaller input")
     b = _Builder(input_shape, text, source)
-    main = b.run(program.nodes, INPUT)
+    main, _ = b.run(program.nodes, INPUT)
     outputs = (main, *b.outputs)
-    return Graph(tuple(input_shape), tuple(b.nodes), outputs, program, source, text)
+    graph = Graph(tuple(input_shape), tuple(b.nodes), outputs, program, source, text)
+    _check_all_used(graph, b)
+    return graph
+
+
+def _check_all_used(graph: Graph, b: _Builder) -> None:
+    """Every computed tensor is read (DSL section 4b): a path that jumps away with FROM must not
+    leave its last result behind, except the outputs."""
+    outputs = set(graph.outputs)
+    for index, users in graph.consumers().items():
+        if users or index in outputs or index == INPUT:
+            continue
+        node = graph.nodes[index]
+        jump = b.jumped.get(index)
+        what = node.text or node.dsl
+        where = "" if node.span.line else " (inserted)"
+        why = (f": FROM({jump.name}) at {jump.span.describe()} continues from another tensor "
+               f"and leaves it behind" if jump is not None else "")
+        raise b.fail(f"the output of {what}{where} is never used{why}", node.span or
+                     (jump.span if jump else None), node.token,
+                     hint="name it with AS(name) and read it with FROM(name) (or merge it), or "
+                          "remove it; only the network's output and AUX heads may be left unread")

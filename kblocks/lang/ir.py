@@ -54,6 +54,24 @@ class Aux:
 
 
 @dataclass(frozen=True)
+class As:
+    """``AS(name)``: names the current tensor and passes it on (DSL section 4b). ``name`` is unique
+    in the program: a name made inside a block call is spelled ``{name}_{block}{k}`` here."""
+
+    name: str
+    span: Span = field(default_factory=Span, compare=False)
+
+
+@dataclass(frozen=True)
+class From:
+    """``FROM(name)``: the path continues from the named tensor (DSL section 4b)."""
+
+    name: str
+    span: Span = field(default_factory=Span, compare=False)
+    defined: Span = field(default_factory=Span, compare=False)  # where its AS was written
+
+
+@dataclass(frozen=True)
 class Program:
     """A fully expanded network: its nodes and the input shape written with ``INPUT`` (if any)."""
 
@@ -90,6 +108,8 @@ def format_op(op: Op) -> str:
         value = params.get(arg.name)
         default = spec.default(arg, params)
         leading = i == 0 and arg.type in ("int", "ints", "float")  # CONV(32), FC(10), POOL(2)
+        if value is None and default is None:  # bare CROP, HIGHWAY without units
+            continue
         if not leading and value == default and type(value) is type(default):
             continue
         if leading:
@@ -110,6 +130,10 @@ def _format_nodes(nodes) -> str:
             for body, proj in zip(node.branches, node.skip_proj or (True,) * len(node.branches)):
                 branches.append(_format_nodes(body) if body else ("SKIP" if proj else "SKIP(proj=false)"))
             out.append("(" + f" {node.op} ".join(branches) + ")")
+        elif isinstance(node, As):
+            out.append(f"AS({node.name})")
+        elif isinstance(node, From):
+            out.append(f"FROM({node.name})")
         elif isinstance(node, Aux):  # an empty tap (AUX[CONV*0]) reads back from AUX[SKIP]
             out.append("AUX[" + (_format_nodes(node.body) or "SKIP") + "]")
         else:

@@ -72,6 +72,8 @@ class LayerKind:
         merge: it takes the list of its branches' tensors (CONCAT, ADD, MULTIPLY).
         custom: its Keras layer is one of kblocks' own (:mod:`kblocks.lang.layers`), not one of
             ``keras.layers``.
+        fits_merge: written without arguments as the last item of a merge's branch, it is given
+            the merge's smallest height and width (CROP: the valid-padding skips of U-Net).
     """
 
     name: str
@@ -87,6 +89,7 @@ class LayerKind:
     zero_pads: bool = False
     merge: bool = False
     custom: bool = False
+    fits_merge: bool = False
 
 
 # --- shared pieces ----------------------------------------------------------------------------------
@@ -324,3 +327,79 @@ def _no_layer(layers, spec, kw, in_shape):
 SKIP = LayerKind("skip", _same_shape, _no_params, _no_macs, _no_window, _no_layer, "#ffffff")
 MERGE = LayerKind("merge", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#fc9272",
                   merge=True)
+
+
+# --- v2: ZERO, CROP, HIGHWAY (DSL section 3b) --------------------------------------------------------
+def _zero_shape(p, shape, site):
+    s = p["stride"]
+    if len(shape) == 1:
+        if s != 1:
+            raise sh.ShapeError(f"ZERO({s}) strides a feature map, but gets a vector of {shape[0]}")
+        return shape
+    return tuple(-(-i // s) for i in shape[:-1]) + (shape[-1],)  # as a same-padded op of stride s
+
+
+def _zero_window(p, rank):
+    return Window(None, (p["stride"],) * rank)
+
+
+def _crop_shape(p, shape, site):
+    sh.expect_map(site.token, shape, 2)
+    if p["h"] is None:
+        raise sh.ShapeError("CROP without a size crops the last item of a merge's branch to the "
+                            "merge's smallest height and width; anywhere else write CROP(h, w)")
+    if p["h"] > shape[0] or p["w"] > shape[1]:
+        raise sh.ShapeError(f"cannot crop {sh.dims(shape)} to {p['h']}x{p['w']}: the input is smaller")
+    return (p["h"], p["w"], shape[-1])
+
+
+def _crop_layer(layers, spec, kw, in_shape):
+    if "cropping" in kw:
+        raise TypeError("CROP sets cropping= itself: write CROP(h, w), the size to crop to")
+    h, w = kw.pop("h"), kw.pop("w")
+    top, left = (in_shape[0] - h) // 2, (in_shape[1] - w) // 2  # centred; an odd pixel goes below
+    kw["cropping"] = ((top, in_shape[0] - h - top), (left, in_shape[1] - w - left))
+    return layers.Cropping2D(**kw)
+
+
+def _highway_units(p, shape):
+    return shape[-1] if p["units"] is None else p["units"]
+
+
+def _highway_shape(p, shape, site):
+    if p["kernel"] is None and len(shape) != 1:
+        raise sh.ShapeError(f"HIGHWAY gets the feature map {sh.dims(shape)}: write the convolutional "
+                            f"form HIGHWAY({shape[-1]}, kernel=3), or FLATTEN first")
+    if p["kernel"] is not None:
+        sh.expect_map(site.token, shape, 2)
+    if _highway_units(p, shape) != shape[-1]:
+        raise sh.ShapeError(f"units={p['units']} of HIGHWAY must equal the input's size "
+                            f"{shape[-1]} (y = H(x)*T(x) + x*(1 - T(x)) adds x back)")
+    return shape
+
+
+def _highway_params(p, shape):
+    units = _highway_units(p, shape)
+    k = 1 if p["kernel"] is None else _kernel_size(p, 2)
+    return 2 * (k * shape[-1] * units + units), 0
+
+
+def _highway_macs(p, shape, out):
+    units = _highway_units(p, shape)
+    if p["kernel"] is None:
+        return 2 * shape[-1] * units
+    return 2 * math.prod(out[:-1]) * _kernel_size(p, 2) * shape[-1] * units
+
+
+def _highway_window(p, rank):
+    if p["kernel"] is None:
+        return None
+    return Window(_tuple(p["kernel"], rank), (1,) * rank)
+
+
+ZERO = LayerKind("zero", _zero_shape, _no_params, _no_macs, _zero_window, keras_layer, "#ffffff",
+                 custom=True)
+CROP = LayerKind("crop", _crop_shape, _no_params, _no_macs, _no_window, _crop_layer, "#ffffff",
+                 fits_merge=True)
+HIGHWAY = LayerKind("highway", _highway_shape, _highway_params, _highway_macs, _highway_window,
+                    keras_layer, "#a1d99b", custom=True)

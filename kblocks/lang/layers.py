@@ -50,3 +50,89 @@ class LRN(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "size": self.size, "alpha": self.alpha, "beta": self.beta,
                 "k": self.k}
+
+
+@keras.saving.register_keras_serializable(package="kblocks")
+class Highway(keras.layers.Layer):
+    """A highway layer (Srivastava, Greff and Schmidhuber 2015, "Highway Networks", eq. 3):
+    ``y = H(x) * T(x) + x * (1 - T(x))`` with ``H(x) = relu(x W_H + b_H)`` and the transform gate
+    ``T(x) = sigmoid(x W_T + b_T)``, whose bias starts at ``gate_bias`` (negative, so that the layer
+    first carries its input: the paper suggests -1 to -3).
+
+    Args:
+        units: output size; must equal the input's last axis (``x`` is added back). None: that size.
+        gate_bias: initial value of ``b_T``.
+        kernel_size: None for the dense form; an int or pair for the convolutional form, where
+            ``H`` and ``T`` are same-padded convolutions of that kernel over a feature map.
+
+    Input shape: ``(batch, units)``, or ``(batch, H, W, units)`` for the convolutional form.
+    Output shape: the same.
+    """
+
+    def __init__(self, units=None, gate_bias=-1.0, kernel_size=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = None if units is None else int(units)
+        self.gate_bias = float(gate_bias)
+        if isinstance(kernel_size, int):
+            kernel_size = (kernel_size, kernel_size)
+        self.kernel_size = None if kernel_size is None else tuple(int(k) for k in kernel_size)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        units = self.units or channels
+        if units != channels:
+            raise ValueError(f"Highway units={units} must equal the input's last axis ({channels})")
+        shape = (channels, units) if self.kernel_size is None else (*self.kernel_size, channels, units)
+        self.kernel_h = self.add_weight(name="kernel_h", shape=shape, initializer="glorot_uniform")
+        self.bias_h = self.add_weight(name="bias_h", shape=(units,), initializer="zeros")
+        self.kernel_t = self.add_weight(name="kernel_t", shape=shape, initializer="glorot_uniform")
+        self.bias_t = self.add_weight(name="bias_t", shape=(units,),
+                                      initializer=keras.initializers.Constant(self.gate_bias))
+
+    def _affine(self, inputs, kernel, bias):
+        if self.kernel_size is None:
+            return ops.matmul(inputs, kernel) + bias
+        return ops.conv(inputs, kernel, strides=1, padding="same") + bias
+
+    def call(self, inputs):
+        h = ops.relu(self._affine(inputs, self.kernel_h, self.bias_h))
+        t = ops.sigmoid(self._affine(inputs, self.kernel_t, self.bias_t))
+        return h * t + inputs * (1.0 - t)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "gate_bias": self.gate_bias,
+                "kernel_size": None if self.kernel_size is None else list(self.kernel_size)}
+
+
+@keras.saving.register_keras_serializable(package="kblocks")
+class Zero(keras.layers.Layer):
+    """The "none" operation of cell search spaces (NAS-Bench-201, DARTS): zeros with the input's
+    shape, the spatial axes strided as a same-padded op of ``stride`` would (``ceil(n / stride)``).
+    Like DARTS' ``Zero`` it multiplies the (strided) input by 0, so it reads its input.
+
+    Args:
+        stride: spatial stride (1 keeps the shape).
+    """
+
+    def __init__(self, stride=1, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = int(stride)
+
+    def call(self, inputs):
+        if self.stride > 1 and len(inputs.shape) > 2:
+            index = (slice(None),) + (slice(None, None, self.stride),) * (len(inputs.shape) - 2) + \
+                (slice(None),)
+            inputs = inputs[index]
+        return inputs * 0.0
+
+    def compute_output_shape(self, input_shape):
+        if self.stride == 1 or len(input_shape) <= 2:
+            return input_shape
+        return (input_shape[0], *[None if n is None else -(-n // self.stride)
+                                  for n in input_shape[1:-1]], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}

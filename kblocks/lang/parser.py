@@ -21,7 +21,7 @@ _TERMINAL_WORDS = {
     "NAME": "a layer name", "INT": "an integer", "FLOAT": "a number", "STRING": "a quoted string",
     "COMMA": "','", "STAR": "'*'", "QMARK": "'?'", "BRANCH_OP": "'|', '+' or '&'", "EQUAL": "'='",
     "AT": "'@'", "PARAM": "a $parameter", "LBRACE": "'{'", "RBRACE": "'}'", "HPNAME": "a name",
-    "COLON": "':'", "VBAR": "'|'", "MINUS": "'-'", "__ANON_0": "'..'", "LOG": "'log'",
+    "COLON": "':'", "HASHNAME": "a name with #", "VBAR": "'|'", "MINUS": "'-'", "__ANON_0": "'..'", "LOG": "'log'",
     "STEP": "'step'", "$END": "the end of the text",
 }
 

@@ -21,6 +21,9 @@ def layout(graph: Graph) -> dict:
             row = pos[parent][1] + 1
         else:
             col, row = pos[parent][0], pos[parent][1] + 1
+        taken = set(pos.values())
+        while (col, row) in taken:  # a FROM reads an earlier tensor: move aside, not on top
+            col += 1
         pos[node.index] = (col, row)
     return pos
 

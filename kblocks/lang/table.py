@@ -169,7 +169,9 @@ class Summary:
             at = f"{node.span.line}:{node.span.column}" if node.span.line else ""
             cls = node.spec.keras_class or node.token
             if node.spec.kind.merge or len(node.inputs) > 1 or node.inputs[0] != node.index - 1:
-                srcs = ",".join("in" if i == INPUT else str(i) for i in node.inputs)
+                froms = node.froms or ("",) * len(node.inputs)
+                srcs = ",".join(("in" if i == INPUT else str(i)) + (f" (from {f})" if f else "")
+                                for i, f in zip(node.inputs, froms))
                 cls += f" <- {srcs}"
             out.append(Row(str(node.index), dsl, at, f"{node.name}: {cls}", dims(node.shape),
                            count_cell(st.params), count_cell(st.activations),

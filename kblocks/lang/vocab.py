@@ -206,6 +206,20 @@ VOCAB.register(LayerSpec("SKIP", K.SKIP, "", (Arg("proj", True, "bool"),), ("IDE
                          example=("SKIP-CONV(4)", (8, 8, 3))))
 VOCAB.register(LayerSpec("RESHAPE", K.RESHAPE, "Reshape", (Arg("shape", (), "shape", "target_shape"),),
                          example=("RESHAPE([4, 48])", (8, 8, 3))))
+VOCAB.register(LayerSpec("ZERO", K.ZERO, "Zero", (Arg("stride", 1, "int", "stride", ("s", "strides")),),
+                         rank=2, doc="zeros of the input's shape, strided as a same-padded op (the "
+                                     "'none' operation of cell search spaces)",
+                         example=("ZERO(2)", (7, 7, 3))))
+VOCAB.register(LayerSpec("CROP", K.CROP, "Cropping2D", (
+    Arg("h", None, "int", "h", ("height",)), Arg("w", None, "int", "w", ("width",), same_as="h"),
+), rank=2, doc="centre crop to h x w; bare, as the last item of a merge branch, to the merge's "
+               "smallest size", example=("CROP(5, 4)", (8, 7, 3))))
+VOCAB.register(LayerSpec("HIGHWAY", K.HIGHWAY, "Highway", (
+    Arg("units", None, "int", "units"),  # None: the input's size, the only size it may have
+    Arg("gate_bias", -1.0, "float", "gate_bias"),
+    Arg("kernel", None, "ints", "kernel_size", ("kernel_size", "k")),
+), doc="highway layer (Srivastava et al. 2015), dense or, with kernel=, convolutional",
+    example=("HIGHWAY(6, gate_bias=-2)", (6,))))
 # Internal nodes made by the graph builder, never written by users.
 for _tok, _cls, _fixed in (("CONCAT", "Concatenate", (("axis", -1),)), ("ADD", "Add", ()),
                            ("MULTIPLY", "Multiply", ())):
