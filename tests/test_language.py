@@ -163,3 +163,20 @@ def test_input_shape_conflict_is_an_error():
 def test_summary_prints_the_totals():
     text = str(kblocks.summary(VGG16, input_shape=(224, 224, 3)))
     assert "138,357,544" in text and "15,237,608" in text
+
+
+def test_bare_input_takes_the_callers_shape():
+    """DSL.md section 1: a bare INPUT, as slides write it, takes the caller's input_shape; the
+    README's slide string builds with --input-shape (issue 13)."""
+    import kblocks
+
+    slide = "INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC"
+    graph = kblocks.compile(slide, input_shape=(32, 32, 3), classes=10,
+                            variables={"N": 2, "M": 2, "K": 1})
+    assert graph.canonical_text().startswith("INPUT(32, 32, 3)")
+    assert kblocks.format_text("INPUT-CONV(8)-GAP-FC(2)", input_shape=(8, 8, 1)) == \
+        kblocks.format_text("INPUT(8,8,1)-CONV(8)-GAP-FC(2)")
+    with pytest.raises(kblocks.KBlocksError, match="no input shape"):
+        kblocks.compile("INPUT-CONV(8)-GAP-FC(2)")
+    with pytest.raises(kblocks.KBlocksError, match="write INPUT\\(height, width, channels\\)"):
+        kblocks.compile("INPUT(h=3)-CONV(8)-GAP-FC(2)", input_shape=(8, 8, 1))

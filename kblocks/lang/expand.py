@@ -445,9 +445,11 @@ class Expander:
                 raise self._error(f"INPUT dimensions must be positive whole numbers, got {v!r}",
                                   item.span, ctx, what="INPUT")
             dims.append(v)
-        if item.args.keyword or not dims:
+        if item.args.keyword:
             raise self._error("write INPUT(height, width, channels), e.g. INPUT(32,32,3)", item.span,
                               ctx, what="INPUT")
+        if not dims:  # a bare INPUT, as slides write it: the caller's input_shape (DSL.md section 1)
+            return None
         if max(dims) > limits.MAX_INT or math.prod(dims) > limits.MAX_ACTIVATION_ELEMENTS:
             raise self._error(f"the input has {math.prod(dims):,} elements per image, over the limit "
                               f"of {limits.MAX_ACTIVATION_ELEMENTS:,}", item.span, ctx, what="INPUT",
