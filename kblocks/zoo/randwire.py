@@ -135,13 +135,18 @@ def network_text(graph: str = "ws", *, nodes: int = 32, k: int = 4, p: float | N
         if not 1 <= stages <= len(plan):
             raise ConfigError(f"stages={stages}: the {regime} regime has 1 to {len(plan)} random stages")
         plan = plan[:stages]
-    draw = random.Random(seed)
     parts = [f"INPUT({input_size}, {input_size}, 3)", *stem]
-    for i, (n, c) in enumerate(plan, start=1):
-        s = stage(graph, n, k=k, p=p, m=m, seed=draw.randrange(2**32))
+    for i, ((n, c), stage_seed) in enumerate(zip(plan, stage_seeds(seed, len(plan))), start=1):
+        s = stage(graph, n, k=k, p=p, m=m, seed=stage_seed)
         parts.append(stage_text(s, c, prefix=f"s{i}"))
     parts.append(f"RELU - CONV(1280, 1, use_bias=false) - BN - RELU - GAP - FC({classes}) - SOFTMAX")
     return "\n- ".join(parts) + "\n"
+
+
+def stage_seeds(seed: int, stages: int) -> list:
+    """The seeds of the graphs of ``stages`` stages, drawn from ``seed`` (each stage its own graph)."""
+    draw = random.Random(seed)
+    return [draw.randrange(2**32) for _ in range(stages)]
 
 
 def _check(graph, nodes, k, p, m):
