@@ -15,7 +15,7 @@ from kblocks.cli.app import main
 
 def _register():
     # Each module adds its commands to ``main``; import order is the order in --help.
-    from kblocks.cli import core, inspect, search, train, zoo  # noqa: F401
+    from kblocks.cli import core, generate, inspect, search, train, zoo  # noqa: F401
 
 
 _register()
