@@ -209,7 +209,7 @@ def inspect_command(model_spec, methods, images, layer, class_spec, class_names,
     saliency     |d class score / d pixel|, Simonyan et al. 2014
     gradcam      gradient-weighted feature maps, Selvaraju et al. 2017
     cam          class activation map of a GAP + dense head, Zhou et al. 2016
-    occlusion    class probability as a grey square slides, Zeiler & Fergus 2014
+    occlusion    drop in class probability under a sliding grey square, Zeiler & Fergus 2014
     tsne         2-D t-SNE of penultimate codes of --data, coloured by class
     fgsm         adversarial image x + eps*255*sign(grad), Goodfellow et al. 2015
 
