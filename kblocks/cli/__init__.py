@@ -6,10 +6,8 @@ clear message on stderr and exit with code 2, never a traceback.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# TensorFlow's log lines are silenced by the group itself (kblocks.cli.app.quiet_logs), unless
+# ``kblocks --verbose``: nothing is set at import, so --verbose sees the user's environment.
 from kblocks.cli.app import main
 
 
