@@ -951,15 +951,16 @@ def _cli(args, case) -> Outcome:
 
 # --- the driver -------------------------------------------------------------------------------------
 
-def warm_up(corpus, workdir: Path):
-    """Import TensorFlow and run each command once, so one-off imports are not a slow case."""
+def warm_up(corpus, workdir: Path, commands=True):
+    """Import TensorFlow and run each command once (``commands``), so one-off imports are not a
+    slow case."""
     import kblocks  # noqa: F401
     from kblocks.training.data import load_data
 
     corpus.load_keras()
     load_data(f"npz:{corpus.good_npz}")
     textfuzz.warm_up()
-    for args in (["summary", "{d}/../good.keras"],
+    for args in () if not commands else (["summary", "{d}/../good.keras"],
                  ["evaluate", "{d}/../good.keras", "--data", "npz:{d}/../good.npz"],
                  ["inspect", "{d}/../good.keras", "-m", "filters", "-o", "{d}/w.png"],
                  ["export", "{d}/../good.keras", "-o", "{d}/model.tflite", "--format", "tflite",
@@ -1044,7 +1045,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="kb-fuzz-files-") as tmp:
         workdir = Path(tmp)
         corpus = Corpus(workdir)
-        warm_up(corpus, workdir)
+        warm_up(corpus, workdir, commands=args.kind in (None, "paths", "keras", "npz"))
         if args.replay:
             return replay(Path(args.replay), corpus, workdir)
         tally = Tally()
