@@ -153,3 +153,34 @@ def test_the_bench_runs_a_few_cases(tmp_path, capsys):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last == json.loads(summary.read_text())
     assert last["cases"] == 25 and last["failures"] == 0 and last["data_lost"] == 0
+
+
+# --- the bugs the fuzzer found (each failed before its fix) ------------------------------------------
+
+def test_zip_asking_for_a_newer_version_is_refused(corpus, tmp_path):
+    """A central directory whose "version needed to extract" is over zipfile's (6.3) was
+    zipfile's NotImplementedError out of ``files.check_zip``; now a UserFileError."""
+    from kblocks.common.errors import KBlocksError
+    from kblocks.training.data import load_data
+
+    path = tmp_path / "v.npz"
+    path.write_bytes(fuzz.patch_zip(corpus.npz, (4, 6), 176, which=(1,)))
+    with pytest.raises(KBlocksError, match="not a readable zip archive"):
+        load_data(f"npz:{path}")
+
+
+def test_damaged_deflated_config_is_a_model_file_error(corpus, tmp_path):
+    """A deflated ``config.json`` whose stream is damaged was ``zlib.error`` out of
+    ``saving.lambda_layers``; now Keras is left to say the file is damaged (ModelFileError)."""
+    import zipfile
+
+    from kblocks.common import saving
+
+    members = dict(corpus.keras_members)
+    raw = bytearray(fuzz.write_zip([("config.json", members.pop("config.json")),
+                                    *members.items()], zipfile.ZIP_DEFLATED))
+    raw[30 + len("config.json")] = 0xFF  # the first deflate block: type 3 does not exist
+    path = tmp_path / "z.keras"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(saving.ModelFileError):
+        saving.load_model(path)
