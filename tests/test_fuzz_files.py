@@ -184,3 +184,17 @@ def test_damaged_deflated_config_is_a_model_file_error(corpus, tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(saving.ModelFileError):
         saving.load_model(path)
+
+
+def test_npy_header_that_does_not_close_is_a_data_error(corpus, tmp_path):
+    """An ``.npy`` header ``{'descr': '<i8'`` (its dict never closed) was ``tokenize.TokenError``
+    out of numpy's header reader in ``data._npz_headers``; now a DataError naming the file."""
+    from kblocks.common.errors import DataError
+    from kblocks.training.data import load_data
+
+    members = dict(corpus.npz_members)
+    members["x.npy"] = fuzz.npy(corpus.x, lambda header: "{'descr': '<i8'")
+    path = tmp_path / "h.npz"
+    path.write_bytes(fuzz.write_zip(list(members.items())))
+    with pytest.raises(DataError, match="an array header cannot be read"):
+        load_data(f"npz:{path}")
