@@ -146,7 +146,8 @@ def check_zip(path, *, what: str = "file", max_total: int, max_member: int | Non
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
+            NotImplementedError) as err:  # a "version needed to extract" zipfile lacks
         raise UserFileError(f"{what} {path} is not a readable zip archive ({err})",
                             hint="the file is damaged or is not the kind of file expected") from None
     except OSError as err:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 from kblocks.common import files
@@ -113,8 +114,8 @@ def _read_config(path):
                 with archive.open(info) as f:
                     raw = f.read(MAX_CONFIG_BYTES + 1)
                 size = max(size, len(raw))
-    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError):
-        return None
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError, zlib.error):
+        return None  # a damaged member (zlib.error: fuzzed, bench/fuzz_files.py): Keras says so
     if size > MAX_CONFIG_BYTES:  # outside the try: a KBlocksError is a ValueError (issue 21)
         raise ModelFileError(f"{path}: its config.json is {size:,} bytes or more, over the "
                              f"{MAX_CONFIG_BYTES:,}-byte limit",

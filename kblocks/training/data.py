@@ -30,6 +30,7 @@ import io
 import math
 import os
 import re
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -155,7 +156,7 @@ class DataSource:
 
 
 _NPZ_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-                    TypeError)
+                    TypeError, SyntaxError, tokenize.TokenError)  # numpy tokenizes .npy headers
 
 
 def _npz_hint(required) -> str:
