@@ -18,7 +18,7 @@ import os
 import click
 
 from kblocks.cli.app import main
-from kblocks.cli.core import check_output
+from kblocks.cli.core import check_output, check_source
 from kblocks.common.errors import KBlocksError
 
 METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm")
@@ -152,6 +152,7 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
     MODEL is a .keras file, or architecture text / YAML / zoo name with --weights.
     Images are read as 0..255 pixels (any normalisation is inside the model).
     """
+    check_source(model_spec, "inspect", what="MODEL")
     method = method.lower()
     output = _check_request(method, model_spec, image, data, layer, class_spec, output, weights)
 
