@@ -6,7 +6,8 @@ Never errors: each is a :class:`TextWarning` (a message and the place it is abou
 ``warnings.warn(..., KBlocksWarning)`` per call. The checks:
 
 * a window (CONV, POOL, ...) with ``padding=valid`` whose stride does not tile its input, so that
-  rows or columns are never seen (CS231n's "7x7 input, 3x3 filter, stride 3 doesn't fit");
+  rows or columns are never seen (CS231n's "7x7 input, 3x3 filter, stride 3 doesn't fit"), when
+  they are at least :data:`UNUSED_FRACTION` of the input;
 * a convolution kernel larger than its input (with ``padding=same`` it mostly sees zeros);
 * a CONV whose first two numbers look like PyTorch's ``Conv2d(in_channels, out_channels, ...)``;
 * a softmax straight after a softmax;
@@ -25,6 +26,10 @@ from kblocks.lang.shapes import dims
 
 #: A kernel side this large written as CONV's second number is taken for PyTorch's out_channels.
 PYTORCH_KERNEL_MIN = 12
+
+#: A window whose stride leaves rows or columns unused is warned of when they are at least this
+#: fraction of the input's side (CS231n's 1 of 7; not ResNet's 1 of 230, which torchvision has too).
+UNUSED_FRACTION = 0.1
 
 #: Channel counts a channels-first image input starts with (grey, RGB, RGBA).
 IMAGE_CHANNELS = (1, 3, 4)
@@ -73,7 +78,8 @@ def _window_warning(node, in_shape) -> str | None:
                 f"kernel_size) puts the input channels first; Conv2d({in_shape[-1]}, {k}, K) is "
                 f"CONV({k}, K)")
     if params.get("padding") == "valid":
-        left = [(i - k) % s for i, k, s in zip(sizes, kernel, stride) if s > 1 and i >= k]
+        left = [(i - k) % s for i, k, s in zip(sizes, kernel, stride) if s > 1 and i >= k
+                and (i - k) % s >= UNUSED_FRACTION * i]
         if any(left):
             n = max(left)
             return (f"{_written(node)} on {dims(sizes)} leaves {n} row{'s' if n > 1 else ''}/"
