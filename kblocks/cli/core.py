@@ -44,16 +44,18 @@ def echo_warnings(fn):
     def wrapper(*args, **kwargs):
         from kblocks.lang.lint import KBlocksWarning
 
-        shown = warnings.showwarning
+        shown, seen = warnings.showwarning, set()
 
         def show(message, category, filename, lineno, file=None, line=None):
             if not issubclass(category, KBlocksWarning):
                 return shown(message, category, filename, lineno, file, line)
             for text in str(message).splitlines():
-                click.echo(f"warning: {text}", err=True)
+                if text not in seen:  # a text compiled again (train, search trials): once
+                    seen.add(text)
+                    click.echo(f"warning: {text}", err=True)
 
         with warnings.catch_warnings():
-            warnings.filterwarnings("default", category=KBlocksWarning)
+            warnings.filterwarnings("always", category=KBlocksWarning)
             warnings.showwarning = show
             return fn(*args, **kwargs)
 
