@@ -109,10 +109,11 @@ def main(argv=None):
         if has_cam:
             plotting.plot_heatmap(image, class_activation_map(view, image, label), out(f"cam_{tag}.png"),
                                   title=f"CAM - {what}", label="sum_k w_kc A_k")
-        occ = occlusion_map(view, image, label)
-        plotting.plot_heatmap(image, occ, out(f"occlusion_{tag}.png"), title=f"Occlusion - {what}",
-                              label="p(class), grey square here",
-                              overlay=np.maximum(probs[i, label] - occ, 0))
+        drop = probs[i, label] - occlusion_map(view, image, label)  # hot = important, as the CLI
+        plotting.plot_heatmap(image, drop, out(f"occlusion_{tag}.png"), title=f"Occlusion - {what}",
+                              label="drop in p(class), grey square here",
+                              overlay=np.maximum(drop, 0),
+                              colorbar_label="drop in p(class) when covered (hot = important)")
         for eps in (0.007, 0.03):
             adv = fgsm(view, image, label, eps=eps)
             after = class_probabilities(view, adv)[0]

@@ -20,7 +20,7 @@ KERAS_MODULES = ("kblocks.lang.layers", "kblocks.lang.models", "kblocks.lang.com
                  "kblocks.training.augment")
 
 
-def _register_with_keras():
+def _register_with_keras():  # one function (76 lines): the hook's parts share its state
     """Make ``keras.saving.load_model(path, safe_mode=True)`` find kblocks' classes after
     ``import kblocks``, without importing Keras here: at once if Keras is already imported,
     otherwise right after Keras is first imported (an import hook).

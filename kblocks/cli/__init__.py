@@ -6,16 +6,14 @@ clear message on stderr and exit with code 2, never a traceback.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# TensorFlow's log lines are silenced by the group itself (kblocks.cli.app.quiet_logs), unless
+# ``kblocks --verbose``: nothing is set at import, so --verbose sees the user's environment.
 from kblocks.cli.app import main
 
 
 def _register():
     # Each module adds its commands to ``main``; import order is the order in --help.
-    from kblocks.cli import core, inspect, search, train, zoo  # noqa: F401
+    from kblocks.cli import core, generate, inspect, search, train, zoo  # noqa: F401
 
 
 _register()

@@ -5,11 +5,18 @@ with code 2, never a traceback. Library errors name Python arguments (``epochs``
 here they are printed with the command's flags (``--epochs``, ``--transfer``). Any other
 ``OSError`` that escapes a command (a full disk, a read-only folder: issue 20) is printed in words by
 :func:`kblocks.common.files.os_error`, also with exit code 2.
+
+TensorFlow's start-up lines (oneDNN, CUDA, ``I0000``/``W0000``, absl and Keras warnings) are
+silenced before any command imports it (:func:`quiet_logs`, issue 17); ``kblocks --verbose CMD``
+keeps them. A ``TF_CPP_MIN_LOG_LEVEL`` the user set is always kept.
 """
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import sys
+import warnings
 
 import click
 
@@ -19,6 +26,27 @@ from kblocks.common.files import os_error
 
 #: errno values that can only come from a write
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+#: environment variables the CLI sets (unless set already) before TensorFlow is imported: TF's C++
+#: log level 3 (errors only: no oneDNN, CUDA or I0000/W0000 lines), and the same for gRPC and glog
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2"}
+#: packages whose Python warnings (deprecations, Keras' notices) the CLI hides unless --verbose
+NOISY_MODULES = r"(keras|tensorflow|tf_keras|tensorboard|absl|tf2onnx|onnx|google\.protobuf|h5py)(\.|$)"
+#: Python loggers TensorFlow and Keras write their warnings to (``WARNING:absl:...``)
+NOISY_LOGGERS = ("absl", "tensorflow", "h5py")
+
+
+def quiet_logs() -> None:
+    """Silence TensorFlow's and Keras' log lines for the rest of this process (the CLI's default):
+    :data:`QUIET_ENV` (a value the user set is kept), warnings from :data:`NOISY_MODULES` and the
+    :data:`NOISY_LOGGERS` at ERROR. It must run before TensorFlow is imported; the CLI imports it
+    only inside commands."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    warnings.filterwarnings("ignore", module=NOISY_MODULES)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _writing(err: OSError) -> bool:
@@ -51,5 +79,9 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kblocks")
-def main():
+@click.option("--verbose", is_flag=True,
+              help="Keep TensorFlow's and Keras' own log lines and warnings (hidden by default).")
+def main(verbose):
     """kblocks: architecture strings and YAML blocks compiled to Keras models."""
+    if not verbose:
+        quiet_logs()

@@ -4,6 +4,8 @@
     kblocks inspect MODEL --image cat.png --method featuremaps --layer 3 -o maps.png
     kblocks inspect MODEL --method filters --layer 0 -o filters.png
     kblocks inspect MODEL --image cat.png --method saliency|occlusion|cam -o out.png
+    kblocks inspect MODEL --image cat.png --image dog.png --method saliency,gradcam -o out.png
+        # one model load; out_saliency_cat.png, out_saliency_dog.png, out_gradcam_cat.png, ...
     kblocks inspect MODEL --data cifar10:PATH --method tsne --samples 2000 -o codes.png
     kblocks inspect MODEL --image cat.png --method fgsm --eps 0.007 -o adv.png
     kblocks conv-size --input 227 --kernel 11 --stride 4 --padding 0
@@ -14,6 +16,7 @@ The library lives in :mod:`kblocks.inspect` and is imported only when a command 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -32,6 +35,10 @@ TITLES = {
     "cam": "CAM (Zhou et al. 2016)",
     "occlusion": "Occlusion (Zeiler & Fergus 2014)",
 }
+
+
+#: the colour bar of both occlusion panels: one meaning, hot = important
+OCCLUSION_COLORBAR = "drop in p(class) when covered (hot = important)"
 
 
 def _shape(text):
@@ -102,12 +109,68 @@ def _default_output(method):
     return f"{method}.png"
 
 
+def _methods(values) -> list:
+    """``--method`` values (repeated and/or comma-separated), lower case, in order, once each."""
+    chosen = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            if name not in METHODS:
+                raise KBlocksError(f"--method {name!r} is not a method",
+                                   hint="use one or more of " + ", ".join(METHODS)
+                                        + " (e.g. --method saliency,gradcam)")
+            if name not in chosen:
+                chosen.append(name)
+    if not chosen:
+        raise KBlocksError("--method is empty", hint="use one or more of " + ", ".join(METHODS))
+    return chosen
+
+
+def output_paths(methods, images, output) -> dict:
+    """``{(method, image or None): PNG path}`` for every picture one call writes.
+
+    One method on one image (or none): ``output`` as given (default ``METHOD.png``), as before.
+    Several: one PNG per method and image, named ``METHOD``, then the image's file stem when there
+    are several images: ``-o out.png`` gives ``out_gradcam.png`` or ``out_gradcam_cat.png``...;
+    ``-o FOLDER`` (no ``.png``) gives ``FOLDER/gradcam_cat.png``...; no ``-o`` gives
+    ``gradcam_cat.png``... in the current folder. A method without an image (filters, tsne)
+    writes one PNG whatever the images."""
+    images = list(images) or [None]
+    jobs = [(m, img) for m in methods for img in (images if m in NEEDS_IMAGE else [None])]
+    if len(jobs) == 1:
+        return {jobs[0]: output or _default_output(jobs[0][0])}
+    stems = {}
+    for img in images:
+        if img is not None:
+            stem = Path(img).stem
+            if stem in stems.values():
+                raise KBlocksError(f"--image {img}: another --image has the name {stem!r}; their "
+                                   f"pictures would have the same name",
+                                   hint="give images with different file names")
+            stems[img] = stem
+    several_images = len(stems) > 1
+    if output and output.lower().endswith(".png"):
+        base = output[:-4]
+        folder, prefix = None, base + "_"
+    else:
+        folder, prefix = output, ""
+    paths = {}
+    for method, img in jobs:
+        parts = [method] + ([stems[img]] if several_images and img is not None else [])
+        name = prefix + "_".join(parts) + ".png"
+        paths[(method, img)] = os.path.join(folder, name) if folder else name
+    return paths
+
+
 @main.command("inspect")
 @click.argument("model_spec", metavar="MODEL")
-@click.option("--method", "-m", required=True, type=click.Choice(METHODS, case_sensitive=False),
-              help="What to show.")
-@click.option("--image", "-i", type=click.Path(dir_okay=False), default=None,
-              help="PNG/JPEG to explain (resized to the model's input).")
+@click.option("--method", "-m", "methods", required=True, multiple=True, metavar="METHOD[,METHOD]",
+              help="What to show: " + ", ".join(METHODS) + ". Several: comma-separated or "
+                   "repeated (the model is loaded once).")
+@click.option("--image", "-i", "images", type=click.Path(dir_okay=False), multiple=True,
+              help="PNG/JPEG to explain (resized to the model's input); repeat for several.")
 @click.option("--layer", "-l", default=None,
               help="Layer index, exact name, or name prefix (last match).")
 @click.option("--class", "class_spec", default=None,
@@ -130,14 +193,15 @@ def _default_output(method):
               help="Input shape when MODEL is architecture text.")
 @click.option("--classes", type=click.IntRange(min=1), default=None,
               help="Number of classes when MODEL is architecture text.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="PNG to write (default: METHOD.png).")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="PNG to write (default: METHOD.png). With several methods or images: "
+                   "OUT.png gives OUT_METHOD[_IMAGE].png, a folder gives FOLDER/METHOD[_IMAGE].png.")
 @click.option("--unsafe", is_flag=True,
               help="Load a MODEL file even if it holds a Lambda layer, whose Python code then "
                    "runs: only for files you trust.")
-def inspect_command(model_spec, method, image, layer, class_spec, class_names, data, samples, eps,
+def inspect_command(model_spec, methods, images, layer, class_spec, class_names, data, samples, eps,
                     window, stride, seed, weights, input_shape, classes, output, unsafe):
-    """Look inside a trained CNN: write a PNG of one visualisation method.
+    """Look inside a trained CNN: write a PNG of each visualisation method (and image).
 
     \b
     featuremaps  activations of --layer for --image (one tile per channel)
@@ -145,7 +209,7 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
     saliency     |d class score / d pixel|, Simonyan et al. 2014
     gradcam      gradient-weighted feature maps, Selvaraju et al. 2017
     cam          class activation map of a GAP + dense head, Zhou et al. 2016
-    occlusion    class probability as a grey square slides, Zeiler & Fergus 2014
+    occlusion    drop in class probability under a sliding grey square, Zeiler & Fergus 2014
     tsne         2-D t-SNE of penultimate codes of --data, coloured by class
     fgsm         adversarial image x + eps*255*sign(grad), Goodfellow et al. 2015
 
@@ -153,8 +217,8 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
     Images are read as 0..255 pixels (any normalisation is inside the model).
     """
     check_source(model_spec, "inspect", what="MODEL")
-    method = method.lower()
-    output = _check_request(method, model_spec, image, data, layer, class_spec, output, weights)
+    methods = _methods(methods)
+    outputs = _check_request(methods, model_spec, images, data, layer, class_spec, output, weights)
 
     from kblocks.inspect import classes as kc
     from kblocks.inspect import plotting
@@ -171,41 +235,58 @@ def inspect_command(model_spec, method, image, layer, class_spec, class_names, d
     view = as_view(model)
     names = _class_names(class_names, model_spec, view)
     h, w, c = model_input_shape(view)
-    if method == "filters":
-        _filters(view, layer, output, plotting)
-    elif method == "tsne":
-        _tsne(view, data, samples, seed, layer, names, output, plotting)
-    else:
-        from kblocks.inspect.inputs import load_image
-
-        img = load_image(image, (h, w), c)
-        class_index = kc.resolve_class(class_spec, view, names)
-        if method == "featuremaps":
-            _featuremaps(view, img, layer, output, plotting)
-        elif method == "fgsm":
-            _fgsm(view, img, class_index, eps, names, output, plotting)
+    class_index = kc.resolve_class(class_spec, view, names) if any(
+        m in NEEDS_IMAGE for m in methods) else None
+    loaded = {}
+    for (method, image), out in outputs.items():
+        if method == "filters":
+            _filters(view, layer, out, plotting)
+        elif method == "tsne":
+            _tsne(view, data, samples, seed, layer, names, out, plotting)
         else:
-            _heatmap(view, img, method, class_index, layer, window, stride, names, output, plotting)
+            if image not in loaded:
+                from kblocks.inspect.inputs import load_image
+
+                loaded[image] = load_image(image, (h, w), c)
+            img = loaded[image]
+            if method == "featuremaps":
+                _featuremaps(view, img, layer, out, plotting)
+            elif method == "fgsm":
+                _fgsm(view, img, class_index, eps, names, out, plotting)
+            else:
+                _heatmap(view, img, method, class_index, layer, window, stride, names, out, plotting)
 
 
-def _check_request(method, model_spec, image, data, layer, class_spec, output, weights) -> str:
-    """What ``method`` needs is given (a note for what it does not use); the output path."""
-    if method in NEEDS_IMAGE and not image:
-        raise KBlocksError(f"--method {method} needs --image PATH (a PNG or JPEG to explain)",
-                           hint=f"e.g. kblocks inspect MODEL --method {method} --image cat.png")
-    if method == "tsne" and not data:
-        raise KBlocksError("--method tsne needs --data: 'digits' or 'cifar10:PATH'",
-                           hint="e.g. --data cifar10:../shared/data/cifar10/train.npz --samples 2000")
-    if image and not os.path.isfile(image):
-        raise KBlocksError(f"--image: file not found: {image}", hint="give the path of a PNG or JPEG")
+def _check_request(methods, model_spec, images, data, layer, class_spec, output, weights) -> dict:
+    """What the methods need is given (a note for what none of them uses); ``{(method, image):
+    output path}`` (:func:`output_paths`), each path checked."""
+    for method in methods:
+        if method in NEEDS_IMAGE and not images:
+            raise KBlocksError(f"--method {method} needs --image PATH (a PNG or JPEG to explain)",
+                               hint=f"e.g. kblocks inspect MODEL --method {method} --image cat.png")
+        if method == "tsne" and not data:
+            raise KBlocksError("--method tsne needs --data: 'digits' or 'cifar10:PATH'",
+                               hint="e.g. --data cifar10:../shared/data/cifar10/train.npz --samples 2000")
+    for image in images:
+        if not os.path.isfile(image):
+            raise KBlocksError(f"--image: file not found: {image}", hint="give the path of a PNG or JPEG")
+    which = ", ".join(methods)
     for name, value, used in (("--layer", layer, USES_LAYER), ("--class", class_spec, USES_CLASS)):
-        if value is not None and method not in used:
-            click.echo(f"note: {name} is not used by --method {method}", err=True)
-    if image and method not in NEEDS_IMAGE:
-        click.echo(f"note: --image is not used by --method {method}", err=True)
-    output = output or _default_output(method)
-    check_output(output, (".png",), reads=(model_spec, weights, image))
-    return output
+        if value is not None and not any(m in used for m in methods):
+            click.echo(f"note: {name} is not used by --method {which}", err=True)
+    if images and not any(m in NEEDS_IMAGE for m in methods):
+        click.echo(f"note: --image is not used by --method {which}", err=True)
+    outputs = output_paths(methods, images, output)
+    folder = output if output and len(outputs) > 1 and not output.lower().endswith(".png") else None
+    if folder:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise KBlocksError(f"-o {folder}: with several pictures -o is a folder or a name "
+                               f"ending in .png, and {folder} is a file",
+                               hint="e.g. -o pictures/ or -o out.png")
+        os.makedirs(folder, exist_ok=True)
+    for path in outputs.values():
+        check_output(path, (".png",), reads=(model_spec, weights, *images))
+    return outputs
 
 
 def _class_names(class_names, model_spec, view):
@@ -261,7 +342,7 @@ def _heatmap(view, img, method, class_index, layer, window, stride, names, outpu
     if class_index is None:
         class_index = int(np.argmax(probs))
     what = f"class {_class_label(class_index, names)}, p={probs[class_index]:.3f}"
-    overlay = None
+    overlay, words = None, None
     if method == "saliency":
         from kblocks.inspect.saliency import saliency_map
 
@@ -277,12 +358,17 @@ def _heatmap(view, img, method, class_index, layer, window, stride, names, outpu
     else:
         from kblocks.inspect.occlusion import default_window, occlusion_map
 
-        heat = occlusion_map(view, img, class_index, window=window, stride=stride)
+        covered = occlusion_map(view, img, class_index, window=window, stride=stride)
         win = window or default_window(img.shape[0], img.shape[1])[0]
-        label, where = f"p(class) with a grey {win}x{win} square here", ""
-        overlay = np.maximum(probs[class_index] - heat, 0.0)  # hot where covering hurts
+        # Both panels show the drop in p(class) when a square covers the pixel: hot = important
+        # (the map once showed p itself, so the same region was blue there and red in the overlay).
+        heat = (probs[class_index] - covered).astype("float32")
+        overlay = np.maximum(heat, 0.0)  # a rise (covering helps) is not importance
+        label, where = f"drop in p(class) under a grey {win}x{win} square", ""
+        words = OCCLUSION_COLORBAR
     title = f"{TITLES[method]}{where} - {what}"
-    plotting.plot_heatmap(img, heat, output, title=title, label=label, overlay=overlay)
+    plotting.plot_heatmap(img, heat, output, title=title, label=label, overlay=overlay,
+                          colorbar_label=words)
     click.echo(f"wrote {output}: {method}{where} for {what}")
 
 

@@ -234,6 +234,9 @@ class ModelSummary(Summary):
     def rows(self) -> list:
         return list(self._rows)
 
+    def _shapes(self):
+        return self.calls.input_shape, self.calls.nodes
+
     def layer(self, index):
         """``(Call, LayerStats)`` of layer call ``index``."""
         return self.calls.nodes[index], self.analysis.layers[index]
@@ -295,31 +298,8 @@ def model_summary(model) -> ModelSummary:
         trainable, frozen = _weights(layer) if id(layer) not in counted else (0, 0)
         counted.add(id(layer))
         fields_in = [field[id(t)] for t in ins]
-        mapped = _mapping(layer)
-        kind_p = mapped(layer.get_config(), len(in_shape) - 1) if mapped is not None else None
-        kind = kinds.SKIP
         head = users.get(id(ins[0]), 0) > 1
-        if hasattr(layer, "layers") and hasattr(layer, "inputs"):  # a nested model: one row
-            inner = model_summary(layer)
-            macs = inner.macs
-            activations = inner.activation_elements - inner.analysis.input_elements
-            unknown.extend(f"{layer.name}/{n}" for n in inner.unknown)
-            r, j = inner.fields[0]
-            win = kinds.Window(r, j) if r is not None else None
-            rf = field_after(fields_in, win, len(out_shape) == 1) if r is not None else (None, None)
-        elif kind_p is None:
-            macs, activations = 0, math.prod(out_shape)
-            unknown.append(f"{layer.name} ({type(layer).__name__})")
-            rf = field_after(fields_in, None, len(out_shape) == 1)
-        else:
-            kind, p = kind_p
-            macs = kind.macs(p, in_shape, out_shape)
-            if kind is kinds.DENSE:  # Keras' Dense acts on the last axis at every position
-                macs *= math.prod(out_shape[:-1])
-            activations = added_elements(kind, out_shape, head)
-            flat = len(out_shape) == 1 or kind is kinds.GPOOL  # GAP(keepdims=True) sees it all
-            rank = len(fields_in[0][0]) if fields_in[0][0] is not None else 0
-            rf = field_after(fields_in, kind.window(p, rank) if rank else None, flat)
+        kind, macs, activations, rf = _figures(layer, in_shape, out_shape, fields_in, head, unknown)
         srcs = [where.get(id(t), "?") for t in ins]
         nodes.append(Call(index, f"{layer.name}: {type(layer).__name__}",
                           tuple(int(w) if w.isdigit() else -1 for w in srcs), out_shape, kind,
@@ -339,6 +319,31 @@ def model_summary(model) -> ModelSummary:
     ends = [field[id(t)] if id(t) in field else (None, None) for t in _flat(model.outputs)]
     calls = Calls(_shape(inputs[0], model) if inputs else (), tuple(nodes), model.name)
     return ModelSummary(analysis, model, rows, unknown, ends, calls)
+
+
+def _figures(layer, in_shape, out_shape, fields_in, head: bool, unknown: list):
+    """One layer call's record kind, multiply-adds, added activation elements and receptive
+    field (:func:`model_summary`); a layer of unknown cost is appended to ``unknown``."""
+    mapped = _mapping(layer)
+    kind_p = mapped(layer.get_config(), len(in_shape) - 1) if mapped is not None else None
+    if hasattr(layer, "layers") and hasattr(layer, "inputs"):  # a nested model: one row
+        inner = model_summary(layer)
+        unknown.extend(f"{layer.name}/{n}" for n in inner.unknown)
+        r, j = inner.fields[0]
+        win = kinds.Window(r, j) if r is not None else None
+        rf = field_after(fields_in, win, len(out_shape) == 1) if r is not None else (None, None)
+        return kinds.SKIP, inner.macs, inner.activation_elements - inner.analysis.input_elements, rf
+    if kind_p is None:
+        unknown.append(f"{layer.name} ({type(layer).__name__})")
+        return kinds.SKIP, 0, math.prod(out_shape), field_after(fields_in, None, len(out_shape) == 1)
+    kind, p = kind_p
+    macs = kind.macs(p, in_shape, out_shape)
+    if kind is kinds.DENSE:  # Keras' Dense acts on the last axis at every position
+        macs *= math.prod(out_shape[:-1])
+    flat = len(out_shape) == 1 or kind is kinds.GPOOL  # GAP(keepdims=True) sees it all
+    rank = len(fields_in[0][0]) if fields_in[0][0] is not None else 0
+    rf = field_after(fields_in, kind.window(p, rank) if rank else None, flat)
+    return kind, macs, added_elements(kind, out_shape, head), rf
 
 
 MODEL_SUFFIXES = (".keras",)  #: model files ``kblocks summary`` and ``kblocks plot`` read

@@ -16,10 +16,13 @@ import os
 
 import numpy as np
 
-__all__ = ["DPI", "FIGSIZE", "figure_pixels", "mosaic", "save_figure", "plot_heatmap",
+__all__ = ["DPI", "FIGSIZE", "HEATMAP_CMAP", "figure_pixels", "mosaic", "save_figure",
+           "heatmap_figure", "plot_heatmap",
            "plot_feature_maps", "plot_filters", "plot_embedding", "plot_fgsm"]
 
 DPI = 100
+#: the colour map of every heat map panel and overlay: hot (red) = important, cold (blue) = not
+HEATMAP_CMAP = "jet"
 FIGSIZE = {  # inches; pixels = inches * DPI
     "heatmap": (12.0, 4.4),
     "grid": (9.0, 8.0),
@@ -95,11 +98,13 @@ def _normalise(heat) -> np.ndarray:
     return (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
 
 
-def plot_heatmap(image, heat, path, *, title: str, label: str = "", cmap: str = "jet",
-                 overlay=None, alpha: float = 0.5) -> str:
-    """Three panels: the input, the heat map with a colour bar, the heat map blended over the input.
+def heatmap_figure(image, heat, *, title: str, label: str = "", cmap: str = HEATMAP_CMAP,
+                   overlay=None, alpha: float = 0.5, colorbar_label: str | None = None):
+    """The :func:`plot_heatmap` figure (a matplotlib ``Figure``, not saved).
 
-    ``overlay``: the map to blend (default ``heat``), min-max scaled to 0..1.
+    Both map panels use the one colour map ``cmap`` with the same meaning (hot = what the method
+    calls important), and each has a labelled colour bar: ``colorbar_label`` (default ``label``)
+    on the map, the same words with "scaled 0..1" on the overlay.
     """
     fig = _new_figure("heatmap")
     axes = fig.subplots(1, 3)
@@ -109,16 +114,30 @@ def plot_heatmap(image, heat, path, *, title: str, label: str = "", cmap: str = 
     axes[1].set_xticks([])
     axes[1].set_yticks([])
     axes[1].set_title(label or "map")
-    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+    words = colorbar_label or label or "map"
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label=words)
     axes[2].imshow(_grey(image), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     blend = _normalise(heat if overlay is None else overlay)
     im2 = axes[2].imshow(blend, cmap=cmap, alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
     axes[2].set_xticks([])
     axes[2].set_yticks([])
     axes[2].set_title("overlay (scaled 0..1)")
-    fig.colorbar(im2, ax=axes[2], fraction=0.046, pad=0.04)
+    fig.colorbar(im2, ax=axes[2], fraction=0.046, pad=0.04, label=f"{words}, scaled 0..1")
     fig.suptitle(title)
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_heatmap(image, heat, path, *, title: str, label: str = "", cmap: str = HEATMAP_CMAP,
+                 overlay=None, alpha: float = 0.5, colorbar_label: str | None = None) -> str:
+    """Three panels: the input, the heat map with a colour bar, the heat map blended over the input
+    (:func:`heatmap_figure`), written as PNG to ``path``.
+
+    ``overlay``: the map to blend (default ``heat``), min-max scaled to 0..1; it must mean what
+    ``heat`` means (hot = important), so both panels read the same way.
+    """
+    return save_figure(heatmap_figure(image, heat, title=title, label=label, cmap=cmap,
+                                      overlay=overlay, alpha=alpha, colorbar_label=colorbar_label),
+                       path)
 
 
 def plot_feature_maps(maps, path, *, title: str, max_maps: int = 64) -> str:

@@ -403,3 +403,19 @@ CROP = LayerKind("crop", _crop_shape, _no_params, _no_macs, _no_window, _crop_la
                  fits_merge=True)
 HIGHWAY = LayerKind("highway", _highway_shape, _highway_params, _highway_macs, _highway_window,
                     keras_layer, "#a1d99b", custom=True)
+
+
+# --- RandWire's weighted-sum aggregation (Xie et al. 2019; DSL section 3b allows the token) ----------
+def _weight_params(p, shape):
+    return (1, 0) if p["value"] is None else (0, 0)
+
+
+def _weight_shape(p, shape, site):
+    if p["value"] is not None and p["value"] <= 0:
+        raise sh.ShapeError(f"WEIGHT({p['value']}) needs a positive factor (the aggregation weights "
+                            "of RandWire are positive)")
+    return shape
+
+
+WEIGHT = LayerKind("weight", _weight_shape, _weight_params, _no_macs, _no_window, keras_layer,
+                   "#eeeeee", in_place=True, custom=True)

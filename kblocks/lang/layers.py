@@ -136,3 +136,42 @@ class Zero(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "stride": self.stride}
+
+
+@keras.saving.register_keras_serializable(package="kblocks")
+class Weight(keras.layers.Layer):
+    """One input of a weighted-sum aggregation (Xie, Kirillov, Girshick and He 2019, "Exploring
+    Randomly Wired Neural Networks for Image Recognition", section 3.2): ``y = sigmoid(w) * x``
+    with one learnable scalar ``w`` starting at ``init``, so the weight stays positive; an add merge
+    of such branches is the paper's ``sum_i sigmoid(w_i) x_i``. With ``value`` the factor is that
+    fixed number and the layer has no weights (the output node's unweighted mean: ``value = 1/n``).
+
+    Args:
+        value: a fixed positive factor, or None for the learnable ``sigmoid(w)``.
+        init: the initial ``w`` of the learnable form (0: a factor of 0.5).
+
+    Input shape: any. Output shape: the same.
+    """
+
+    def __init__(self, value=None, init=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.value = None if value is None else float(value)
+        self.init = float(init)
+        if self.value is not None and self.value <= 0:
+            raise ValueError(f"Weight value must be positive, received value={value}")
+
+    def build(self, input_shape):
+        if self.value is None:
+            self.w = self.add_weight(name="w", shape=(),
+                                     initializer=keras.initializers.Constant(self.init))
+
+    def call(self, inputs):
+        if self.value is None:
+            return inputs * ops.sigmoid(self.w)
+        return inputs * self.value
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "value": self.value, "init": self.init}

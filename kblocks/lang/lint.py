@@ -138,4 +138,4 @@ def check(graph: Graph, *, given=(), used=()) -> tuple:
     for name in sorted(set(given) - set(used) - {"classes"}):
         out.append(TextWarning(f"the variable {name!r} is given but the architecture never uses "
                                f"it"))
-    return tuple(out)
+    return tuple(dict.fromkeys(out))  # a block used five times warns once per place

@@ -205,19 +205,23 @@ class Summary:
         ``keras``) as text and every figure a number: ``index`` (None for the input), ``shape`` (a
         list of sizes), ``params``, ``activations``, ``macs`` (ints), ``rf`` and ``jump`` (one
         number, a list of per-axis numbers when they differ, or None where there is none)."""
-        g = self.graph
-        spatial = len(g.input_shape) > 1
+        input_shape, nodes = self._shapes()
+        spatial = len(input_shape) > 1
         out = [{"index": None, "dsl": "INPUT", "at": "", "keras": "input: InputLayer",
-                "shape": [int(d) for d in g.input_shape], "params": 0,
+                "shape": [int(d) for d in input_shape], "params": 0,
                 "activations": int(self.analysis.input_elements), "macs": 0,
                 "rf": 1 if spatial else None, "jump": 1 if spatial else None}]
-        for row, node, st in zip(self.rows()[1:], g.nodes, self.analysis.layers):
+        for row, node, st in zip(self.rows()[1:], nodes, self.analysis.layers):
             out.append({"index": int(node.index), "dsl": row.dsl, "at": row.at,
                         "keras": row.keras, "shape": [int(d) for d in node.shape],
                         "params": int(st.params), "activations": int(st.activations),
                         "macs": int(st.macs), "rf": _axes_values(st.rf),
                         "jump": _axes_values(st.jump)})
         return out
+
+    def _shapes(self):
+        """The input shape and the per-layer nodes (``index``, ``shape``) the records read."""
+        return self.graph.input_shape, self.graph.nodes
 
     def to_dict(self) -> dict:
         """The totals and :meth:`layer_records`, numbers as numbers (``kblocks summary --json``)."""

@@ -220,6 +220,12 @@ VOCAB.register(LayerSpec("HIGHWAY", K.HIGHWAY, "Highway", (
     Arg("kernel", None, "ints", "kernel_size", ("kernel_size", "k")),
 ), doc="highway layer (Srivastava et al. 2015), dense or, with kernel=, convolutional",
     example=("HIGHWAY(6, gate_bias=-2)", (6,))))
+VOCAB.register(LayerSpec("WEIGHT", K.WEIGHT, "Weight", (
+    Arg("value", None, "float", "value"),  # None: the learnable sigmoid(w)
+    Arg("init", 0.0, "float", "init"),
+), doc="x times a learnable positive weight sigmoid(w) (w starts at init), or times a fixed "
+       "value: in each branch of an add, the weighted-sum aggregation of RandWire (Xie et al. 2019)",
+    example=("WEIGHT(init=1.0)", (8, 8, 3))))
 # Internal nodes made by the graph builder, never written by users.
 for _tok, _cls, _fixed in (("CONCAT", "Concatenate", (("axis", -1),)), ("ADD", "Add", ()),
                            ("MULTIPLY", "Multiply", ())):

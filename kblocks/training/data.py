@@ -978,6 +978,21 @@ def scan_dataset(dataset, *, batch_size: int, classes=None, what="dataset",
         DataError: naming ``what``: not a dataset, elements that are not ``(image, label)``,
             unknown image shape, a dataset that repeats forever, bad images or labels.
     """
+    dataset, shape, dtype = _dataset_spec(dataset, batch_size, what)
+    scan = _scan_batches(dataset, shape[-1], stats, what)
+    names = _dataset_classes(scan, classes, what)
+    mean = variance = None
+    if stats:
+        count = scan.samples * shape[0] * shape[1]
+        mean = scan.total / count
+        variance = np.maximum(scan.total_sq / count - mean ** 2, 0.0)
+    return StreamData(dataset, tuple(int(d) for d in shape), names, scan.samples, scan.batches,
+                      scan.high, dtype, mean, variance, what)
+
+
+def _dataset_spec(dataset, batch_size: int, what: str):
+    """:func:`scan_dataset`'s checks of the element spec, before any element is read: the
+    dataset batched (if it was not) with its image shape and dtype name."""
     try:
         import tensorflow as tf
     except ImportError:
@@ -1010,35 +1025,53 @@ def scan_dataset(dataset, *, batch_size: int, classes=None, what="dataset",
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise DataError("the dataset repeats forever; an epoch needs an end", what=what,
                         hint="drop .repeat() (every epoch reads the dataset once)")
-    if not batched:
-        dataset = dataset.batch(int(batch_size))
-    channels = shape[-1]
-    total, total_sq = np.zeros(channels), np.zeros(channels)
-    samples = batches = 0
-    low, high = None, None
+    return (dataset if batched else dataset.batch(int(batch_size))), shape, str(image.dtype.name)
+
+
+@dataclass
+class _Scan:
+    """What one pass over a dataset found (:func:`_scan_batches`)."""
+
+    total: np.ndarray
+    total_sq: np.ndarray
+    samples: int = 0
+    batches: int = 0
+    low: int | None = None
+    high: int | None = None
+
+
+def _scan_batches(dataset, channels: int, stats: bool, what: str) -> _Scan:
+    """One pass over the batches: each checked as loaded data is; counts, label range, sums."""
+    scan = _Scan(np.zeros(channels), np.zeros(channels))
     for xb, yb in dataset.as_numpy_iterator():
         xb, yb = np.asarray(xb), np.asarray(yb).reshape(-1)
         if xb.dtype.kind not in "iuf":
             raise DataError(f"images must be numeric, got dtype {xb.dtype}", what=what)
         if xb.dtype.kind == "f" and not np.all(np.isfinite(xb)):
-            raise DataError(f"images of batch {batches + 1} contain NaN or infinite values",
+            raise DataError(f"images of batch {scan.batches + 1} contain NaN or infinite values",
                             what=what)
         if yb.shape[0] != xb.shape[0]:
-            raise DataError(f"batch {batches + 1} has {xb.shape[0]} images but {yb.shape[0]} "
+            raise DataError(f"batch {scan.batches + 1} has {xb.shape[0]} images but {yb.shape[0]} "
                             f"labels", what=what)
         if yb.dtype.kind not in "iufb" or (yb.dtype.kind == "f" and not np.all(yb == np.round(yb))):
             raise DataError("labels must be whole numbers (class indices)", what=what)
         if stats:
             flat = xb.reshape(-1, channels).astype(np.float64)
-            total += flat.sum(0)
-            total_sq += (flat ** 2).sum(0)
-        samples += int(xb.shape[0])
-        batches += 1
+            scan.total += flat.sum(0)
+            scan.total_sq += (flat ** 2).sum(0)
+        scan.samples += int(xb.shape[0])
+        scan.batches += 1
         if yb.size:
-            low = int(yb.min()) if low is None else min(low, int(yb.min()))
-            high = int(yb.max()) if high is None else max(high, int(yb.max()))
-    if samples == 0:
+            scan.low = int(yb.min()) if scan.low is None else min(scan.low, int(yb.min()))
+            scan.high = int(yb.max()) if scan.high is None else max(scan.high, int(yb.max()))
+    if scan.samples == 0:
         raise DataError("the dataset is empty", what=what)
+    return scan
+
+
+def _dataset_classes(scan: _Scan, classes, what: str) -> list:
+    """The class names of a scanned dataset: ``classes`` or 0..largest label; labels checked."""
+    low, high = scan.low, scan.high
     if low < 0:
         raise DataError(f"labels must be >= 0, found {low}", what=what)
     if high >= MAX_CLASSES:
@@ -1050,10 +1083,4 @@ def scan_dataset(dataset, *, batch_size: int, classes=None, what="dataset",
                         f"0..{len(names) - 1})", what=what,
                         hint="fix the labels, or give classes= (without it the class count is "
                              "the training dataset's largest label + 1)")
-    mean = variance = None
-    if stats:
-        count = samples * shape[0] * shape[1]
-        mean = total / count
-        variance = np.maximum(total_sq / count - mean ** 2, 0.0)
-    return StreamData(dataset, tuple(int(d) for d in shape), names, samples, batches, high,
-                      str(image.dtype.name), mean, variance, what)
+    return names
