@@ -9,6 +9,7 @@
 from kblocks.lang.api import analyse, build, compile, format_text, parse
 from kblocks.lang.api import summary as _text_summary
 from kblocks.common.errors import KBlocksError
+from kblocks.lang.lint import KBlocksWarning
 
 __version__ = "0.1.0"
 
@@ -143,7 +144,8 @@ def summary(model_or_source, **kwargs):
         model_or_source._kblocks_graph = graph
     return _text_summary(model_or_source, **kwargs)
 
-__all__ = ["analyse", "build", "compile", "format_text", "layer", "parse", "summary", "KBlocksError"]
+__all__ = ["analyse", "build", "compile", "format_text", "layer", "parse", "summary", "KBlocksError",
+           "KBlocksWarning"]
 
 
 def __getattr__(name):

@@ -1,7 +1,9 @@
 """Core commands: summary, build, plot."""
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from pathlib import Path
 
 import click
@@ -27,13 +29,105 @@ def _shape(text):
 
 def _merge_variables(fn):
     """Fold NAME=VALUE words after the architecture (as in --set N=2 M=3) into --set."""
-    import functools
-
     @functools.wraps(fn)
     def wrapper(*args, more_variables=(), variables=(), **kwargs):
         return fn(*args, variables=tuple(variables) + tuple(more_variables), **kwargs)
 
+    return echo_warnings(wrapper)
+
+
+def echo_warnings(fn):
+    """Run a command printing each :class:`~kblocks.lang.lint.KBlocksWarning` (a text that compiles
+    but is probably not what was meant) as ``warning: ...`` lines on stderr, once each; other
+    Python warnings are shown as Python shows them."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from kblocks.lang.lint import KBlocksWarning
+
+        shown, seen = warnings.showwarning, set()
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, KBlocksWarning):
+                return shown(message, category, filename, lineno, file, line)
+            for text in str(message).splitlines():
+                if text not in seen:  # a text compiled again (train, search trials): once
+                    seen.add(text)
+                    click.echo(f"warning: {text}", err=True)
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("always", category=KBlocksWarning)
+            warnings.showwarning = show
+            return fn(*args, **kwargs)
+
     return wrapper
+
+
+#: What the ARCHITECTURE (SOURCE, MODEL) argument of each command takes, said when it names a
+#: file the command cannot read or looks like a path that is not there.
+TAKES = {
+    "summary": "architecture text, a YAML file (.yaml), a zoo name or a .keras model file",
+    "plot": "architecture text, a YAML file (.yaml), a zoo name or a .keras model file",
+    "export": "architecture text, a YAML file (.yaml), a zoo name or a .keras model file",
+    "build": "architecture text, a YAML file (.yaml) or a zoo name",
+    "train": "architecture text, a YAML file (.yaml) or a zoo name",
+    "search": "a search space: architecture text with {placeholders} or a YAML file (.yaml)",
+    "inspect": "a .keras model file, or architecture text, a YAML file or a zoo name (with "
+               "--weights)",
+    "evaluate": "a .keras model file",
+}
+
+_MODEL_COMMANDS = {"summary", "plot", "export", "inspect", "evaluate"}  # they read .keras files
+
+
+def check_source(value, command: str, *, what: str = "ARCHITECTURE") -> None:
+    """Refuse, before any work, an argument of ``command`` that names a file it cannot read
+    (``old.h5``, ``notes.txt``) or looks like a path that is not there (``runs/x/best.keras``):
+    the message says what the command takes, instead of a parse error at a ``/`` or ``.``.
+
+    Raises:
+        KBlocksError: naming the argument, what it got and what the command takes.
+    """
+    from kblocks.lang.parser import looks_like_path
+
+    if value is None:
+        return
+    text, takes = str(value).strip(), TAKES[command]
+    low = text.lower()
+    if command == "evaluate":
+        if low.endswith(".keras") or not (looks_like_path(text) or is_file_path(text)):
+            return  # a .keras file is checked when it is loaded
+    elif not looks_like_path(text) or low.endswith((".yaml", ".yml")):
+        return  # architecture text, or a YAML file the language reads (or says is missing)
+    elif low.endswith(".keras") and command in _MODEL_COMMANDS:
+        return
+    head = f"{what} {text}"
+    hint = None
+    if low.endswith(".weights.h5"):
+        msg = f"{head} holds weights only, no architecture; kblocks {command} takes {takes}"
+        hint = ("give the architecture and --weights FILE" if command == "inspect" else
+                "give the architecture and --transfer FILE" if command == "train" else
+                "give the .keras model file saved with it")
+    elif low.endswith((".h5", ".hdf5")):
+        msg = f"{head}: HDF5 model files (Keras 2's .h5) are not supported; kblocks {command} " \
+              f"takes {takes}"
+        hint = (f"convert it once in Python: keras.models.load_model({text!r}).save('model.keras')"
+                + (", then pass --transfer model.keras" if command == "train" else
+                   ", then pass the .keras file"))
+    elif low.endswith(".keras"):
+        msg = f"{head} is a model file; kblocks {command} takes {takes}"
+        hint = f"to train from a saved model: --transfer {text}" if command == "train" else None
+    elif os.path.isdir(text):
+        msg = f"{head} is a folder; kblocks {command} takes {takes}"
+        if os.path.isfile(os.path.join(text, "best.keras")) and command in _MODEL_COMMANDS:
+            hint = f"a run folder's model is {os.path.join(text, 'best.keras')}"
+    elif os.path.exists(text):
+        msg = f"{head}: kblocks {command} does not read this kind of file; it takes {takes}"
+        if command != "evaluate":
+            hint = (f"for architecture text kept in a file, pass its contents (\"$(cat {text})\") "
+                    f"or put it under network: in a .yaml file")
+    else:
+        msg = f"{head} does not exist (and is not architecture text); kblocks {command} takes {takes}"
+    raise KBlocksError(msg, hint=hint)
 
 
 def architecture_options(fn):
@@ -115,6 +209,7 @@ def summary(architecture, input_shape, classes, blocks, variables, as_json, show
     from kblocks.inspect.model_summary import load_model_file, names_model_file
     from kblocks.lang.table import Summary
 
+    check_source(architecture, "summary")
     if names_model_file(architecture):
         model = load_model_file(architecture, unsafe=unsafe,
                                 text_options=(input_shape, classes, blocks, variables))
@@ -144,6 +239,7 @@ def build(architecture, input_shape, classes, blocks, variables, output, overwri
     """Build the Keras model and save it as a .keras file."""
     import kblocks
 
+    check_source(architecture, "build")
     if not output.endswith(".keras"):
         raise KBlocksError(f"-o {output}: the file name must end in .keras (for SavedModel use "
                            f"'kblocks export')")
@@ -170,6 +266,7 @@ def plot(architecture, input_shape, classes, blocks, variables, output, unsafe):
     from kblocks.inspect.model_summary import load_model_file, names_model_file
     from kblocks.lang.plot import plot_graph
 
+    check_source(architecture, "plot")
     out = check_output(output, (".png", ".svg", ".pdf"), reads=(architecture,))
     if names_model_file(architecture):
         s = kblocks.summary(load_model_file(architecture, unsafe=unsafe,

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from kblocks.cli.app import main
-from kblocks.cli.core import check_output
+from kblocks.cli.core import check_output, check_source
 from kblocks.common.errors import KBlocksError
 
 METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm")
@@ -216,6 +216,7 @@ def inspect_command(model_spec, methods, images, layer, class_spec, class_names,
     MODEL is a .keras file, or architecture text / YAML / zoo name with --weights.
     Images are read as 0..255 pixels (any normalisation is inside the model).
     """
+    check_source(model_spec, "inspect", what="MODEL")
     methods = _methods(methods)
     outputs = _check_request(methods, model_spec, images, data, layer, class_spec, output, weights)
 

@@ -6,6 +6,7 @@ import sys
 import click
 
 from kblocks.cli.app import main
+from kblocks.cli.core import check_source, echo_warnings
 from kblocks.cli.options import number, parse_assignments, train_config_values, train_options
 from kblocks.common.errors import ConfigError
 
@@ -54,6 +55,7 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
               help="Worker: seconds to wait for the chief before giving up.")
 @click.option("-v", "--verbose", is_flag=True, help="Per-epoch lines inside each trial.")
 @click.option("--no-report", is_flag=True, help="Do not write the report at the end.")
+@echo_warnings
 def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, population,
                    sample_size, initial_points, max_params, max_macs, max_activation_mb, out,
                    resume, time_budget, overwrite, distributed, port, bind, chief_address,
@@ -72,6 +74,7 @@ def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, 
     from kblocks.search.runner import SearchConfig, SearchFailed, run_search
     from kblocks.training import TrainConfig
 
+    check_source(space, "search", what="SPACE")
     if out is None:
         if resume:
             raise ConfigError("--resume needs --out (the folder of the search to continue)",

@@ -7,6 +7,7 @@ import sys
 import click
 
 from kblocks.cli.app import main
+from kblocks.cli.core import check_source, echo_warnings
 from kblocks.cli.options import parse_assignments, train_config_values, train_options
 from kblocks.common.errors import ConfigError
 
@@ -73,6 +74,7 @@ def _print_table(title: str, rows: dict):
               help="Momentum of the BatchNormalization layers the text leaves at Keras' 0.99: "
                    "auto = from the run's steps (0.9 for a short run, 0.99 from 2000 steps), "
                    "keep = 0.99, or a number.")
+@echo_warnings
 def train_command(source, sets, out, overwrite, no_tensorboard, quiet, resume, unsafe, bn_momentum,
                   **options):
     """Train SOURCE (architecture text, YAML file or zoo name) on --data.
@@ -97,6 +99,7 @@ def train_command(source, sets, out, overwrite, no_tensorboard, quiet, resume, u
     if data is None:
         raise ConfigError("--data is required", what="--data",
                           hint="e.g. --data digits, --data cifar10:PATH, --data images:DIR")
+    check_source(source, "train", what="SOURCE")
     if source is None and transfer is None:
         raise ConfigError("no architecture given", what="SOURCE",
                           hint="give architecture text, a YAML file or a zoo name, or --transfer "
@@ -207,6 +210,7 @@ def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split,
     from kblocks.training.config import check_seed
     from kblocks.training.data import parse_image_size
 
+    check_source(model_path, "evaluate", what="MODEL")
     if run_dir is not None:
         record_path = Path(run_dir) / "run.json"
         if not record_path.exists():

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kblocks.cli.app import main
-from kblocks.cli.core import architecture_options, compile_kwargs
+from kblocks.cli.core import architecture_options, check_source, compile_kwargs
 from kblocks.common.errors import KBlocksError
 # The export logic is the library's; SAVED_MODEL_ENTRIES and export_saved_model stay importable here.
 from kblocks.training.export import (FORMATS, SAVED_MODEL_ENTRIES,  # noqa: F401
@@ -99,6 +99,7 @@ def export(architecture, input_shape, classes, blocks, variables, output, fmt, n
         import tensorflow  # noqa: F401  every format is written through TensorFlow
     except ModuleNotFoundError:
         raise KBlocksError("kblocks export needs TensorFlow (pip install 'kblocks[tf]')") from None
+    check_source(architecture, "export")
     check_export_target(output, overwrite=overwrite, reads=(architecture,), format=fmt)
     source = Path(architecture)
     if architecture.endswith(".keras") and "\n" not in architecture:

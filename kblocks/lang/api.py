@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from kblocks.common.suggest import did_you_mean
-from kblocks.lang import parser, syntax
+from kblocks.common.suggest import close_matches, did_you_mean
+from kblocks.lang import lint, parser, syntax
 from kblocks.lang.analysis import Analysis, analyse as _analyse
 from kblocks.lang.blocks import BlockLibrary, builtin_library, block_from_mapping
-from kblocks.common.errors import ArchitectureError, ConfigError, KBlocksError
+from kblocks.common.errors import ArchitectureError, ConfigError, KBlocksError, ParseError
 from kblocks.lang.expand import Expander, finalize_units
 from kblocks.lang.graph import Graph, build_graph
 from kblocks.lang.spec import ArchitectureFile, load_architecture
@@ -153,7 +154,10 @@ def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=Non
     arch = _as_arch(source)
     text = arch.network
     src = arch.source if arch.source else ""
-    tree = parser.parse(text, source=src)
+    try:
+        tree = parser.parse(text, source=src)
+    except ParseError as err:
+        raise _zoo_hint(err, source) from None
     env = dict(arch.variables)
     env.update(variables)
     if classes is None:
@@ -164,10 +168,61 @@ def compile(source, *, input_shape=None, classes=None, blocks=None, resolver=Non
         env["classes"] = classes
     expander = Expander(variables=env, blocks=_blocks(arch, blocks), resolver=resolver,
                         defaults=arch.defaults)
-    program = expander.expand(tree, text=text, source=src)
+    try:
+        program = expander.expand(tree, text=text, source=src)
+    except ArchitectureError as err:
+        raise _zoo_hint(err, source) from None
     program = finalize_units(program, classes, text=text, source=src)
     shape = _input_shape(program.input_shape, input_shape, arch.input_shape)
-    return build_graph(program, shape, text=text, source=src)
+    try:
+        graph = build_graph(program, shape, text=text, source=src)
+    except ArchitectureError as err:
+        if shape is None or not lint.channels_first(shape) or err.hint:
+            raise
+        raise _rehint(err, lint.channels_hint(shape)) from None
+    found = lint.check(graph, given=variables, used=expander.used)
+    if found:
+        graph = dataclasses.replace(graph, warnings=found)
+        warnings.warn("\n".join(str(w) for w in found), lint.KBlocksWarning,
+                      stacklevel=_caller_level(2))
+    return graph
+
+
+def _rehint(err: KBlocksError, hint: str) -> KBlocksError:
+    """``err`` again, with another hint."""
+    return type(err)(err.message, span=err.span, text=err.text, what=err.what, hint=hint)
+
+
+#: A source that may be a misspelt zoo name: one word, with ``-`` or ``_`` (``resnet-50``).
+_ZOO_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+
+
+def zoo_names() -> list:
+    """The names of the zoo's networks (its ``.yaml`` files), sorted."""
+    import importlib.resources
+
+    folder = importlib.resources.files(ZOO_PACKAGE) / "architectures"
+    def natural(name):  # resnet18 before resnet101
+        return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+    return sorted((e.name[:-5] for e in folder.iterdir() if e.name.endswith(".yaml")), key=natural)
+
+
+def _zoo_hint(err: KBlocksError, source) -> KBlocksError:
+    """``err`` with the zoo names close to ``source`` as its hint (``resnet`` -> resnet18, ...),
+    when the source is one word that fails to compile; else ``err`` unchanged."""
+    if not isinstance(source, str) or not _ZOO_LIKE.fullmatch(source.strip()) or not (
+            isinstance(err, ParseError) or err.message.startswith("unknown layer")):
+        return err
+    key = source.strip().lower().replace("-", "").replace("_", "")
+    names = zoo_names()
+    plain = {n.lower().replace("_", ""): n for n in names}
+    close = [n for n in names if len(key) >= 3 and n.lower().replace("_", "").startswith(key)]
+    close += [plain[c] for c in close_matches(key, plain, n=3, cutoff=0.75) if plain[c] not in close]
+    if not close:
+        return err
+    shown = close[:5]
+    listed = ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else shown[0]
+    return _rehint(err, f"did you mean the zoo network {listed}? ('kblocks zoo' lists them)")
 
 
 def _input_shape(written, given, from_file):

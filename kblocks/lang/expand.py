@@ -15,6 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
+from kblocks.common.suggest import close_matches
 from kblocks.lang import limits
 from kblocks.lang import syntax as S
 from kblocks.lang.blocks import REQUIRED, BlockLibrary, builtin_library
@@ -22,7 +23,7 @@ from kblocks.common.errors import ArchitectureError, LimitError, Span
 from kblocks.lang.ir import As, Aux, From, Merge, Op, Program
 from kblocks.lang.keras_keywords import refusal
 from kblocks.lang.parser import parse
-from kblocks.lang.vocab import VOCAB, LayerSpec
+from kblocks.lang.vocab import VOCAB, LayerSpec, pytorch_hint
 
 
 class Resolver:
@@ -65,6 +66,24 @@ class _Ctx:
     param_ns: dict = field(default_factory=dict)  # $param -> namespace where its value was written
 
 
+class _Recording(dict):
+    """The variables of an expansion, noting each one read (``read``): a variable given but never
+    read is warned of (:mod:`kblocks.lang.lint`)."""
+
+    def __init__(self, values):
+        super().__init__(values)
+        self.read = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        if key in self:
+            self.read.add(key)
+        return super().get(key, default)
+
+
 class Expander:
     def __init__(self, *, variables=None, blocks: BlockLibrary | None = None, resolver=None,
                  defaults=None):
@@ -82,10 +101,12 @@ class Expander:
         self.spellings: set = set()  # unique spellings of the program's tensor names
         self.pending: dict = {}  # (namespace, name) -> first FROM that read it before its AS
         self.namespaces = 0
+        self.used: set = set()  # the variables the text read, once expanded
 
     # --- entry ---------------------------------------------------------------------------------
     def expand(self, tree: S.Seq, *, text: str = "", source: str = "") -> Program:
-        ctx = _Ctx(self.variables, text=text, source=source)
+        ctx = _Ctx(_Recording(self.variables), text=text, source=source)
+        self.used = ctx.variables.read  # the variables the text reads (kblocks warns of the others)
         nodes = self._seq(tree, ctx, top=True)
         self._check_pending(0)
         return Program(tuple(nodes), self.input_shape)
@@ -225,8 +246,8 @@ class Expander:
         spec = VOCAB.get(item.name)
         if spec is None or not spec.user:
             known = VOCAB.suggest(item.name)
-            hint = f"did you mean {' or '.join(known)}?" if known else \
-                "see the layer table in docs/language.md"
+            hint = pytorch_hint(item.name) or (f"did you mean {' or '.join(known)}?" if known else
+                                               "see the layer table in docs/language.md")
             if self.blocks.get(item.name) is not None:
                 hint = f"{item.name} is a named block: write @{item.name}(...)"
             raise self._error(f"unknown layer {item.name!r}", item.span, ctx, what=item.name, hint=hint)
@@ -234,7 +255,14 @@ class Expander:
             self._bind(item, spec, ctx)  # validate its arguments; a lone SKIP is the identity
             return []
         self._count_layer(item.span, ctx)
-        return [self._bind(item, spec, ctx)]
+        try:
+            return [self._bind(item, spec, ctx)]
+        except ArchitectureError as err:  # Linear(10): LINEAR is an activation here, FC in PyTorch
+            hint = pytorch_hint(item.name, spec.token)
+            if hint is None:
+                raise
+            raise type(err)(err.message, span=err.span, text=err.text, what=err.what,
+                            hint=hint) from None
 
     # --- named tensors (DSL section 4b) -----------------------------------------------------------
     def _tensor_name(self, item: S.Layer, token: str, ctx: _Ctx):
@@ -410,11 +438,17 @@ class Expander:
                               if ctx.block_stack else "use a variable (vars:, --set) or a block")
         if ref.name in ctx.variables:
             return ctx.variables[ref.name]
-        hint = f"bind it: build(text, {ref.name}=...) or --set {ref.name}=... or YAML vars:"
+        hint = f"bind it: variables={{{ref.name!r}: ...}} or --set {ref.name}=... or YAML vars:"
         if ref.name == "classes":
             hint = "give classes= (CLI --classes, YAML classes:)"
-        raise self._error(f"unbound variable {ref.name!r} (used as a {role})", ref.span, ctx,
-                          what=ref.name, hint=hint)
+        msg = f"unbound variable {ref.name!r} (used as a {role})"
+        given = [k for k in ctx.variables if k.lower() == ref.name.lower()] or \
+            close_matches(ref.name, [k for k in ctx.variables if k != "classes"], n=1, cutoff=0.6)
+        if given:  # --set n=2 for a text that says N
+            msg += f"; {given[0]!r} was given ({given[0]}={ctx.variables[given[0]]!r})"
+            hint = (f"variable names are case-sensitive: give {ref.name}=... instead" if
+                    given[0].lower() == ref.name.lower() else f"did you mean {ref.name}=... ?")
+        raise self._error(msg, ref.span, ctx, what=ref.name, hint=hint)
 
     def _typed(self, raw, arg, spec, item, ctx):
         value = raw

@@ -85,6 +85,7 @@ class Graph:
         program: the expanded program it was built from (:mod:`kblocks.lang.ir`).
         source: the file or zoo name it came from (empty for text).
         text: the architecture text, for error context.
+        warnings: what :mod:`kblocks.lang.lint` found suspicious (set by ``kblocks.compile``).
     """
 
     input_shape: tuple
@@ -93,6 +94,8 @@ class Graph:
     program: Program
     source: str = ""  # the text or file it came from
     text: str = ""  # the architecture text (for error context)
+    #: :class:`kblocks.lang.lint.TextWarning` s: what compiles but is probably not what was meant
+    warnings: tuple = field(default=(), compare=False)
 
     def canonical_text(self) -> str:
         """The canonical architecture text (see ``kblocks.format_text``).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -246,6 +247,28 @@ def _expected(exc: UnexpectedInput) -> str:
     return ", ".join(n for n in names if not n.startswith("__")) or "something else"
 
 
+#: One word with a ``/`` or ``\\`` in it, or ending in ``.suffix``: a file name, not architecture
+#: text (which has neither: ``runs/x/best.keras``, ``old.h5``, ``notes.txt``).
+_PATH_LIKE = re.compile(r"[\w.~:/\\-]+")
+_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]*$")
+
+
+def looks_like_path(text) -> bool:
+    """Whether ``text`` is one word that names a file rather than architecture text: it holds a
+    ``/`` or ``\\``, or ends in a file suffix (``.h5``, ``.txt``)."""
+    word = str(text).strip()
+    return (bool(word) and len(word) <= 4096 and _PATH_LIKE.fullmatch(word) is not None
+            and ("/" in word or "\\" in word or _SUFFIX.search(word) is not None))
+
+
+def _path_error(text: str, source: str) -> ParseError | None:
+    if source or not looks_like_path(text):
+        return None
+    return ParseError(f"{text.strip()!r} is not architecture text: it looks like a file name",
+                      hint="an architecture is text like CONV(32)-RELU-POOL-FC(10), a YAML file "
+                           "(.yaml) or a zoo name")
+
+
 def parse(text: str, *, source: str = "") -> S.Seq:
     """Parse architecture text into a :class:`kblocks.lang.syntax.Seq`. Raises :class:`ParseError`."""
     if not isinstance(text, str):
@@ -259,6 +282,8 @@ def parse(text: str, *, source: str = "") -> S.Seq:
     try:
         tree = _lark().parse(text)
     except UnexpectedCharacters as exc:
+        if _path_error(text, source):
+            raise _path_error(text, source) from None
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         raise ParseError(f"unexpected character {ch!r}; expected {_expected(exc)}",
                          span=Span(exc.line, exc.column, exc.column + 1, source), text=text) from None

@@ -185,7 +185,14 @@ class Summary:
             lines.append(f"Outputs: {names}")
         lines.append(f"input: {self.input_convention}")
         lines.append(f"outputs: {self.output_convention}")
+        lines.extend(f"warning: {w}" for w in self.warnings)
         return lines
+
+    @property
+    def warnings(self) -> tuple:
+        """What :mod:`kblocks.lang.lint` found suspicious in the text (printed last as
+        ``warning: ...`` lines)."""
+        return getattr(self.graph, "warnings", ()) if self.graph is not None else ()
 
     def __str__(self) -> str:
         return render([self.HEAD] + self.rows(), self.totals())
@@ -222,4 +229,4 @@ class Summary:
                 "non_trainable": self.non_trainable_params,
                 "activation_elements": self.activation_elements, "macs": self.macs,
                 "input": self.input_convention, "outputs": self.output_convention,
-                "layers": self.layer_records()}
+                "layers": self.layer_records(), "warnings": [str(w) for w in self.warnings]}

@@ -232,3 +232,25 @@ for _tok, _cls, _fixed in (("CONCAT", "Concatenate", (("axis", -1),)), ("ADD", "
     VOCAB.register(LayerSpec(_tok, K.MERGE, _cls, fixed=_fixed, user=False))
 
 MERGE_TOKEN = {"|": "CONCAT", "+": "ADD", "&": "MULTIPLY"}
+
+
+#: PyTorch's ``nn`` layer names, as students write them, and the kblocks text they mean
+#: (``Linear(10)`` is FC(10): in kblocks LINEAR is the identity activation). Only the exact
+#: PyTorch spelling is recognised; the token itself in any case keeps its kblocks meaning.
+PYTORCH_NAMES = {
+    "Linear": "FC(units)", "Conv1d": "CONV1D(filters, kernel)", "Conv2d": "CONV(filters, kernel)",
+    "Conv3d": "CONV3D(filters, kernel)", "ConvTranspose2d": "CONVT(filters, kernel, stride)",
+    "MaxPool2d": "POOL(size)", "AvgPool2d": "AVGPOOL(size)",
+    "AdaptiveAvgPool2d": "GAP", "BatchNorm2d": "BN", "BatchNorm1d": "BN", "Dropout": "DROPOUT(rate)",
+    "Dropout2d": "SDROPOUT(rate)", "Flatten": "FLATTEN", "ReLU": "RELU", "Softmax": "SOFTMAX",
+    "LayerNorm": "LN", "Upsample": "UPSAMPLE(size)", "Identity": "SKIP",
+}
+
+
+def pytorch_hint(name: str, token: str | None = None) -> str | None:
+    """``"Linear is PyTorch's name; in kblocks write FC(units)"`` for a PyTorch layer name whose
+    kblocks meaning differs (``token``: the kblocks token the name resolved to, if any), else None."""
+    meant = PYTORCH_NAMES.get(name)
+    if meant is None or (token is not None and meant.split("(")[0] == token):
+        return None
+    return f"{name} is PyTorch's nn.{name}; in kblocks write {meant}"

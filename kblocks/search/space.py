@@ -156,6 +156,15 @@ class SearchSpace:
                  defaults=arch.defaults).expand(tree, text=arch.network, source=arch.source)
         self.specs = {name: use.spec for name, use in found.uses.items()}
         self.conditions = {name: conditions_of(use, self.specs) for name, use in found.uses.items()}
+        if not self.specs:
+            import warnings
+
+            from kblocks.lang.lint import KBlocksWarning
+
+            warnings.warn(f"{self.origin or 'the search space'}: the space has no placeholders "
+                          f"({{f: 16|32}}, {{n: 1..3}}): it is one architecture, so a search "
+                          f"trains it once however many trials are asked for", KBlocksWarning,
+                          stacklevel=3)
 
     def to_dict(self) -> dict:
         """The space as plain data, the form a search folder stores.
