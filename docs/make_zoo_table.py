@@ -33,7 +33,10 @@ starting point for your own:
 Parameters and multiply-adds (MACs) are at each file's default input and classes. "Reference" is
 the count the file is checked against in `tests/test_zoo.py` (and, for the networks marked
 "Keras", `tests/test_keras_identity.py` copies the weights of the `keras.applications` model
-into the kblocks one and compares predictions).
+into the kblocks one and compares predictions; for those with a "PyTorch twin",
+`bench/peer_identity.py` copies the PyTorch model's weights in and compares logits, recorded in
+docs/BENCHMARKS.md). A network with training-only AUX heads shows its inference network (the
+main output) first and the figure with the heads in brackets.
 
 | name | family | input | classes | params | MACs | reference | source |
 | --- | --- | --- | --- | ---: | ---: | --- | --- |
@@ -45,6 +48,19 @@ def _si(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.2f} {unit}"
     return str(int(n))
+
+
+def _aux(e) -> bool:
+    return e.outputs > 1 and e.inference_params != e.params
+
+
+def _params(e) -> str:
+    """The inference network's count first when training-only AUX heads add parameters."""
+    return f"{e.inference_params:,} ({e.params:,} with AUX heads)" if _aux(e) else f"{e.params:,}"
+
+
+def _macs(e) -> str:
+    return f"{_si(e.inference_macs)} ({_si(e.macs)} with AUX heads)" if _aux(e) else _si(e.macs)
 
 
 def _cell(text: str) -> str:
@@ -64,6 +80,8 @@ def _reference(ref: dict) -> str:
         parts.insert(0, "torchvision")
     elif by.startswith("hand count"):
         parts.insert(0, "hand count")
+    if "twin" in ref:
+        parts.append("PyTorch twin: " + str(ref["twin"]).split(" (")[0].split(",")[0])
     return "; ".join(parts) or "-"
 
 
@@ -76,7 +94,7 @@ def render() -> str:
     for e in items:
         shape = "x".join(str(d) for d in e.input_shape)
         lines.append(f"| [{e.name}](#{e.name}) | {e.family} | {shape} | {e.classes or '-'} | "
-                     f"{e.params:,} | {_si(e.macs)} | {_cell(_reference(e.reference))} | "
+                     f"{_params(e)} | {_macs(e)} | {_cell(_reference(e.reference))} | "
                      f"{_cell(e.short_source)} |\n")
     lines.append("\n## The networks\n")
     for e in items:
@@ -89,8 +107,11 @@ def render() -> str:
         if e.doc:
             lines.append(f"{_cell(e.doc)}\n\n")
         by = e.reference.get("by")
+        aux = (f"; the inference network (main output) has {e.inference_params:,} parameters "
+               f"and {e.inference_macs:,} MACs, the AUX heads are for training only"
+               if _aux(e) else "")
         lines.append(f"{e.params:,} parameters ({e.trainable:,} trainable), {e.macs:,} MACs"
-                     + (f"; reference: {_cell(by)}" if by else "") + ".\n\n")
+                     + aux + (f"; reference: {_cell(by)}" if by else "") + ".\n\n")
         lines.append("```\n" + e.network.strip() + "\n```\n")
     return "".join(lines)
 

@@ -48,7 +48,9 @@ def zoo(name, as_json):
 
         click.echo(json.dumps([{"name": e.name, "family": e.family, "input": list(e.input_shape),
                                 "classes": e.classes, "params": e.params, "trainable": e.trainable,
-                                "macs": e.macs, "outputs": e.outputs, "source": e.source,
+                                "macs": e.macs, "outputs": e.outputs,
+                                "inference_params": e.inference_params,
+                                "inference_macs": e.inference_macs, "source": e.source,
                                 "reference": e.reference, "doc": e.doc} for e in items], indent=1))
         return
     if not name:
@@ -61,6 +63,10 @@ def zoo(name, as_json):
     click.echo(f"input {'x'.join(map(str, e.input_shape))}, classes {e.classes}, "
                f"{e.params:,} params ({e.trainable:,} trainable), {e.macs:,} MACs"
                + (f", {e.outputs} outputs" if e.outputs > 1 else ""))
+    if e.outputs > 1:
+        click.echo(f"inference (main output): {e.inference_params:,} params "
+                   f"({e.params:,} with AUX heads), {e.inference_macs:,} MACs "
+                   f"({e.macs:,} with AUX heads); the AUX heads are for training only")
     click.echo(f"source: {e.source}")
     if e.doc:
         click.echo(f"notes: {e.doc}")

@@ -91,6 +91,50 @@ class Analysis:
         return sum(s.macs for s in self.layers)
 
 
+@dataclass(frozen=True)
+class MainTotals:
+    """The figures of the inference network alone: the nodes the main output depends on, without
+    the layers that feed only ``AUX[...]`` heads (training-only outputs such as GoogLeNet's).
+
+    Args:
+        params: trainable plus non-trainable parameters of those nodes.
+        trainable: their trainable parameters.
+        macs: their multiply-adds per image.
+        nodes: how many nodes the main output depends on.
+    """
+
+    params: int
+    trainable: int
+    macs: int
+    nodes: int
+
+
+def main_nodes(graph: Graph) -> frozenset:
+    """Indices of the nodes the main output (``graph.outputs[0]``) depends on, found by walking back
+    from it along the inputs; a node that feeds only AUX heads is not among them."""
+    if not graph.outputs:
+        return frozenset()
+    seen: set = set()
+    todo = [graph.outputs[0]]
+    while todo:
+        i = todo.pop()
+        if i == INPUT or i in seen:
+            continue
+        seen.add(i)
+        todo.extend(graph.nodes[i].inputs)
+    return frozenset(seen)
+
+
+def main_totals(a: Analysis) -> MainTotals:
+    """:class:`MainTotals` of an analysis: the main output's network, AUX-only layers left out. Equal
+    to the whole graph's totals when there are no AUX heads."""
+    keep = main_nodes(a.graph)
+    layers = [s for i, s in enumerate(a.layers) if i in keep]
+    trainable = sum(s.trainable for s in layers)
+    return MainTotals(params=trainable + sum(s.non_trainable for s in layers), trainable=trainable,
+                      macs=sum(s.macs for s in layers), nodes=len(keep))
+
+
 def param_counts(node: Node, in_shape: tuple) -> tuple:
     """(trainable, non-trainable) parameters of one node, as Keras counts them: its kind's record,
     all of them frozen when the layer is written with ``trainable=false``."""

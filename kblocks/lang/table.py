@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kblocks.common.numbers import si as _si
-from kblocks.lang.analysis import Analysis
+from kblocks.lang.analysis import Analysis, main_totals
 from kblocks.lang.graph import INPUT
 from kblocks.lang.shapes import dims
 
@@ -55,6 +55,14 @@ def figure_lines(a: Analysis) -> list:
         f"in place",
         f"Multiply-adds per image: {a.macs:,} ({_si(a.macs)}MACs)",
     ]
+
+
+def aux_line(a: Analysis) -> str:
+    """The totals of the inference network (main output) beside those with the AUX heads:
+    ``Inference (main output): 6,998,552 params (13,378,280 with AUX heads), ...``."""
+    m = main_totals(a)
+    return (f"Inference (main output): {m.params:,} params ({a.params:,} with AUX heads), "
+            f"{m.macs:,} MACs ({a.macs:,} with AUX heads); the AUX heads are for training only")
 
 
 def render(rows: list, totals: list, drop=()) -> str:
@@ -183,6 +191,7 @@ class Summary:
         if len(self.graph.outputs) > 1:
             names = ", ".join(["output"] + [f"aux{k}" for k in range(1, len(self.graph.outputs))])
             lines.append(f"Outputs: {names}")
+            lines.append(aux_line(self.analysis))
         lines.append(f"input: {self.input_convention}")
         lines.append(f"outputs: {self.output_convention}")
         lines.extend(f"warning: {w}" for w in self.warnings)

@@ -79,8 +79,25 @@ class Entry:
     trainable: int = 0
     macs: int = 0
     outputs: int = 1  # 1 + number of auxiliary heads
+    inference_params: int = 0  # parameters of the main output's network (AUX-only layers left out)
+    inference_macs: int = 0  # its multiply-adds per image
     network: str = ""  # the architecture text as written in the file
     path: Path | None = None
+
+    @property
+    def params_text(self) -> str:
+        """The parameters as tables show them: ``6,998,552 (13,378,280 with AUX heads)`` when
+        training-only AUX heads add some, else ``11,699,112``."""
+        if self.outputs > 1 and self.inference_params != self.params:
+            return f"{self.inference_params:,} ({self.params:,} with AUX heads)"
+        return f"{self.params:,}"
+
+    @property
+    def macs_text(self) -> str:
+        """The multiply-adds as tables show them: ``1.58 G (1.59 G with AUX heads)`` or ``1.82 G``."""
+        if self.outputs > 1 and self.inference_macs != self.macs:
+            return f"{si(self.inference_macs)} ({si(self.macs)} with AUX heads)"
+        return si(self.macs)
 
     @property
     def short_source(self) -> str:
@@ -91,11 +108,13 @@ class Entry:
 
 def entry(name: str) -> Entry:
     """Metadata and figures of a zoo network (compiles the layer graph; makes no Keras objects)."""
+    from kblocks.lang.analysis import main_totals
     from kblocks.lang.api import analyse, compile as compile_graph
 
     arch = load(name)
     graph = compile_graph(arch)
     stats = analyse(graph)
+    main = main_totals(stats)
     meta = arch.meta
     reference = meta.get("reference") or {}
     if not isinstance(reference, dict):
@@ -105,6 +124,7 @@ def entry(name: str) -> Entry:
                  doc=" ".join(str(meta.get("doc", "")).split()), reference=dict(reference),
                  input_shape=tuple(graph.input_shape), classes=arch.classes, params=stats.params,
                  trainable=stats.trainable, macs=stats.macs, outputs=len(graph.outputs),
+                 inference_params=main.params, inference_macs=main.macs,
                  network=_network_as_written(Path(arch.source), arch.network),
                  path=Path(arch.source))
 
@@ -161,10 +181,11 @@ def loss_weights(model, aux: float = AUX_WEIGHT):
 
 
 def table_rows(items=None) -> list:
-    """Rows (name, family, input, params, MACs, source) of the zoo table, as strings."""
+    """Rows (name, family, input, params, MACs, source) of the zoo table, as strings; a network with
+    AUX heads shows its inference network's figures first (:attr:`Entry.params_text`)."""
     items = entries() if items is None else items
     rows = []
     for e in items:
         shape = "x".join(str(d) for d in e.input_shape)
-        rows.append((e.name, e.family, shape, f"{e.params:,}", si(e.macs), e.short_source))
+        rows.append((e.name, e.family, shape, e.params_text, e.macs_text, e.short_source))
     return rows
