@@ -474,7 +474,7 @@ def run_text(text: str, *, input_shape=None, classes=None, recompile=True, **var
 
     t0 = time.perf_counter()
     try:
-        graph = kblocks.compile(text, input_shape=input_shape, classes=classes, **variables)
+        graph = kblocks.compile(text, input_shape=input_shape, classes=classes, variables=variables)
         kblocks.analyse(graph)
         canonical = graph.canonical_text()
     except KBlocksError as err:

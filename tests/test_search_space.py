@@ -199,3 +199,24 @@ def test_tuning_blocks_examples_build():
     for name, spec in blocks.items():
         example = spec["doc"].split("Example:")[1].strip()
         assert kblocks.analyse(example, blocks=str(path)).params > 0, name
+
+
+def test_space_variables_are_passed_as_a_mapping():
+    """SearchSpace takes variables={...} as kblocks.build does (issue 13); the keyword form still
+    works with a DeprecationWarning, and a misspelt argument is refused with a did-you-mean."""
+    import warnings
+
+    import pytest
+
+    import kblocks
+
+    text = "[CONV({f#: 4|8})-RELU]*N-GAP-FC(2)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        new = kblocks.SearchSpace(text, input_shape=(8, 8, 1), variables={"N": 2})
+    assert new.names == ["f_1", "f_2"]
+    with pytest.warns(DeprecationWarning, match=r"pass variables="):
+        old = kblocks.SearchSpace(text, input_shape=(8, 8, 1), N=2)
+    assert old.names == new.names
+    with pytest.raises(kblocks.KBlocksError, match="did you mean input_shape="):
+        kblocks.SearchSpace(text, input_shap=(8, 8, 1), variables={"N": 2})

@@ -280,7 +280,7 @@ def _prepare(cfg: SearchConfig, command, echo) -> _Search:
         raise DataError("a search selects architectures on validation data; the split is empty",
                         what="val_split", hint="use e.g. val_split=0.1 or val_data=")
     space = SearchSpace(cfg.space, blocks=cfg.blocks, classes=train.num_classes,
-                        input_shape=train.input_shape, **dict(cfg.variables))
+                        input_shape=train.input_shape, variables=dict(cfg.variables))
     _check_output(space, train, check_fits)
     record = {
         "format": FORMAT, "kind": "kblocks-search", "space": space.to_dict(),

@@ -87,6 +87,36 @@ def _values_of(hp) -> dict:
                        f"Trial, got {type(hp).__name__}")
 
 
+_SPACE_ARGUMENTS = ("source", "blocks", "classes", "input_shape", "name", "variables")
+
+
+def _space_variables(variables, legacy: dict) -> dict:
+    """``variables=`` of :class:`SearchSpace`, with the old keyword form (``SearchSpace(text,
+    N=2)``) still taken, with a DeprecationWarning, and a misspelt argument refused as in
+    :func:`kblocks.build`."""
+    import warnings
+
+    from kblocks.common.suggest import close_matches
+
+    if variables is not None and not isinstance(variables, dict):
+        raise KBlocksError(f"variables= takes a mapping name: value, got {type(variables).__name__}",
+                           what="SearchSpace")
+    variables = dict(variables or {})
+    for key in legacy:
+        near = close_matches(key, _SPACE_ARGUMENTS, n=1, cutoff=0.75)
+        if near:
+            raise KBlocksError(f"unknown argument {key}=", what="SearchSpace",
+                               hint=f"did you mean {near[0]}=?")
+        if key in variables:
+            raise KBlocksError(f"variable {key!r} is given twice (as {key}= and in variables=)",
+                               what="SearchSpace")
+    if legacy:
+        warnings.warn(f"SearchSpace(): variables given as keyword arguments "
+                      f"({', '.join(f'{k}=' for k in legacy)}) are deprecated; pass "
+                      f"variables={{...}}", DeprecationWarning, stacklevel=3)
+    return {**variables, **legacy}
+
+
 class SearchSpace:
     """Architecture text with placeholders, and the Keras Tuner hyperparameters it defines.
 
@@ -111,8 +141,10 @@ class SearchSpace:
     """
 
     def __init__(self, source, *, blocks=None, classes=None, input_shape=None, name=None,
-                 **variables):
+                 variables=None, **legacy):
         from kblocks.lang.spec import parse_architecture
+
+        variables = _space_variables(variables, legacy)
 
         data, origin = _read_source(source)
         extra = _read_blocks(blocks)
