@@ -37,10 +37,10 @@ def test_a_full_disk_fails_the_trial_cleanly_and_resume_runs_it_again(tmp_path, 
     out = tmp_path / "s"
     real = saving._write_atomically
 
-    def full_disk(path, ending, write):
+    def full_disk(path, ending, write, kept=None):
         if str(path).endswith(saving.WEIGHTS_SUFFIX):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real(path, ending, write)
+        return real(path, ending, write, kept)
 
     monkeypatch.setattr(saving, "_write_atomically", full_disk)
     lines = []
@@ -86,7 +86,7 @@ def test_a_full_disk_under_the_searchs_own_files_ends_it_with_one_line(tmp_path,
 
     monkeypatch.setattr(oracles, "write_json_atomic", full_disk)
     out = tmp_path / "s"
-    with pytest.raises(KBlocksError, match="no space left on the device writing .*oracle.json") \
+    with pytest.raises(KBlocksError, match="no space left on the device while writing .*oracle.json") \
             as err:
         run_search(config(out), echo=lambda line: None)
     assert f"--out {out} --resume" in str(err.value)
