@@ -106,21 +106,42 @@ def read_bytes(path, *, what: str = "file", limit: int, hint: str | None = None)
         st = os.fstat(fd)  # the file opened may not be the file checked (a swap in between)
         if not stat.S_ISREG(st.st_mode):
             raise UserFileError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file")
-        chunks, total = [], 0
-        while total <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
+        data = _read_fd(fd, limit + 1)
     except OSError as err:
         raise os_error(err, path, action="read", what=what) from None
     finally:
         os.close(fd)
-    if total > limit:
+    if len(data) > limit:
         raise UserFileError(f"{what} {path} is over the {size_words(limit)} limit for {what}s "
                             f"(it grew while being read)")
+    return data
+
+
+def _read_fd(fd: int, most: int) -> bytes:
+    """At most ``most`` bytes from an open file, read in chunks of 1 MiB."""
+    chunks, total = [], 0
+    while total < most:
+        chunk = os.read(fd, min(1 << 20, most - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
     return b"".join(chunks)
+
+
+def read_head(path, most: int) -> bytes:
+    """The first ``most`` bytes of a file (opened non-blocking; b"" if it cannot be read): for
+    messages about a file already refused, e.g. the line at which a size limit is crossed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return b""
+    try:
+        return _read_fd(fd, most)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def read_text(path, *, what: str = "file", limit: int, hint: str | None = None) -> str:

@@ -7,7 +7,6 @@ block library) read YAML through :func:`load_yaml_text`; neither imports the oth
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
@@ -162,7 +161,7 @@ def read_yaml_file(path, what: str = "architecture file") -> str:
         files.check_file(path, what=what, hint="give the path of a YAML file")
         size = path.stat().st_size
         if size > MAX_YAML_BYTES:
-            raise too_big(str(path), size, _head(path))
+            raise too_big(str(path), size, files.read_head(path, MAX_YAML_BYTES + 1))
         raw = files.read_bytes(path, what=what, limit=MAX_YAML_BYTES)
     except files.UserFileError as err:
         rest = err.message.removeprefix(f"{what} {path}").lstrip(": ")
@@ -176,27 +175,6 @@ def read_yaml_file(path, what: str = "architecture file") -> str:
         line = raw[:err.start].count(b"\n") + 1
         raise ConfigError(f"{path}, line {line}: not UTF-8 text (byte {err.start:,} is "
                           f"0x{raw[err.start]:02x})", hint="save the file as UTF-8 text") from None
-
-
-def _head(path: Path) -> bytes:
-    """At most ``MAX_YAML_BYTES + 1`` bytes of a regular file (non-blocking, bounded)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return b""
-    try:
-        chunks, total = [], 0
-        while total <= MAX_YAML_BYTES:
-            chunk = os.read(fd, min(1 << 20, MAX_YAML_BYTES + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
 
 
 def load_yaml_text(text: str, source: str = "<yaml>"):
