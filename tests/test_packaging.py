@@ -91,26 +91,3 @@ def test_no_usable_backend_is_one_line_and_exit_2(tmp_path):
         "error: no Keras backend: the package 'jax' is not installed; install tensorflow (pip "
         "install kblocks) or set KERAS_BACKEND=jax with pip install 'kblocks[jax]'"]
     assert not (tmp_path / "m.keras").exists()
-
-
-CLEAN_VENV = os.environ.get("KBLOCKS_CLEAN_VENV_CHECK")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not CLEAN_VENV, reason="downloads TensorFlow (~5 min): set KBLOCKS_CLEAN_VENV_CHECK=1")
-def test_clean_venv_pip_install_builds_and_reloads(tmp_path):
-    """``python -m venv`` + ``pip install .`` (no extras) -> ``kblocks build resnet18`` and a plain
-    ``keras.saving.load_model(safe_mode=True)``. Opt-in: it needs the package index."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    py = venv / "bin" / "python"
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT)], capture_output=True,
-                       text=True, timeout=1800)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([str(venv / "bin" / "kblocks"), "build", "resnet18", "-o", "m.keras"],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([str(py), "-c", "import kblocks, keras; m = keras.saving.load_model("
-                        "'m.keras', safe_mode=True); print(type(m).__name__, m.count_params())"],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert r.returncode == 0 and r.stdout.split()[-2] == "Functional", r.stderr[-3000:]
