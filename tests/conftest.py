@@ -60,3 +60,18 @@ def work_done(fn, *args, budget=None, **kwargs):
     finally:
         sys.settrace(None)
     return outcome, count
+
+
+def patch_zip_headers(path, fields, value, fmt="<H"):
+    """Overwrite one field of every local and central header of the zip archive ``path``:
+    ``fields`` is its offset in the local and in the central header (flag bits at 6/8, method at
+    8/10, uncompressed size at 22/24)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    for sig, field in ((b"PK\x03\x04", fields[0]), (b"PK\x01\x02", fields[1])):
+        start = 0
+        while (i := data.find(sig, start)) >= 0:
+            struct.pack_into(fmt, data, i + field, value)
+            start = i + 4
+    path.write_bytes(bytes(data))

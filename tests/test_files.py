@@ -2,10 +2,11 @@
 directories, JSON nesting and OSError in words."""
 import errno
 import os
-import struct
 import zipfile
 
 import pytest
+
+from conftest import patch_zip_headers
 
 from kblocks.common import files
 from kblocks.common.files import DiskFullError, UserFileError
@@ -84,26 +85,15 @@ def test_zip_checks(tmp_path):
         files.check_zip(notzip, max_total=1000)
 
 
-def _patch_header(path, offset_field, value, fmt="<H"):
-    """Overwrite a field of every local and central header (flag bits at 6/8, method at 8/10)."""
-    data = bytearray(path.read_bytes())
-    for sig, field in ((b"PK\x03\x04", offset_field[0]), (b"PK\x01\x02", offset_field[1])):
-        start = 0
-        while (i := data.find(sig, start)) >= 0:
-            struct.pack_into(fmt, data, i + field, value)
-            start = i + 4
-    path.write_bytes(bytes(data))
-
-
 def test_zip_encrypted_and_unknown_method(tmp_path):
     enc = tmp_path / "enc.keras"
     _zip(enc, {"config.json": "{}"})
-    _patch_header(enc, (6, 8), 0x1)
+    patch_zip_headers(enc, (6, 8), 0x1)
     with pytest.raises(UserFileError, match="encrypted"):
         files.check_zip(enc, max_total=1000)
     lzma = tmp_path / "m.keras"
     _zip(lzma, {"config.json": "{}"})
-    _patch_header(lzma, (8, 10), 99)
+    patch_zip_headers(lzma, (8, 10), 99)
     with pytest.raises(UserFileError, match="compression method 99"):
         files.check_zip(lzma, max_total=1000)
 

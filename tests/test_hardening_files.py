@@ -8,7 +8,6 @@ file being written and the files that still hold what, and that those are byte-i
 import errno
 import json
 import os
-import struct
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import kblocks
-from conftest import ROOT
+from conftest import ROOT, patch_zip_headers
 from kblocks.cli import main
 from kblocks.common import atomic, files, saving
 from kblocks.common.errors import ArchitectureError, ConfigError, LimitError
@@ -42,17 +41,6 @@ def good_keras(tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "good.keras"
     saving.save_model(kblocks.build("FC(4)", input_shape=(3,)), path)
     return path
-
-
-def _patch_header(path, fields, value, fmt="<H"):
-    """Overwrite a field of every local and central zip header (as tests/test_files.py)."""
-    data = bytearray(path.read_bytes())
-    for sig, field in ((b"PK\x03\x04", fields[0]), (b"PK\x01\x02", fields[1])):
-        start = 0
-        while (i := data.find(sig, start)) >= 0:
-            struct.pack_into(fmt, data, i + field, value)
-            start = i + 4
-    path.write_bytes(bytes(data))
 
 
 @pytest.fixture
@@ -78,7 +66,7 @@ def test_config_nested_10k_deep_is_refused_before_parsing(tmp_path, keras_never_
 def test_encrypted_member_is_refused_before_keras(tmp_path, good_keras, keras_never_opens):
     enc = tmp_path / "enc.keras"
     enc.write_bytes(good_keras.read_bytes())
-    _patch_header(enc, (6, 8), 0x1)  # was Keras' "password required for extraction"
+    patch_zip_headers(enc, (6, 8), 0x1)  # was Keras' "password required for extraction"
     with pytest.raises(saving.ModelFileError, match=r"cannot load .*enc.keras: member "
                                                     r"'.*' is encrypted"):
         saving.load_model(enc)
@@ -88,7 +76,7 @@ def test_unknown_compression_method_is_refused_before_keras(tmp_path, good_keras
                                                             keras_never_opens):
     odd = tmp_path / "odd.keras"
     odd.write_bytes(good_keras.read_bytes())
-    _patch_header(odd, (8, 10), 99)  # was NotImplementedError / "method is not supported"
+    patch_zip_headers(odd, (8, 10), 99)  # was NotImplementedError / "method is not supported"
     with pytest.raises(saving.ModelFileError, match="compression method 99, not stored or "
                                                     "deflated"):
         saving.load_model(odd)
@@ -100,7 +88,7 @@ def test_declared_size_is_checked_before_inflating(tmp_path, keras_never_opens):
     bomb = tmp_path / "bomb.keras"
     with zipfile.ZipFile(bomb, "w") as z:
         z.writestr("model.weights.h5", os.urandom(1 << 20))
-    _patch_header(bomb, (22, 24), 200 << 20, fmt="<I")  # declared (inflated) size: 200 MiB
+    patch_zip_headers(bomb, (22, 24), 200 << 20, fmt="<I")  # declared (inflated) size: 200 MiB
     with pytest.raises(saving.ModelFileError, match="would inflate from .* to 200.0 MiB .*zip "
                                                     "bomb"):
         saving.load_model(bomb)
