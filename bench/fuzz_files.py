@@ -426,23 +426,29 @@ def _npz_members(rng, corpus) -> tuple:
     return members, "valid members"
 
 
+def damage_archive(rng, raw: bytes, cuts, junk: list, junk_what: str):
+    """``raw`` (a zip archive) damaged as the cumulative probabilities ``cuts`` say: byte flips,
+    truncation, a zip-directory edit, or replaced by one of ``junk``; else left as written."""
+    r = rng.random()
+    if r < cuts[0]:
+        return flip_bytes(rng, raw), "byte flips"
+    if r < cuts[1]:
+        return truncate(rng, raw), "truncated"
+    if r < cuts[2]:
+        return zip_directory_edit(rng, raw)
+    if r < cuts[3]:
+        return rng.choice(junk), junk_what
+    return raw, "as written"
+
+
 def npz_case(rng, corpus) -> Case:
     members, desc = _npz_members(rng, corpus)
     items = list(members.items()) if isinstance(members, dict) else members
     method = zipfile.ZIP_DEFLATED if rng.random() < 0.4 else zipfile.ZIP_STORED
     raw = write_zip(items, method)
-    r = rng.random()
-    if r < 0.2:
-        raw, more = flip_bytes(rng, raw), "byte flips"
-    elif r < 0.3:
-        raw, more = truncate(rng, raw), "truncated"
-    elif r < 0.5:
-        raw, more = zip_directory_edit(rng, raw)
-    elif r < 0.53:
-        raw, more = rng.choice([b"", b"PK", b"PK\x05\x06" + b"\x00" * 18, corpus.png, b"\x00" * 100,
-                                b"x,y\n1,2\n"]), "not an npz"
-    else:
-        more = "as written"
+    raw, more = damage_archive(rng, raw, (0.2, 0.3, 0.5, 0.53),
+                               [b"", b"PK", b"PK\x05\x06" + b"\x00" * 18, corpus.png,
+                                b"\x00" * 100, b"x,y\n1,2\n"], "not an npz")
     desc = f"{desc}; {more}; {'deflated' if method == zipfile.ZIP_DEFLATED else 'stored'}"
     files = {"data.npz": raw}
     if rng.random() < 0.03:  # the same file through the command line
@@ -531,18 +537,9 @@ def keras_case(rng, corpus) -> Case:
     else:
         desc = "valid members"
     raw = write_zip(list(members.items()), rng.choice([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
-    p = rng.random()
-    if p < 0.15:
-        raw, more = flip_bytes(rng, raw), "byte flips"
-    elif p < 0.22:
-        raw, more = truncate(rng, raw), "truncated"
-    elif p < 0.45:
-        raw, more = zip_directory_edit(rng, raw)
-    elif p < 0.48:
-        raw, more = rng.choice([b"", corpus.npz, b"PK\x03\x04", b"\x89HDF\r\n\x1a\n" + b"\x00" * 50]), \
-            "not a .keras file"
-    else:
-        more = "as written"
+    raw, more = damage_archive(rng, raw, (0.15, 0.22, 0.45, 0.48),
+                               [b"", corpus.npz, b"PK\x03\x04", b"\x89HDF\r\n\x1a\n" + b"\x00" * 50],
+                               "not a .keras file")
     desc = f"{desc}; {more}"
     files = {"model.keras": raw}
     c = rng.random()
