@@ -316,6 +316,15 @@ class _UserFileOSError(UserFileError, OSError):
         return self.render()
 
 
+def worded_disk_full(err: BaseException) -> OSError | None:
+    """The ``OSError(ENOSPC)`` behind an error from a library that words a full disk its own way
+    (h5py's ``OSError`` subclasses, TensorFlow's errors: "No space left on device", "errno = 28"),
+    or None for any other error."""
+    if "No space left on device" in str(err) or "errno = 28" in str(err):
+        return OSError(errno.ENOSPC, "No space left on device")
+    return None
+
+
 def write_error(err: OSError, path, *, what: str | None = None, kept: str | None = None):
     """:func:`os_error` for a failed write of ``path``, as an exception that is *also* an
     ``OSError`` with the original ``errno`` and ``filename``: the writers of

@@ -190,16 +190,6 @@ def load_model(path, *, unsafe: bool = False, compile: bool = False):
                              hint="give a .keras file saved by kblocks or model.save()") from None
 
 
-def _disk_full(err: BaseException):
-    """The ``OSError(ENOSPC)`` behind an error from h5py or TensorFlow that says "No space left
-    on device" in its text (h5py raises ``OSError`` subclasses, TensorFlow its own errors), or None."""
-    import errno
-
-    if "No space left on device" in str(err) or "errno = 28" in str(err):
-        return OSError(errno.ENOSPC, "No space left on device")
-    return None
-
-
 def _brief(text: str, limit: int = 300) -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return first if len(first) <= limit else first[:limit] + "..."
@@ -240,7 +230,7 @@ def _write_atomically(path: Path, ending: str, write, kept=None) -> Path:
         except OSError:
             raise
         except Exception as err:  # h5py, TensorFlow: a full disk in their words
-            disk_full = _disk_full(err)
+            disk_full = files.worded_disk_full(err)
             if disk_full is None:
                 raise
             raise disk_full from None

@@ -27,7 +27,6 @@ ONNX is written through ``tf2onnx`` and checked with ``onnxruntime`` (``pip inst
 """
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
@@ -40,7 +39,7 @@ import numpy as np
 
 from kblocks.common.atomic import atomic_path
 from kblocks.common.errors import KBlocksError
-from kblocks.common.files import UserFileError, writing
+from kblocks.common.files import UserFileError, worded_disk_full, writing
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 #: the file suffix each single-file format needs (Keras' LiteRT export insists on ``.tflite``)
@@ -201,9 +200,10 @@ def export_saved_model(model, path, *, overwrite: bool = False, reads=()) -> Pat
         except OSError:
             raise
         except Exception as err:  # TensorFlow words a full disk its own way
-            if "No space left on device" not in str(err):
+            disk_full = worded_disk_full(err)
+            if disk_full is None:
                 raise
-            raise OSError(errno.ENOSPC, "No space left on device") from None
+            raise disk_full from None
 
 
 def _export_into(model, target: Path) -> Path:
