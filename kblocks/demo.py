@@ -21,6 +21,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from kblocks.common.quietimport import quiet_tensorflow_import
+
+quiet_tensorflow_import()
+
 ARCHITECTURE = "[[CONV(32)-RELU]*2-POOL]*2-[FC(128)-RELU]*1-FC(10)-SOFTMAX"
 
 

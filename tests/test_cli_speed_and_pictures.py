@@ -223,3 +223,28 @@ def test_plot_keeps_named_tensors_apart():
     pos = layout(graph)
     assert len(set(pos.values())) == len(pos)  # a FROM moves aside, never on top of a box
     assert len(edge_routes(graph, pos)) == sum(len(n.inputs) for n in graph.nodes)
+
+
+def test_tensorflows_unsilenceable_import_lines_are_filtered_and_the_rest_kept(tmp_path):
+    """TF 2.21 writes its oneDNN notice to descriptor 2 before absl reads any log level; the CLI
+    filters it out of the first ``import tensorflow`` and keeps every other line (a stand-in
+    ``tensorflow`` package writes both kinds, so no TensorFlow is needed)."""
+    fake = tmp_path / "fake" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import os, sys\n"
+        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "os.write(2, b'I0000 00:00:1.5 12 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        "os.write(2, b'a real error from C++\\n')\n"
+        "print('a python warning', file=sys.stderr)\n"
+        "VALUE = 7\n")
+    code = ("from kblocks.common.quietimport import quiet_tensorflow_import\n"
+            "quiet_tensorflow_import()\nimport tensorflow\nimport sys\n"
+            "print('after', tensorflow.VALUE, file=sys.stderr)\n"
+            "print(any(type(f).__name__ == '_QuietFinder' for f in sys.meta_path))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "fake"), str(ROOT)]))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["a real error from C++", "a python warning", "after 7"]
+    assert done.stdout.strip() == "False"  # the hook removed itself after the one import

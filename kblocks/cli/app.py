@@ -7,8 +7,9 @@ here they are printed with the command's flags (``--epochs``, ``--transfer``). A
 :func:`kblocks.common.files.os_error`, also with exit code 2.
 
 TensorFlow's start-up lines (oneDNN, CUDA, ``I0000``/``W0000``, absl and Keras warnings) are
-silenced before any command imports it (:func:`quiet_logs`, issue 17); ``kblocks --verbose CMD``
-keeps them. A ``TF_CPP_MIN_LOG_LEVEL`` the user set is always kept.
+silenced before any command imports it (:func:`quiet_logs`, issue 17; the oneDNN notice TF 2.21
+prints whatever the log level is filtered out of that import by :mod:`kblocks.common.quietimport`);
+``kblocks --verbose CMD`` keeps them. A ``TF_CPP_MIN_LOG_LEVEL`` the user set is always kept.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import click
 from kblocks.cli.options import flags_of, in_flags
 from kblocks.common.errors import KBlocksError
 from kblocks.common.files import os_error
+from kblocks.common.quietimport import quiet_tensorflow_import
 
 #: errno values that can only come from a write
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
@@ -44,6 +46,7 @@ def quiet_logs() -> None:
     only inside commands."""
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
+    quiet_tensorflow_import()  # the lines TF 2.21 prints whatever the log level
     warnings.filterwarnings("ignore", module=NOISY_MODULES)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
