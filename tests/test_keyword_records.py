@@ -59,6 +59,8 @@ BASE = {
     "UPSAMPLE": ("UPSAMPLE(2", MAP), "RESHAPE": ("RESHAPE([36, 4]", MAP),
     "ZERO": ("ZERO(2", MAP), "CROP": ("CROP(4, 3", MAP), "HIGHWAY": ("HIGHWAY(4, kernel=3", MAP),
     "WEIGHT": ("WEIGHT(init=1.0", MAP),
+    "BWCONV": ("BWCONV(4", MAP), "XNORCONV": ("XNORCONV(4", MAP), "BWFC": ("BWFC(3", (5,)),
+    "XNORFC": ("XNORFC(3", (5,)),
 }
 TOKENS = sorted(s.token for s in VOCAB if s.user and s.keras_class)
 

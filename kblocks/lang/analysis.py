@@ -10,6 +10,10 @@ Conventions (docs/summary.md):
   inference, so they add nothing either. Bytes are elements x 4 (float32).
 * **Multiply-adds (MACs)** count convolutions and fully connected layers (one MAC per weight use);
   pooling, normalisation and activations are not counted.
+* **Weight memory** is 4 bytes (float32) per parameter, except in binary layers (BWCONV, XNORCONV:
+  Rastegari et al. 2016), whose kernels are stored at 1 bit per weight beside one float32 scale
+  ``alpha`` per filter; the summary compares it with every weight at float32 (about 32x smaller
+  for the binary layers).
 * **Receptive field** (per spatial axis) and **jump** (product of strides) follow the recurrence
   ``r_out = r_in + (k_eff - 1) * j_in``, ``j_out = j_in * s`` with ``k_eff = d*(k-1)+1``; merges take
   the largest field of their inputs. Layers after global pooling or flattening see the whole input.
@@ -35,6 +39,9 @@ class LayerStats:
         rf: receptive field per spatial axis; None once the whole input is seen.
         jump: distance in input pixels between neighbouring outputs, per spatial axis (a float
             after upsampling); None with ``rf``.
+        binary: how many of its parameters are stored at 1 bit (the kernel of a binary layer).
+        scales: float32 scaling factors it stores that are not parameters (a binary layer's
+            ``alpha`` per filter).
     """
 
     trainable: int
@@ -43,11 +50,19 @@ class LayerStats:
     macs: int
     rf: tuple | None
     jump: tuple | None
+    binary: int = 0
+    scales: int = 0
 
     @property
     def params(self):
         """Trainable plus non-trainable parameters."""
         return self.trainable + self.non_trainable
+
+    @property
+    def weight_bytes(self):
+        """Bytes its weights take stored: 1 bit per binary weight (rounded up to whole bytes),
+        4 per other parameter and per scale."""
+        return 4 * (self.params - self.binary + self.scales) + -(-self.binary // 8)
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,21 @@ class Analysis:
     @property
     def macs(self):
         return sum(s.macs for s in self.layers)
+
+    @property
+    def binary_weights(self):
+        """Parameters stored at 1 bit (0 without binary layers)."""
+        return sum(s.binary for s in self.layers)
+
+    @property
+    def weight_bytes(self):
+        """Bytes the weights take stored, binary weights at 1 bit (see the module docstring)."""
+        return sum(s.weight_bytes for s in self.layers)
+
+    @property
+    def float32_weight_bytes(self):
+        """Bytes the weights take with every parameter at float32, as a real-valued network."""
+        return 4 * self.params
 
 
 @dataclass(frozen=True)
@@ -198,5 +228,8 @@ def analyse(graph: Graph) -> Analysis:
         trainable, frozen = param_counts(node, in_shape)
         macs = node.spec.kind.macs(dict(node.params), in_shape, node.shape)
         r = rf[node.index] = _field(node, [rf[i] for i in node.inputs])
-        stats.append(LayerStats(trainable, frozen, _added_elements(node), macs, r[0], r[1]))
+        binary = node.spec.kind.binary
+        bits, scales = binary(dict(node.params), in_shape) if binary else (0, 0)
+        stats.append(LayerStats(trainable, frozen, _added_elements(node), macs, r[0], r[1],
+                                bits, scales))
     return Analysis(graph, tuple(stats), math.prod(graph.input_shape))

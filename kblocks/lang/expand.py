@@ -610,12 +610,21 @@ def _keras_keywords(spec: LayerSpec) -> frozenset:
 
 @functools.lru_cache(maxsize=None)
 def _installed_keras_keywords(spec: LayerSpec) -> frozenset:
-    """The installed Keras' constructor keywords (imports Keras: only for keywords not in the table)."""
-    if not spec.keras_class or spec.kind.custom:
+    """The installed Keras' constructor keywords (imports Keras: only for keywords not in the table).
+    Of kblocks' own layers only those that subclass a Keras layer (the binary layers) pass
+    that layer's keywords on; the others take their DSL arguments."""
+    if not spec.keras_class:
         return frozenset()
-    import keras
+    if spec.kind.custom:
+        from kblocks.lang import layers
 
-    cls = getattr(keras.layers, spec.keras_class)
+        cls = getattr(layers, spec.keras_class)
+        if cls.__bases__[0].__name__ == "Layer":
+            return frozenset()
+    else:
+        import keras
+
+        cls = getattr(keras.layers, spec.keras_class)
     names = set()
     for klass in cls.__mro__:
         if klass is object or "__init__" not in vars(klass):

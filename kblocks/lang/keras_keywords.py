@@ -126,6 +126,9 @@ KERAS_KEYWORDS = {
         "activity_regularizer", "autocast", "data_format", "dtype", "name", "padding", "trainable",
     }),
 }
+# kblocks' binary layers (kblocks.lang.layers) subclass Conv2D and Dense: they take their keywords.
+KERAS_KEYWORDS["BinaryWeightConv2D"] = KERAS_KEYWORDS["XNORConv2D"] = KERAS_KEYWORDS["Conv2D"]
+KERAS_KEYWORDS["BinaryWeightDense"] = KERAS_KEYWORDS["XNORDense"] = KERAS_KEYWORDS["Dense"]
 
 # Pass-through keywords that change output shapes or weight counts in a way the shape and parameter
 # analysis (kblocks/lang/graph.py, kblocks/lang/analysis.py) does not model. A keyword listed here is refused

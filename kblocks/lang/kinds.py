@@ -74,6 +74,10 @@ class LayerKind:
             ``keras.layers``.
         fits_merge: written without arguments as the last item of a merge's branch, it is given
             the merge's smallest height and width (CROP: the valid-padding skips of U-Net).
+        binary: ``binary(p, in_shape) -> (weights, scales)`` for a layer whose weights are stored
+            at 1 bit (BWCONV, XNORCONV): how many of its parameters are binary, and how many
+            float32 scaling factors (not parameters: computed from the weights) it stores beside
+            them; None for a real-valued layer. The summary's weight memory reads it.
     """
 
     name: str
@@ -90,6 +94,7 @@ class LayerKind:
     merge: bool = False
     custom: bool = False
     fits_merge: bool = False
+    binary: Callable | None = None
 
 
 # --- shared pieces ----------------------------------------------------------------------------------
@@ -419,3 +424,28 @@ def _weight_shape(p, shape, site):
 
 WEIGHT = LayerKind("weight", _weight_shape, _weight_params, _no_macs, _no_window, keras_layer,
                    "#eeeeee", in_place=True, custom=True)
+
+
+# --- binary networks (Rastegari et al. 2016, "XNOR-Net"; CENG501 "Binary-Weight-Networks and -----
+# XNOR-Networks"): a convolution's shape, parameters, cost and field, its kernel stored at 1 bit
+def _binary_conv(p, shape):
+    """The kernel at 1 bit and one float32 ``alpha`` per output filter; the bias stays float32."""
+    k = _kernel_size(p, len(shape) - 1)
+    return k * (shape[-1] // p["groups"]) * p["filters"], p["filters"]
+
+
+BWCONV = LayerKind("bwconv", _conv_shape, _conv_params, _conv_macs, _conv_window, keras_layer,
+                   "#c6dbef", zero_pads=True, custom=True, binary=_binary_conv)
+XNORCONV = LayerKind("xnorconv", _conv_shape, _conv_params, _conv_macs, _conv_window, keras_layer,
+                     "#c6dbef", zero_pads=True, custom=True, binary=_binary_conv)
+
+
+def _binary_dense(p, shape):
+    """The kernel at 1 bit and one float32 ``alpha`` per unit; the bias stays float32."""
+    return shape[-1] * p["units"], p["units"]
+
+
+BWFC = LayerKind("bwfc", DENSE.out_shape, _dense_params, DENSE.macs, _no_window, keras_layer,
+                 "#c7e9c0", flattens_input=True, custom=True, binary=_binary_dense)
+XNORFC = LayerKind("xnorfc", DENSE.out_shape, _dense_params, DENSE.macs, _no_window, keras_layer,
+                   "#c7e9c0", flattens_input=True, custom=True, binary=_binary_dense)

@@ -175,3 +175,108 @@ class Weight(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "value": self.value, "init": self.init}
+
+
+def ste_sign(x):
+    """``sign(x)`` forward, the straight-through estimator backward (Rastegari et al. 2016,
+    section 3.2, after Hubara et al.): the gradient is 1 where ``|x| <= 1`` and 0 elsewhere, the
+    gradient of ``clip(x, -1, 1)``. ``sign(0) = 0``, so zero padding stays zero after binarising."""
+    clipped = ops.clip(x, -1.0, 1.0)
+    return clipped + ops.stop_gradient(ops.sign(x) - clipped)
+
+
+def binary_kernel(kernel):
+    """``alpha * sign(W)`` with ``alpha = mean |W|`` per output filter (Rastegari et al. 2016,
+    eq. 4: the least-squares scale of a binary filter): the weights a Binary-Weight-Network
+    convolves with. The gradient reaches ``W`` through ``alpha`` and through the straight-through
+    ``sign``, as in the paper's Algorithm 1."""
+    alpha = ops.mean(ops.abs(kernel), axis=tuple(range(len(kernel.shape) - 1)), keepdims=True)
+    return alpha * ste_sign(kernel)
+
+
+@keras.saving.register_keras_serializable(package="kblocks")
+class BinaryWeightConv2D(keras.layers.Conv2D):
+    """A Binary-Weight-Network convolution (Rastegari, Ordonez, Redmon and Farhadi 2016,
+    "XNOR-Net: ImageNet Classification Using Binary Convolutional Neural Networks", section 3.1):
+    ``I * W ~ (I (+) sign(W)) alpha`` with ``alpha = mean |W|`` per output filter. The layer keeps
+    the real-valued ``W`` for training (the paper updates it, Algorithm 1) and convolves with
+    ``alpha * sign(W)``; stored for inference it needs 1 bit per weight and one float per filter.
+
+    Takes every argument of ``keras.layers.Conv2D``. Input and output shapes: as Conv2D's.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(inputs, binary_kernel(kernel))
+
+
+@keras.saving.register_keras_serializable(package="kblocks")
+class XNORConv2D(keras.layers.Conv2D):
+    """An XNOR-Network convolution (Rastegari et al. 2016, section 3.2, eq. 11): weights and inputs
+    binary, ``I * W ~ (sign(I) (*) sign(W)) (.) K alpha``. ``alpha = mean |W|`` per output filter;
+    ``K = A * k`` with ``A = mean over channels of |I|`` (per group of input channels when
+    ``groups > 1``) and ``k`` the ``kh x kw`` box filter ``1 / (kh kw)``, convolved with the
+    layer's own stride, padding and dilation, so ``K`` holds one scale per output position. The
+    gradient of ``sign(I)`` is the straight-through estimator (:func:`ste_sign`); ``K`` is
+    differentiated as computed.
+
+    The binary activation is part of the layer: the paper's block ``BN -> BinActiv -> BinConv ->
+    Pool`` is written ``BN - XNORCONV - POOL``. Zero padding (``padding=same``) pads the binary
+    input with 0, as the real-valued convolution pads its input.
+
+    Takes every argument of ``keras.layers.Conv2D``. Input and output shapes: as Conv2D's.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        out = super().convolution_op(ste_sign(inputs), binary_kernel(kernel))
+        return out * self._input_scale(inputs)
+
+    def _input_scale(self, inputs):
+        """``K``: the mean ``|I|`` over the channels of each group and over each window, one
+        convolution of ``|I|`` with a constant kernel ``1 / (kh kw c)`` (``c`` channels per group),
+        repeated over the group's output filters."""
+        kh, kw = self.kernel_size
+        per_group = inputs.shape[-1] // self.groups
+        box = ops.full((kh, kw, per_group, self.groups), 1.0 / (kh * kw * per_group),
+                       dtype=inputs.dtype)
+        k = super().convolution_op(ops.abs(inputs), box)
+        return k if self.groups == 1 else ops.repeat(k, self.filters // self.groups, axis=-1)
+
+
+class _BinaryDense(keras.layers.Dense):
+    """A fully connected layer whose kernel is ``alpha * sign(W)`` (``alpha = mean |W|`` per
+    unit) and, when ``binary_inputs``, whose input is ``sign(x)`` scaled by ``K = mean |x|``: the
+    convolutions above with the window the whole input, as the paper's AlexNet binarises fc6 and
+    fc7 (written there as 6x6 and 1x1 convolutions)."""
+
+    binary_inputs = False
+
+    def call(self, inputs, training=None):
+        kernel = binary_kernel(self.kernel)
+        if self.binary_inputs:
+            x = ops.matmul(ste_sign(inputs), kernel) * ops.mean(ops.abs(inputs), axis=-1,
+                                                                keepdims=True)
+        else:
+            x = ops.matmul(inputs, kernel)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+@keras.saving.register_keras_serializable(package="kblocks")
+class BinaryWeightDense(_BinaryDense):
+    """A Binary-Weight-Network fully connected layer (Rastegari et al. 2016, section 3.1):
+    ``x W ~ (x sign(W)) alpha``, ``alpha = mean |W|`` per unit. Takes every argument of
+    ``keras.layers.Dense``; input ``(batch, features)``, output ``(batch, units)``."""
+
+
+@keras.saving.register_keras_serializable(package="kblocks")
+class XNORDense(_BinaryDense):
+    """An XNOR-Network fully connected layer (Rastegari et al. 2016, section 3.2):
+    ``x W ~ (sign(x) sign(W)) K alpha`` with ``K = mean |x|`` per example and ``alpha = mean |W|``
+    per unit; the straight-through gradient for ``sign(x)``. Equal to :class:`XNORConv2D` with a
+    ``valid`` kernel the size of its (flattened) input. Takes every argument of
+    ``keras.layers.Dense``; input ``(batch, features)``, output ``(batch, units)``."""
+
+    binary_inputs = True

@@ -226,6 +226,21 @@ VOCAB.register(LayerSpec("WEIGHT", K.WEIGHT, "Weight", (
 ), doc="x times a learnable positive weight sigmoid(w) (w starts at init), or times a fixed "
        "value: in each branch of an add, the weighted-sum aggregation of RandWire (Xie et al. 2019)",
     example=("WEIGHT(init=1.0)", (8, 8, 3))))
+VOCAB.register(LayerSpec("BWCONV", K.BWCONV, "BinaryWeightConv2D", _conv_args(), rank=2,
+                         doc="binary-weight convolution (Rastegari et al. 2016): alpha * sign(W), "
+                             "alpha = mean |W| per filter; arguments as CONV",
+                         example=("BWCONV(8, 3, stride=2)", (9, 9, 3))))
+VOCAB.register(LayerSpec("XNORCONV", K.XNORCONV, "XNORConv2D", _conv_args(), rank=2,
+                         doc="XNOR convolution (Rastegari et al. 2016): sign(I) * sign(W) scaled by "
+                             "K and alpha; arguments as CONV",
+                         example=("XNORCONV(8, 3, padding=1)", (9, 9, 3))))
+for _tok, _kind, _cls, _what in (("BWFC", K.BWFC, "BinaryWeightDense", "binary-weight"),
+                                 ("XNORFC", K.XNORFC, "XNORDense", "XNOR")):
+    VOCAB.register(LayerSpec(_tok, _kind, _cls, (
+        Arg("units", 128, "int", "units"),
+        Arg("use_bias", True, "bool", "use_bias", ("bias",)),
+    ), doc=f"{_what} fully connected layer (Rastegari et al. 2016); arguments as FC",
+        example=(f"{_tok}(7)", (6,))))
 # Internal nodes made by the graph builder, never written by users.
 for _tok, _cls, _fixed in (("CONCAT", "Concatenate", (("axis", -1),)), ("ADD", "Add", ()),
                            ("MULTIPLY", "Multiply", ())):
