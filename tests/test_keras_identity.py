@@ -52,10 +52,11 @@ def _kind(layer) -> str:
 
 
 def _is_1x1_head(layer) -> bool:
-    """Keras' MobileNet classifier is a 1x1 Conv2D on the pooled 1x1 map: the same as a Dense."""
+    """Keras' MobileNet classifier and EfficientNet's squeeze-and-excitation layers are 1x1
+    Conv2Ds on a pooled 1x1 map: the same as a Dense."""
     if type(layer).__name__ == "Dense":
         return True
-    return tuple(layer.kernel_size) == (1, 1) and layer.name == "conv_preds"
+    return tuple(layer.kernel_size) == (1, 1) and tuple(layer.input.shape[1:3]) == (1, 1)
 
 
 def copy_weights(src, dst) -> int:
@@ -80,15 +81,16 @@ def copy_weights(src, dst) -> int:
 
 
 def randomise_batchnorm(model, rng) -> None:
-    """Give every BatchNormalization non-trivial gamma, beta, moving mean and variance, so that a
-    wrong pairing or a wrong epsilon shows in the predictions."""
+    """Give every BatchNormalization non-trivial gamma, beta, moving mean and variance (those of
+    them it has: Inception's BN has no gamma), so that a wrong pairing or a wrong epsilon shows in
+    the predictions."""
     import keras
 
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+            c = layer.get_weights()[-1].shape
+            values = [rng.uniform(0.5, 1.5, c)] * layer.scale + [rng.normal(0, 0.1, c)] * layer.center
+            layer.set_weights(values + [rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)])
 
 
 def _pooled(model):

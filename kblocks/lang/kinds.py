@@ -419,3 +419,14 @@ def _weight_shape(p, shape, site):
 
 WEIGHT = LayerKind("weight", _weight_shape, _weight_params, _no_macs, _no_window, keras_layer,
                    "#eeeeee", in_place=True, custom=True)
+
+
+# --- input preprocessing inside the model (keras.applications.EfficientNet's first layers) ----------
+def _normalize_params(p, shape):
+    return 0, 2 * shape[-1] + 1  # per-channel mean and variance, and Keras' adapt sample count
+
+
+RESCALE = LayerKind("rescale", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#ffffff",
+                    in_place=True)
+NORMALIZE = LayerKind("normalize", _same_shape, _normalize_params, _no_macs, _no_window, keras_layer,
+                      "#dadaeb")
