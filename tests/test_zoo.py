@@ -32,7 +32,8 @@ NAMES = zoo.names()
 # Deep or wide enough that building, saving and loading them takes seconds: still run in CI.
 HEAVY = {"resnet50", "resnet101", "resnet152", "resnext50_32x4d", "se_resnet50", "densenet121",
          "wrn28_10", "unet",  # unet: valid padding fits no side under 188: it builds at 572
-         "fcn32s", "fcn16s", "fcn8s"}  # fc6 is a 7x7x512x4096 conv at any input: 540 MB .keras files
+         "fcn32s", "fcn16s", "fcn8s",  # fc6 is a 7x7x512x4096 conv at any input: 540 MB .keras files
+         "inception_v3", "inception_resnet_v2", "efficientnet_b0"}  # hundreds of layers (issue 14)
 SMALL_SIDES = (32, 64, 96, 128, 160)
 
 
