@@ -58,9 +58,9 @@ BASE = {
     "ELU": ("ELU(1.0", MAP), "PRELU": ("PRELU(", MAP), "ZEROPAD": ("ZEROPAD(1", MAP),
     "UPSAMPLE": ("UPSAMPLE(2", MAP), "RESHAPE": ("RESHAPE([36, 4]", MAP),
     "ZERO": ("ZERO(2", MAP), "CROP": ("CROP(4, 3", MAP), "HIGHWAY": ("HIGHWAY(4, kernel=3", MAP),
-    "WEIGHT": ("WEIGHT(init=1.0", MAP),
     "BWCONV": ("BWCONV(4", MAP), "XNORCONV": ("XNORCONV(4", MAP), "BWFC": ("BWFC(3", (5,)),
     "XNORFC": ("XNORFC(3", (5,)),
+    "WEIGHT": ("WEIGHT(init=1.0", MAP), "RESCALE": ("RESCALE(0.5", MAP), "NORMALIZE": ("NORMALIZE(", MAP),
 }
 TOKENS = sorted(s.token for s in VOCAB if s.user and s.keras_class)
 

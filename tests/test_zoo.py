@@ -32,7 +32,9 @@ NAMES = zoo.names()
 # Deep or wide enough that building, saving and loading them takes seconds: still run in CI.
 HEAVY = {"resnet50", "resnet101", "resnet152", "resnext50_32x4d", "se_resnet50", "densenet121",
          "wrn28_10", "unet",  # unet: valid padding fits no side under 188: it builds at 572
-         "fcn32s", "fcn16s", "fcn8s"}  # fc6 is a 7x7x512x4096 conv at any input: 540 MB .keras files
+         "fcn32s", "fcn16s", "fcn8s",  # fc6 is a 7x7x512x4096 conv at any input: 540 MB .keras files
+         "inception_v3", "inception_v4", "inception_resnet_v2",  # hundreds of layers (issue 14)
+         "efficientnet_b0"}
 SMALL_SIDES = (32, 64, 96, 128, 160)
 
 
@@ -243,14 +245,46 @@ def cs231n(N=2, M=3, K=2, f=32, units=256, side=32):
     return total + fc(feat, 10)
 
 
+def inception_v4(trainable_only=False):
+    """Szegedy et al. 2017, Figs. 3-8: every convolution is bias-free, then BN (gamma, beta)."""
+    def cbr(cin, cout, kh, kw=None):
+        return kh * (kw or kh) * cin * cout + bn(cout, trainable_only)
+
+    stem = (cbr(3, 32, 3) + cbr(32, 32, 3) + cbr(32, 64, 3) + cbr(64, 96, 3)  # Fig. 3 to 73x73x160
+            + cbr(160, 64, 1) + cbr(64, 96, 3)
+            + cbr(160, 64, 1) + cbr(64, 64, 1, 7) + cbr(64, 64, 7, 1) + cbr(64, 96, 3)
+            + cbr(192, 192, 3))  # 35x35x384
+    a = (cbr(384, 96, 1) + cbr(384, 64, 1) + cbr(64, 96, 3) + cbr(384, 64, 1) + cbr(64, 96, 3)
+         + cbr(96, 96, 3) + cbr(384, 96, 1))  # Fig. 4
+    red_a = cbr(384, 384, 3) + cbr(384, 192, 1) + cbr(192, 224, 3) + cbr(224, 256, 3)  # k, l, m, n
+    b = (cbr(1024, 384, 1) + cbr(1024, 192, 1) + cbr(192, 224, 1, 7) + cbr(224, 256, 7, 1)
+         + cbr(1024, 192, 1) + cbr(192, 192, 7, 1) + cbr(192, 224, 1, 7) + cbr(224, 224, 7, 1)
+         + cbr(224, 256, 1, 7) + cbr(1024, 128, 1))  # Fig. 5
+    red_b = (cbr(1024, 192, 1) + cbr(192, 192, 3) + cbr(1024, 256, 1) + cbr(256, 256, 1, 7)
+             + cbr(256, 320, 7, 1) + cbr(320, 320, 3))  # Fig. 8
+    c = (cbr(1536, 256, 1) + cbr(1536, 384, 1) + 2 * cbr(384, 256, 1, 3) + cbr(1536, 384, 1)
+         + cbr(384, 448, 3, 1) + cbr(448, 512, 1, 3) + 2 * cbr(512, 256, 1, 3)
+         + cbr(1536, 256, 1))  # Fig. 6
+    return stem + 4 * a + red_a + 7 * b + red_b + 3 * c + fc(1536, 1000)
+
+
 HAND = {"lenet5": lenet5, "alexnet": alexnet, "zfnet": zfnet, "nin": nin, "allcnn_c": allcnn_c,
         "googlenet": googlenet, "squeezenet1_1": squeezenet1_1, "wrn28_10": wrn28_10,
-        "conv_autoencoder": conv_autoencoder, "cs231n": cs231n}
+        "conv_autoencoder": conv_autoencoder, "cs231n": cs231n, "inception_v4": inception_v4}
 
 
 @pytest.mark.parametrize("name", sorted(HAND))
 def test_hand_derived_parameter_counts(name):
     assert kblocks.summary(name).params == HAND[name]() == zoo.entry(name).reference["params"]
+
+
+def test_inception_v4_trainable_count_is_timms():
+    """timm's inception_v4 (the TF-slim port): 42,679,816 parameters, all trainable in PyTorch;
+    the grids of Fig. 3 (73x73x160, 71x71x192, 35x35x384) and Fig. 9 (17x17x1024, 8x8x1536)."""
+    summary = kblocks.summary("inception_v4")
+    assert summary.trainable_params == inception_v4(True) == 42_679_816
+    merged = {r.shape for r in summary.rows() if r.dsl == "(CONCAT)"}
+    assert {"73x73x160", "71x71x192", "35x35x384", "17x17x1024", "8x8x1536"} <= merged
 
 
 def test_wide_resnet_trainable_count_is_the_authors():

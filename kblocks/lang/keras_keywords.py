@@ -101,9 +101,15 @@ KERAS_KEYWORDS = {
     "Multiply": frozenset({
         "activity_regularizer", "autocast", "dtype", "name", "trainable",
     }),
+    "Normalization": frozenset({  # axis is fixed (-1); mean, variance and invert are refused
+        "activity_regularizer", "autocast", "dtype", "name", "trainable",
+    }),
     "PReLU": frozenset({
         "activity_regularizer", "alpha_constraint", "alpha_initializer", "alpha_regularizer",
         "autocast", "dtype", "name", "shared_axes", "trainable",
+    }),
+    "Rescaling": frozenset({
+        "activity_regularizer", "autocast", "dtype", "name", "offset", "scale", "trainable",
     }),
     "Reshape": frozenset({
         "activity_regularizer", "autocast", "dtype", "name", "target_shape", "trainable",
@@ -161,7 +167,8 @@ REFUSED_KEYWORDS = {
     "depth_multiplier": (("SeparableConv2D",), (1,),
                          "the depthwise multiplier of SEPCONV changes its weights and is not modelled",
                          "write DWCONV(kernel, multiplier=m) followed by CONV(filters, 1)"),
-    "axis": (("BatchNormalization", "LayerNormalization", "GroupNormalization"), (-1, (-1,)),
+    "axis": (("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization"),
+             (-1, (-1,)),
              "kblocks normalises the channel (last) axis and counts weights per channel",
              "leave axis out"),
     "keepdims": (None, (False,), "keepdims changes the output shape, which the analysis does not "
@@ -170,6 +177,11 @@ REFUSED_KEYWORDS = {
                     "leave shared_axes out"),
     "renorm": (None, (False,), "batch renormalisation adds weights the analysis does not count",
                "leave renorm out"),
+    # NORMALIZE holds mean and variance as 2C + 1 weights; given as constants Keras makes none.
+    **{key: (("Normalization",), (), "NORMALIZE keeps its mean and variance as weights (2C + 1, "
+             "counted as such), which constants given here would not be",
+             "build the model, then set them: layer.set_weights([mean, variance, count]) or "
+             "layer.adapt(data)") for key in ("mean", "variance", "invert")},
 }
 
 

@@ -449,3 +449,12 @@ BWFC = LayerKind("bwfc", DENSE.out_shape, _dense_params, DENSE.macs, _no_window,
                  "#c7e9c0", flattens_input=True, custom=True, binary=_binary_dense)
 XNORFC = LayerKind("xnorfc", DENSE.out_shape, _dense_params, DENSE.macs, _no_window, keras_layer,
                    "#c7e9c0", flattens_input=True, custom=True, binary=_binary_dense)
+# --- input preprocessing inside the model (keras.applications.EfficientNet's first layers) ----------
+def _normalize_params(p, shape):
+    return 0, 2 * shape[-1] + 1  # per-channel mean and variance, and Keras' adapt sample count
+
+
+RESCALE = LayerKind("rescale", _same_shape, _no_params, _no_macs, _no_window, keras_layer, "#ffffff",
+                    in_place=True)
+NORMALIZE = LayerKind("normalize", _same_shape, _normalize_params, _no_macs, _no_window, keras_layer,
+                      "#dadaeb")

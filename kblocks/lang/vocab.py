@@ -241,6 +241,15 @@ for _tok, _kind, _cls, _what in (("BWFC", K.BWFC, "BinaryWeightDense", "binary-w
         Arg("use_bias", True, "bool", "use_bias", ("bias",)),
     ), doc=f"{_what} fully connected layer (Rastegari et al. 2016); arguments as FC",
         example=(f"{_tok}(7)", (6,))))
+VOCAB.register(LayerSpec("RESCALE", K.RESCALE, "Rescaling", (
+    Arg("scale", 1.0, "float", "scale"), Arg("offset", 0.0, "float", "offset"),
+), ("RESCALING",), doc="x * scale + offset (Keras' EfficientNet starts with RESCALE(1/255))",
+    example=("RESCALE(0.5, 1.0)", (8, 8, 3))))
+VOCAB.register(LayerSpec("NORMALIZE", K.NORMALIZE, "Normalization", aliases=("NORMALIZATION",),
+                         fixed=(("axis", -1),),
+                         doc="per-channel (x - mean) / sqrt(variance), mean 0 and variance 1 until "
+                             "set (layer.adapt or set_weights); 2C + 1 non-trainable weights",
+                         example=("NORMALIZE", (8, 8, 3))))
 # Internal nodes made by the graph builder, never written by users.
 for _tok, _cls, _fixed in (("CONCAT", "Concatenate", (("axis", -1),)), ("ADD", "Add", ()),
                            ("MULTIPLY", "Multiply", ())):
