@@ -59,6 +59,7 @@ BASE = {
     "UPSAMPLE": ("UPSAMPLE(2", MAP), "RESHAPE": ("RESHAPE([36, 4]", MAP),
     "ZERO": ("ZERO(2", MAP), "CROP": ("CROP(4, 3", MAP), "HIGHWAY": ("HIGHWAY(4, kernel=3", MAP),
     "WEIGHT": ("WEIGHT(init=1.0", MAP),
+    "CHANNEL_SHUFFLE": ("CHANNEL_SHUFFLE(2", MAP), "SPLIT": ("SPLIT(1, 2", MAP),
 }
 TOKENS = sorted(s.token for s in VOCAB if s.user and s.keras_class)
 
