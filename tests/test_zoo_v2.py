@@ -51,13 +51,13 @@ def cifar_resnet(n):
 @pytest.mark.parametrize("depth", list(TABLE_6))
 def test_cifar_resnet_counts_are_6n_plus_2_with_option_a_and_table_6(depth):
     n = (depth - 2) // 6
-    e = zoo.entry(f"resnet{depth}_cifar")
+    e = zoo.entry(f"cifar_resnet{depth}")
     assert e.trainable == cifar_resnet(n) == 97_216 * n - 21_926  # the closed form in the files
     assert e.params - e.trainable == 32 + 448 * n  # the BN moving means and variances
     digits = 1 if depth == 110 else 2
     assert round(e.trainable / 1e6, digits) == TABLE_6[depth]
     # 6n+2 weighted layers: the shortcuts add none (option A).
-    nodes = kblocks.compile(f"resnet{depth}_cifar").nodes
+    nodes = kblocks.compile(f"cifar_resnet{depth}").nodes
     assert len([x for x in nodes if x.token in ("CONV", "FC")]) == 6 * n + 2 == depth
     assert len([x for x in nodes if x.token == "ZERO"]) == 2
 
@@ -99,10 +99,10 @@ def resnet164(n=18):
 
 
 def test_resnet164_count_is_table_3s():
-    e = zoo.entry("resnet164_cifar")
+    e = zoo.entry("cifar_resnet164")
     assert e.trainable == resnet164() == 1_703_258
     assert round(e.trainable / 1e6, 1) == 1.7  # Table 3 of He et al. 2016b
-    nodes = kblocks.compile("resnet164_cifar").nodes
+    nodes = kblocks.compile("cifar_resnet164").nodes
     weighted = [x for x in nodes if x.token in ("CONV", "FC")]
     assert len(weighted) == 9 * 18 + 2 + 3  # 164 layers and the three projection shortcuts
     assert [x.shape for x in nodes if x.token == "ADD"][::18] == [(32, 32, 64), (16, 16, 128),
