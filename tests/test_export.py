@@ -32,7 +32,8 @@ tf = pytest.importorskip("tensorflow")
 EXPORTED = ("lenet5", "alexnet", "conv_autoencoder", "mobilenet")
 KNOWN_FAMILIES = {"lenet", "alexnet", "vgg", "nin", "inception", "resnet", "resnext", "wide-resnet",
                   "densenet", "all-conv", "mobilenet", "squeezenet", "senet", "autoencoder",
-                  "pattern"}
+                  "pattern",
+                  "shufflenet"}  # its CHANNEL_SHUFFLE and SPLIT export in @shuffle_unit/@shuffle_down
 
 
 def _small_input(arch):

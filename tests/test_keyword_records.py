@@ -61,6 +61,7 @@ BASE = {
     "BWCONV": ("BWCONV(4", MAP), "XNORCONV": ("XNORCONV(4", MAP), "BWFC": ("BWFC(3", (5,)),
     "XNORFC": ("XNORFC(3", (5,)),
     "WEIGHT": ("WEIGHT(init=1.0", MAP), "RESCALE": ("RESCALE(0.5", MAP), "NORMALIZE": ("NORMALIZE(", MAP),
+    "CHANNEL_SHUFFLE": ("CHANNEL_SHUFFLE(2", MAP), "SPLIT": ("SPLIT(1, 2", MAP),
 }
 TOKENS = sorted(s.token for s in VOCAB if s.user and s.keras_class)
 

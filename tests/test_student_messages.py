@@ -58,7 +58,7 @@ def test_paths_say_what_each_command_takes(tmp_path):
 def test_a_word_close_to_a_zoo_name_suggests_the_zoo_names():
     out = fails("summary", "resnet")
     assert "unknown layer 'resnet'" in out
-    assert "did you mean the zoo network resnet18, resnet34, resnet50, resnet101 or resnet152?" in out
+    assert "did you mean the zoo network resnet18, resnet34, resnet50, resnet50v2 or resnet101?" in out
     assert "RESHAPE" not in out
     out = fails("summary", "resnet-50")
     assert "did you mean the zoo network resnet50" in out

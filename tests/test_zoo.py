@@ -34,7 +34,10 @@ HEAVY = {"resnet50", "resnet101", "resnet152", "resnext50_32x4d", "se_resnet50",
          "wrn28_10", "unet",  # unet: valid padding fits no side under 188: it builds at 572
          "fcn32s", "fcn16s", "fcn8s",  # fc6 is a 7x7x512x4096 conv at any input: 540 MB .keras files
          "inception_v3", "inception_v4", "inception_resnet_v2",  # hundreds of layers (issue 14)
-         "efficientnet_b0"}
+         "efficientnet_b0",
+         # issue 14 (part B): 5-25 s each; their blocks and tokens round-trip in tests/test_zoo_v2.py
+         "densenet161", "densenet169", "densenet201", "resnet50v2", "resnet101v2", "resnet152v2",
+         "cifar_resnet44", "cifar_resnet56", "cifar_resnet110", "cifar_resnet164", "shufflenet_v2"}
 SMALL_SIDES = (32, 64, 96, 128, 160)
 
 

@@ -458,3 +458,27 @@ RESCALE = LayerKind("rescale", _same_shape, _no_params, _no_macs, _no_window, ke
                     in_place=True)
 NORMALIZE = LayerKind("normalize", _same_shape, _normalize_params, _no_macs, _no_window, keras_layer,
                       "#dadaeb")
+# --- ShuffleNet v2 (Ma et al. 2018): channel shuffle and channel split --------------------------------
+def _shuffle_shape(p, shape, site):
+    if len(shape) < 2:
+        raise sh.ShapeError(f"CHANNEL_SHUFFLE needs a feature map, but gets a vector of {shape[0]}")
+    if shape[-1] % p["groups"]:
+        raise sh.ShapeError(f"groups={p['groups']} must divide the {shape[-1]} channels "
+                            f"(the channels are read as a groups x {shape[-1]}/groups grid)")
+    return shape
+
+
+def _split_shape(p, shape, site):
+    part, parts = p["part"], p["parts"]
+    if part > parts:
+        raise sh.ShapeError(f"SPLIT({part}, {parts}): the part counts from 1 to parts={parts}")
+    if shape[-1] % parts:
+        raise sh.ShapeError(f"parts={parts} must divide the {shape[-1]} channels "
+                            f"(SPLIT takes one of {parts} equal groups of channels)")
+    return shape[:-1] + (shape[-1] // parts,)
+
+
+CHANNEL_SHUFFLE = LayerKind("channel_shuffle", _shuffle_shape, _no_params, _no_macs, _no_window,
+                            keras_layer, "#ffffff", custom=True)
+SPLIT = LayerKind("split", _split_shape, _no_params, _no_macs, _no_window, keras_layer, "#ffffff",
+                  custom=True)

@@ -280,3 +280,67 @@ class XNORDense(_BinaryDense):
     ``keras.layers.Dense``; input ``(batch, features)``, output ``(batch, units)``."""
 
     binary_inputs = True
+@keras.saving.register_keras_serializable(package="kblocks")
+class ChannelShuffle(keras.layers.Layer):
+    """Channel shuffle (Zhang et al. 2018, "ShuffleNet", section 3.1, Fig. 1(c); Ma et al. 2018,
+    "ShuffleNet V2", Fig. 3(c, d)): the C channels, read as a ``groups x C/groups`` grid, are
+    transposed and flattened again, so channel ``g * C/groups + i`` moves to ``i * groups + g``
+    and the next unit's groups each see channels of every group. torchvision's ``channel_shuffle``
+    does the same on NCHW (``view(b, groups, C/groups, h, w).transpose(1, 2)``).
+
+    Args:
+        groups: number of groups; must divide the channels.
+
+    Input shape: any tensor with channels last. Output shape: the same.
+    """
+
+    def __init__(self, groups=2, **kwargs):
+        super().__init__(**kwargs)
+        if int(groups) < 1:
+            raise ValueError(f"ChannelShuffle groups must be a positive integer, received {groups}")
+        self.groups = int(groups)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        channels = inputs.shape[-1]
+        grid = ops.reshape(inputs, (*shape[:-1], self.groups, channels // self.groups))
+        rank = len(inputs.shape)
+        axes = list(range(rank - 1)) + [rank, rank - 1]
+        return ops.reshape(ops.transpose(grid, axes), shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
+
+
+@keras.saving.register_keras_serializable(package="kblocks")
+class ChannelSplit(keras.layers.Layer):
+    """One part of an equal split of the channels (Ma et al. 2018, "ShuffleNet V2", section 4,
+    "Channel Split", Fig. 3(c)): part ``part`` (counted from 1) of ``parts`` groups, in order, so
+    ``(SPLIT(1, 2) | SPLIT(2, 2) - ...)`` is torchvision's ``x1, x2 = x.chunk(2, dim=1)``.
+
+    Args:
+        part: which group, 1 to ``parts``.
+        parts: number of equal groups; must divide the channels.
+
+    Input shape: any tensor with channels last. Output shape: the same with C/parts channels.
+    """
+
+    def __init__(self, part=1, parts=2, **kwargs):
+        super().__init__(**kwargs)
+        self.part, self.parts = int(part), int(parts)
+        if not 1 <= self.part <= self.parts:
+            raise ValueError(f"ChannelSplit part must be 1 to parts={self.parts}, received {part}")
+
+    def call(self, inputs):
+        width = inputs.shape[-1] // self.parts
+        return inputs[..., (self.part - 1) * width:self.part * width]
+
+    def compute_output_shape(self, input_shape):
+        width = None if input_shape[-1] is None else input_shape[-1] // self.parts
+        return (*input_shape[:-1], width)
+
+    def get_config(self):
+        return {**super().get_config(), "part": self.part, "parts": self.parts}

@@ -278,3 +278,13 @@ def pytorch_hint(name: str, token: str | None = None) -> str | None:
     if meant is None or (token is not None and meant.split("(")[0] == token):
         return None
     return f"{name} is PyTorch's nn.{name}; in kblocks write {meant}"
+# ShuffleNet v2 (Ma et al. 2018, Fig. 3(c, d)): the channel shuffle and the channel split of its units.
+VOCAB.register(LayerSpec("CHANNEL_SHUFFLE", K.CHANNEL_SHUFFLE, "ChannelShuffle", (
+    Arg("groups", 2, "int", "groups", ("g",)),
+), ("SHUFFLE",), doc="channel shuffle (Zhang et al. 2018; Ma et al. 2018): the channels read as a "
+                     "groups x C/groups grid, transposed",
+    example=("CHANNEL_SHUFFLE(3)", (4, 4, 6))))
+VOCAB.register(LayerSpec("SPLIT", K.SPLIT, "ChannelSplit", (
+    Arg("part", 1, "int", "part"), Arg("parts", 2, "int", "parts"),
+), doc="channel split: part `part` (from 1) of `parts` equal groups of the channels, in order",
+    example=("(SPLIT(1, 2) | SPLIT(2, 2) - CONV(4, 1))", (4, 4, 8))))
