@@ -345,3 +345,22 @@ def test_unet_small_equals_a_hand_written_keras_unet_and_is_per_pixel():
                           variables={"f1": 8, "f2": 16, "f3": 32})
     assert small.output_shape == (None, 16, 16, 2)  # the input's size: a class per pixel
     assert small.count_params() == keras_unet_small((16, 16, 1), 2, (8, 16, 32)).count_params()
+
+
+def test_one_channel_network_trains_on_binary_masks_and_evaluate_agrees(tmp_path):
+    """A one-channel output is a sigmoid mask: binary cross-entropy, BinaryIoU, and evaluate's
+    NumPy IoU of the same validation split equal to training's."""
+    from kblocks.training import TrainConfig, evaluate, train
+
+    x, y = draw_shapes(32, 16, 0)
+    np.savez(tmp_path / "binary.npz", x=x, y=(y > 0).astype(np.uint8))
+    result = train("[CONV(8)-BN-RELU]*2-CONV(1,1)",
+                   TrainConfig(data=f"npz:{tmp_path / 'binary.npz'}", epochs=1, batch_size=16,
+                               optimizer="adam", lr=0.01, seed=0, verbose=0, tensorboard=False,
+                               val_split=0.25), out=tmp_path / "run")
+    assert result.network.output_shape == (None, 16, 16, 1)
+    scores = evaluate(tmp_path / "run" / "best.keras", f"npz:{tmp_path / 'binary.npz'}",
+                      val_split=0.25, seed=0)
+    assert scores["mean_iou"] == pytest.approx(result.final["val_mean_iou"], abs=1e-4)
+    assert scores["accuracy"] == pytest.approx(result.final["val_accuracy"], abs=1e-4)
+    assert list(scores["per_class_iou"]) == ["0", "1"]
