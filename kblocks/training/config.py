@@ -49,7 +49,8 @@ class TrainConfig:
 
     Args:
         data: the training data: ``digits``, ``npz:PATH``, ``cifar10:PATH``, ``images:DIR``,
-            ``tfds:NAME`` (or a path). A run given its data in Python (``train(x=, y=)`` or
+            ``tfds:NAME`` (or a path); for segmentation ``shapes[:n=,size=,seed=]`` or
+            ``masks:DIR``. A run given its data in Python (``train(x=, y=)`` or
             ``train(dataset=)``) records ``python:arrays`` or ``python:tf.data`` here.
         data_dir: folder of prepared TFDS data sets (``tfds:``).
         image_size: resize the images to ``H`` or ``HxW``.

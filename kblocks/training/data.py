@@ -3,7 +3,9 @@
 ``load_data("digits")``, ``load_data("npz:PATH")``, ``load_data("cifar10:PATH")``,
 ``load_data("images:DIR")`` and ``load_data("tfds:NAME")`` all return an :class:`ArrayData`: raw
 ``uint8`` images ``(N, H, W, C)``, integer labels ``(N,)`` in ``0..len(classes)-1`` and the class
-names. Everything is held in memory as NumPy arrays, which makes splitting exact and reproducible
+names. Segmentation data (``load_data("shapes")``, ``load_data("masks:DIR")``, or an ``npz:``
+whose ``y`` is ``(N, H, W)``) has a class per pixel instead: labels ``(N, H, W)``
+(:attr:`ArrayData.per_pixel`), resized by nearest neighbour, split by each image's main object. Everything is held in memory as NumPy arrays, which makes splitting exact and reproducible
 and lets the trainer hand the arrays to any Keras backend; normalisation happens inside the model.
 
 A new source is one small class::
@@ -859,6 +861,9 @@ class Masks(DataSource):
             files.check_file(images[stem], what="image file", limit=MAX_DATA_BYTES)
             files.check_file(masks[stem], what="mask file", limit=MAX_DATA_BYTES)
         size = self.image_size
+        if size is not None:
+            _check_bytes(len(stems), size[0], size[1], 3 + 8, self.spec, "reading",
+                         hint="use a smaller image_size=")
         x, y = [], []
         for stem in stems:
             image = _decode_rgb(_open_image(images[stem], f"image file {images[stem]}"),
