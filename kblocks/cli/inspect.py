@@ -8,6 +8,7 @@
         # one model load; out_saliency_cat.png, out_saliency_dog.png, out_gradcam_cat.png, ...
     kblocks inspect MODEL --data cifar10:PATH --method tsne --samples 2000 -o codes.png
     kblocks inspect MODEL --image cat.png --method fgsm --eps 0.007 -o adv.png
+    kblocks inspect runs/seg/best.keras --data shapes --method masks --samples 4 -o masks.png
     kblocks conv-size --input 227 --kernel 11 --stride 4 --padding 0
 
 The library lives in :mod:`kblocks.inspect` and is imported only when a command runs, so
@@ -24,7 +25,10 @@ from kblocks.cli.app import main
 from kblocks.cli.core import check_output, check_source
 from kblocks.common.errors import KBlocksError
 
-METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm")
+METHODS = ("featuremaps", "filters", "saliency", "gradcam", "cam", "occlusion", "tsne", "fgsm",
+           "masks")
+#: the most samples --method masks draws (one row each)
+MASK_SAMPLES = 6
 NEEDS_IMAGE = ("featuremaps", "saliency", "gradcam", "cam", "occlusion", "fgsm")
 USES_LAYER = ("featuremaps", "filters", "gradcam", "tsne")
 USES_CLASS = ("saliency", "gradcam", "cam", "occlusion", "fgsm")
@@ -177,9 +181,10 @@ def output_paths(methods, images, output) -> dict:
               help="Class to explain: index or name (default: the predicted class).")
 @click.option("--class-names", default=None, metavar="A,B,C", help="Names of the classes, in order.")
 @click.option("--data", default=None, metavar="SOURCE",
-              help="Samples for tsne: 'digits' or 'cifar10:PATH' (npz of JPEG bytes).")
+              help="Samples for tsne: 'digits' or 'cifar10:PATH' (npz of JPEG bytes); for masks "
+                   "a segmentation source ('shapes', 'masks:DIR').")
 @click.option("--samples", type=click.IntRange(min=4), default=2000, show_default=True,
-              help="How many samples tsne embeds.")
+              help=f"How many samples tsne embeds (masks draws at most {MASK_SAMPLES}).")
 @click.option("--eps", type=float, default=0.007, show_default=True,
               help="FGSM step on the 0..1 scale (the model sees 0..255: x' = x + eps*255*sign(grad)).")
 @click.option("--window", type=click.IntRange(min=1), default=None,
@@ -212,6 +217,7 @@ def inspect_command(model_spec, methods, images, layer, class_spec, class_names,
     occlusion    drop in class probability under a sliding grey square, Zeiler & Fergus 2014
     tsne         2-D t-SNE of penultimate codes of --data, coloured by class
     fgsm         adversarial image x + eps*255*sign(grad), Goodfellow et al. 2015
+    masks        image | true mask | predicted mask of samples of --data (segmentation)
 
     MODEL is a .keras file, or architecture text / YAML / zoo name with --weights.
     Images are read as 0..255 pixels (any normalisation is inside the model).
@@ -243,6 +249,8 @@ def inspect_command(model_spec, methods, images, layer, class_spec, class_names,
             _filters(view, layer, out, plotting)
         elif method == "tsne":
             _tsne(view, data, samples, seed, layer, names, out, plotting)
+        elif method == "masks":
+            _masks(view, data, samples, seed, names, out, (h, w))
         else:
             if image not in loaded:
                 from kblocks.inspect.inputs import load_image
@@ -267,6 +275,10 @@ def _check_request(methods, model_spec, images, data, layer, class_spec, output,
         if method == "tsne" and not data:
             raise KBlocksError("--method tsne needs --data: 'digits' or 'cifar10:PATH'",
                                hint="e.g. --data cifar10:../shared/data/cifar10/train.npz --samples 2000")
+        if method == "masks" and not data:
+            raise KBlocksError("--method masks needs --data: images with their masks",
+                               hint="e.g. --data shapes or --data masks:DIR (DIR/images, "
+                                    "DIR/masks)")
     for image in images:
         if not os.path.isfile(image):
             raise KBlocksError(f"--image: file not found: {image}", hint="give the path of a PNG or JPEG")
@@ -402,6 +414,29 @@ def _tsne(view, data, samples, seed, layer, names, output, plotting):
     plotting.plot_embedding(points, loaded.y, output, class_names=class_names,
                             title=f"t-SNE of {len(points)} codes ({int(_size(codes))}-D) from {data}")
     click.echo(f"wrote {output}: t-SNE of {len(points)} samples of {data}")
+
+
+def _masks(view, data, samples, seed, names, output, size):
+    """Image | true mask | predicted mask for a seeded draw of samples of a segmentation
+    source (resized to the model's input, masks by nearest neighbour)."""
+    import numpy as np
+
+    from kblocks.inspect.masks import plot_masks, predicted_masks
+    from kblocks.training.data import load_data
+
+    loaded = load_data(data, image_size=size)
+    if not loaded.per_pixel:
+        raise KBlocksError(f"--data {data} has one label per image; --method masks needs a mask "
+                           f"per image", hint="e.g. --data shapes or --data masks:DIR")
+    count = min(int(samples), MASK_SAMPLES, len(loaded))
+    pick = np.sort(np.random.default_rng(int(seed)).permutation(len(loaded))[:count])
+    x, true = loaded.x[pick], loaded.y[pick]
+    predicted = predicted_masks(view, x)
+    pixels = np.mean(predicted == true)
+    plot_masks(x, true, predicted, output, class_names=names or loaded.classes,
+               title=f"predicted masks of {count} samples of {data} (pixel accuracy "
+                     f"{pixels:.3f})")
+    click.echo(f"wrote {output}: masks of {count} samples of {data}, pixel accuracy {pixels:.3f}")
 
 
 def _size(tensor):

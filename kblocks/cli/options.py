@@ -40,7 +40,7 @@ class TrainOption:
         return "--" + self.name.replace("_", "-")
 
 
-_DATA = "digits | npz:PATH | cifar10:PATH | images:DIR | tfds:NAME"
+_DATA = "digits | npz:PATH | cifar10:PATH | images:DIR | tfds:NAME | shapes | masks:DIR (segmentation)"
 
 #: The training options, in the order ``--help`` lists them.
 TRAIN_OPTIONS = (

@@ -250,6 +250,10 @@ def evaluate_command(model_path, data, run_dir, data_dir, image_size, val_split,
         return
     click.echo(f"model: input {scores['conventions']['input']}; outputs "
                f"{scores['conventions']['output']}")
-    _print_table(f"{scores['model']} on {scores['data']}",
-                 {"samples": scores["samples"], "loss": scores["loss"],
-                  "accuracy": scores["accuracy"]})
+    rows = {"samples": scores["samples"], "loss": scores["loss"], "accuracy": scores["accuracy"]}
+    if "mean_iou" in scores:  # a per-pixel (segmentation) model: scored on every pixel
+        rows = {"samples": scores["samples"], "pixels": scores["pixels"], "loss": scores["loss"],
+                "pixel accuracy": scores["accuracy"], "mean IoU": scores["mean_iou"]}
+        rows.update({f"IoU {name}": value for name, value in scores["per_class_iou"].items()
+                     if value is not None})
+    _print_table(f"{scores['model']} on {scores['data']}", rows)

@@ -12,12 +12,14 @@ returns numpy arrays, for notebooks; ``kblocks inspect`` draws the same as PNG p
     occ   = ki.occlusion_map(model, "cat.png", class_index=3)       # (H, W)    Zeiler & Fergus 2014
     xy    = ki.tsne_embedding(model, images)                        # (N, 2)    van der Maaten 2008
     adv   = ki.fgsm(model, "cat.png", eps=0.007)                     # (H, W, C) Goodfellow et al. 2015
+    masks = ki.predicted_masks(model, images)                       # (N, H, W) segmentation
     p     = ki.class_probabilities(model, adv)                      # (1, classes)
     ki.explain_conv_size(227, 11, 4, 0).output                      # 55
 
 One concept per module: ``gradients`` (TensorFlow/JAX gradients), ``layers`` (``--layer``
 resolution, sub-models), ``inputs`` (images), ``classes``, ``featuremaps``, ``filters``,
-``saliency``, ``cam``, ``occlusion``, ``embedding``, ``adversarial``, ``plotting``, ``convsize``,
+``saliency``, ``cam``, ``occlusion``, ``embedding``, ``adversarial``, ``masks`` (predicted
+segmentation masks), ``plotting``, ``convsize``,
 ``model_summary`` (the per-layer summary of any Keras model, behind ``kblocks.summary(model)``).
 Names are imported lazily, so ``import kblocks.inspect`` does not import Keras.
 """
@@ -33,6 +35,7 @@ _EXPORTS = {
     "occlusion_map": "occlusion",
     "tsne_embedding": "embedding", "codes": "embedding",
     "fgsm": "adversarial",
+    "predicted_masks": "masks", "colour_masks": "masks", "plot_masks": "masks",
     "gradient": "gradients", "Gradient": "gradients",
     "resolve_layer": "layers", "model_layers": "layers", "default_spatial_layer": "layers",
     "conv_layers": "layers", "feature_model": "layers", "logits_model": "layers",

@@ -6,7 +6,8 @@ distribution.
                    out="runs/digits")
 
 Owns :mod:`config` (``TrainConfig`` and its checks), :mod:`trainer` (``train`` as named phases,
-``evaluate``, the wrapped model), :mod:`data` (sources, splits),
+``evaluate``, the wrapped model), :mod:`data` (sources, splits; per-pixel masks too),
+:mod:`segmentation` (IoU and pixel accuracy of per-pixel predictions, in NumPy),
 :mod:`augment`, :mod:`feed`, :mod:`callbacks`, :mod:`schedules`, :mod:`runfolder` (the files of a
 run), :mod:`transfer`, :mod:`distribute` and :mod:`interrupts`.
 
@@ -18,11 +19,12 @@ from kblocks.training.config import (MONITORS, NORMALIZE, PRECISIONS, RESUME_OPT
 from kblocks.training.trainer import (TrainingDiverged, TrainingInterrupted, TrainResult,
                                       channel_stats, compile_for_training, declared_input_shape,
                                       evaluate, format_metrics, format_value, load_model,
-                                      main_output, make_loss, one_hot, prepare_data, set_seed,
-                                      train, wrap)
+                                      main_output, make_loss, make_pixel_loss, one_hot,
+                                      per_pixel_output, prepare_data, set_seed, train, wrap)
 
 __all__ = ["MONITORS", "NORMALIZE", "PRECISIONS", "RESUME_OPTIONS", "TrainConfig",
            "TrainingDiverged", "TrainingInterrupted", "TrainResult", "channel_stats",
            "compile_for_training", "declared_input_shape", "evaluate", "format_metrics",
-           "format_value", "load_model", "main_output", "make_loss", "one_hot", "prepare_data",
+           "format_value", "load_model", "main_output", "make_loss", "make_pixel_loss", "one_hot",
+           "per_pixel_output", "prepare_data",
            "resolve_precision", "set_seed", "train", "validate_config", "wrap"]

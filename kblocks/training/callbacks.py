@@ -37,7 +37,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.guard = guard
         self.monitor = monitor
         if mode == "auto":
-            mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) \
+            mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall", "iou")) \
                 else "min"
         self.mode = mode
         self.best = math.inf if mode == "min" else -math.inf

@@ -12,8 +12,9 @@ from kblocks.common.errors import ConfigError
 
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 NORMALIZE = ("standardize", "scale", "none")
-#: What fit() logs: the loss and the metric make_loss names "accuracy" (label smoothing included).
-MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
+#: What fit() logs: the loss and the metric make_loss names "accuracy" (label smoothing included);
+#: a per-pixel (segmentation) network also logs "mean_iou" (trainer.make_pixel_loss).
+MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss", "val_mean_iou", "mean_iou")
 #: options a resumed run may change; everything else comes from the run's run.json
 RESUME_OPTIONS = ("epochs", "verbose", "unsafe", "tensorboard")
 MAX_SEED = 2 ** 32 - 1  #: the largest seed: NumPy's and TensorFlow's global seeds are 32-bit
@@ -48,7 +49,8 @@ class TrainConfig:
 
     Args:
         data: the training data: ``digits``, ``npz:PATH``, ``cifar10:PATH``, ``images:DIR``,
-            ``tfds:NAME`` (or a path). A run given its data in Python (``train(x=, y=)`` or
+            ``tfds:NAME`` (or a path); for segmentation ``shapes[:n=,size=,seed=]`` or
+            ``masks:DIR``. A run given its data in Python (``train(x=, y=)`` or
             ``train(dataset=)``) records ``python:arrays`` or ``python:tf.data`` here.
         data_dir: folder of prepared TFDS data sets (``tfds:``).
         image_size: resize the images to ``H`` or ``HxW``.

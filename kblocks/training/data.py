@@ -3,7 +3,9 @@
 ``load_data("digits")``, ``load_data("npz:PATH")``, ``load_data("cifar10:PATH")``,
 ``load_data("images:DIR")`` and ``load_data("tfds:NAME")`` all return an :class:`ArrayData`: raw
 ``uint8`` images ``(N, H, W, C)``, integer labels ``(N,)`` in ``0..len(classes)-1`` and the class
-names. Everything is held in memory as NumPy arrays, which makes splitting exact and reproducible
+names. Segmentation data (``load_data("shapes")``, ``load_data("masks:DIR")``, or an ``npz:``
+whose ``y`` is ``(N, H, W)``) has a class per pixel instead: labels ``(N, H, W)``
+(:attr:`ArrayData.per_pixel`), resized by nearest neighbour, split by each image's main object. Everything is held in memory as NumPy arrays, which makes splitting exact and reproducible
 and lets the trainer hand the arrays to any Keras backend; normalisation happens inside the model.
 
 A new source is one small class::
@@ -84,16 +86,25 @@ class ArrayData:
     def input_shape(self) -> tuple:
         return tuple(int(d) for d in self.x.shape[1:])
 
+    @property
+    def per_pixel(self) -> bool:
+        """Segmentation data: ``y`` holds a class per pixel ``(N, H, W)``, not one per image."""
+        return self.y.ndim == 3
+
     def subset(self, index, name=None) -> "ArrayData":
         return ArrayData(self.x[index], self.y[index], list(self.classes), name or self.name)
 
     def class_counts(self) -> np.ndarray:
-        return np.bincount(self.y, minlength=self.num_classes)
+        """Images per class; pixels per class for per-pixel labels."""
+        return np.bincount(self.y.ravel(), minlength=self.num_classes)
 
     def describe(self) -> dict:
-        return {"name": self.name, "samples": len(self), "input_shape": list(self.input_shape),
-                "dtype": str(self.x.dtype), "classes": self.num_classes,
-                "class_names": self.classes[:50]}
+        out = {"name": self.name, "samples": len(self), "input_shape": list(self.input_shape),
+               "dtype": str(self.x.dtype), "classes": self.num_classes,
+               "class_names": self.classes[:50]}
+        if self.per_pixel:
+            out["labels"] = "per-pixel"
+        return out
 
 
 # -- registry ---------------------------------------------------------------------------------
@@ -122,6 +133,7 @@ class DataSource:
 
     scheme = ""
     needs_argument = True
+    optional_argument = False  #: with needs_argument False: ``scheme`` or ``scheme:ARG`` both work
 
     def __init__(self, argument: str | None, *, data_dir=None, image_size=None, split="train"):
         self.argument = argument
@@ -134,6 +146,8 @@ class DataSource:
 
     @classmethod
     def usage(cls) -> str:
+        if cls.optional_argument:
+            return f"{cls.scheme}[:OPTIONS]"
         return f"{cls.scheme}:PATH" if cls.needs_argument else cls.scheme
 
     @property
@@ -311,7 +325,7 @@ def load_data(spec: str, *, data_dir=None, image_size=None, split="train") -> Ar
                 + ", or a path to a folder or .npz file")
         scheme, argument = guessed, spec
     cls = _SOURCES[scheme]
-    if not cls.needs_argument and argument:
+    if not cls.needs_argument and argument and not cls.optional_argument:
         raise DataError(f"data source '{scheme}' takes no argument, got {spec!r}", what="data",
                         hint=f"write it as {cls.usage()}")
     source = cls(argument or None, data_dir=data_dir, image_size=parse_image_size(image_size),
@@ -322,7 +336,19 @@ def load_data(spec: str, *, data_dir=None, image_size=None, split="train") -> Ar
     size = parse_image_size(image_size)
     if size is not None and data.x.shape[1:3] != size:
         data.x = resize_images(data.x, size)
+        if data.per_pixel:
+            data.y = resize_masks(data.y, size)
     return data
+
+
+def resize_masks(y: np.ndarray, size) -> np.ndarray:
+    """Nearest-neighbour resize of masks ``(N, H, W)`` to ``size``: class indices stay class
+    indices (a bilinear resize would invent classes between two)."""
+    size = parse_image_size(size)
+    h, w = y.shape[1:3]
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
+    return y[:, rows[:, None], cols[None, :]]
 
 
 def resize_images(x: np.ndarray, size) -> np.ndarray:
@@ -370,13 +396,27 @@ def _as_images(x: np.ndarray, spec: str, what: str = "data") -> np.ndarray:
     return x
 
 
-def _as_labels(y: np.ndarray, n: int, spec: str, what: str = "data") -> np.ndarray:
+def _is_mask(y) -> bool:
+    """Labels ``(N, H, W)`` or ``(N, H, W, 1)``: a class per pixel (segmentation masks)."""
+    shape = np.shape(y)
+    return len(shape) == 3 or (len(shape) == 4 and shape[-1] == 1)
+
+
+def _as_labels(y: np.ndarray, n: int, spec: str, what: str = "data", size=None) -> np.ndarray:
+    """Class indices: ``(N,)`` per image, or ``(N, H, W)`` per pixel when ``size = (H, W)``
+    (the images' size) is given and ``y`` has that shape."""
     y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
+    if size is not None and _is_mask(y):
+        y = y[..., 0] if y.ndim == 4 else y
+        if tuple(y.shape[1:]) != tuple(size):
+            raise DataError(f"{_lead(spec)}masks are {y.shape[1]}x{y.shape[2]} but the images "
+                            f"{size[0]}x{size[1]}; a mask gives a class to every pixel",
+                            what=what, hint="give masks of the images' own size")
+    elif y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.ndim != 1:
-        raise DataError(f"{_lead(spec)}labels must have shape (N,) of class indices, got "
-                        f"{y.shape}", what=what,
+    if y.ndim not in (1, 3):
+        raise DataError(f"{_lead(spec)}labels must have shape (N,) of class indices (or "
+                        f"(N, H, W) masks), got {y.shape}", what=what,
                         hint="for one-hot labels give y.argmax(axis=1) instead")
     if y.shape[0] != n:
         raise DataError(f"{_lead(spec)}{n} images but {y.shape[0]} labels", what=what)
@@ -405,7 +445,7 @@ def _validate(data: ArrayData, spec: str, what: str = "data", labels_what: str |
     data.x = _as_images(data.x, spec, what)  # first: a 0-d x has no length
     if len(data) == 0:
         raise DataError(f"{_lead(spec)}the data set is empty", what=what)
-    data.y = _as_labels(data.y, len(data.x), spec, labels_what)
+    data.y = _as_labels(data.y, len(data.x), spec, labels_what, size=data.x.shape[1:3])
     if data.y.min() < 0:
         raise DataError(f"{_lead(spec)}labels must be >= 0, found {int(data.y.min())}",
                         what=labels_what)
@@ -703,6 +743,207 @@ def _read_image(path: Path, size) -> np.ndarray:
     return np.clip(np.round(ops.convert_to_numpy(resized)), 0, 255).astype(np.uint8)
 
 
+# -- segmentation: a class per pixel -----------------------------------------------------------
+
+#: the classes of ``shapes`` masks, by mask value
+SHAPE_CLASSES = ("background", "circle", "square", "triangle")
+#: ``shapes`` defaults: images, side in pixels, seed of the drawing
+SHAPES_DEFAULTS = {"n": 512, "size": 32, "seed": 0}
+
+
+def _shape_options(argument, spec: str) -> dict:
+    """``n=400,size=32,seed=1`` (any of them, any order) -> ``{"n", "size", "seed"}``."""
+    options = dict(SHAPES_DEFAULTS)
+    for item in filter(None, (part.strip() for part in (argument or "").split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in options:
+            raise DataError(f"{spec}: cannot read {item!r}", what="data",
+                            hint="write shapes or shapes:n=512,size=32,seed=0 (any of them)")
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise DataError(f"{spec}: {key} must be a whole number, got {value.strip()!r}",
+                            what="data") from None
+        options[key] = number
+    if options["n"] < 1 or not 8 <= options["size"] <= MAX_IMAGE_SIDE:
+        raise DataError(f"{spec}: n must be at least 1 and size between 8 and {MAX_IMAGE_SIDE}",
+                        what="data")
+    _check_bytes(options["n"], options["size"], options["size"], 3 + 8, spec, "drawing")
+    return options
+
+
+def draw_shapes(n: int, size: int, seed: int = 0):
+    """``n`` RGB images ``size x size`` of 1 to 3 circles, squares and triangles on noisy
+    backgrounds, and their masks (:data:`SHAPE_CLASSES`: 0 background, 1 circle, 2 square,
+    3 triangle; a later shape covers an earlier one). The same arguments give the same arrays.
+
+    Each image has its own background and shape colours (uniform, at least 60 grey levels
+    apart in some channel) and Gaussian noise of sigma 12, so colour alone never tells the class.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EA9]))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    x = np.empty((n, size, size, 3), np.uint8)
+    y = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        background = rng.uniform(0, 255, 3)
+        canvas = np.broadcast_to(background, (size, size, 3)).copy()
+        mask = y[i]
+        for _ in range(int(rng.integers(1, 3))):
+            kind = int(rng.integers(1, 4))
+            radius = rng.uniform(0.18, 0.32) * size
+            cy, cx = rng.uniform(radius * 0.6, size - radius * 0.6, 2)
+            if kind == 1:
+                inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+            elif kind == 2:
+                inside = (np.abs(yy - cy) <= radius * 0.85) & (np.abs(xx - cx) <= radius * 0.85)
+            else:  # apex up, base at the bottom: half-width grows from 0 to the radius
+                top = cy - radius
+                inside = (yy >= top) & (yy <= cy + radius) & (np.abs(xx - cx) <= (yy - top) / 2)
+            colour = rng.uniform(0, 255, 3)
+            while np.max(np.abs(colour - background)) < 60:
+                colour = rng.uniform(0, 255, 3)
+            canvas[inside] = colour
+            mask[inside] = kind
+        canvas += rng.normal(0.0, 12.0, canvas.shape)
+        x[i] = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    return x, y
+
+
+@register_source("shapes")
+class Shapes(DataSource):
+    """shapes[:n=512,size=32,seed=0] - drawn circles/squares/triangles and their per-pixel masks."""
+
+    needs_argument = False
+    optional_argument = True
+
+    def load(self) -> ArrayData:
+        options = _shape_options(self.argument, self.spec)
+        x, y = draw_shapes(options["n"], options["size"], options["seed"])
+        return ArrayData(x, y, list(SHAPE_CLASSES), self.spec)
+
+
+#: the sub-folders of a masks: folder
+MASK_FOLDERS = ("images", "masks")
+#: PIL modes a mask file may have: one channel of class indices (P: a palette PNG's indices)
+MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
+
+
+@register_source("masks")
+class Masks(DataSource):
+    """masks:DIR - DIR/images/NAME.png|jpg and DIR/masks/NAME.png (a class index per pixel)."""
+
+    def load(self) -> ArrayData:
+        path = self.path()
+        folders = [path / name for name in MASK_FOLDERS]
+        if not path.is_dir() or not all(f.is_dir() for f in folders):
+            raise DataError(f"{self.spec}: needs the folders {path}/images and {path}/masks",
+                            what="data", hint="put image NAME.png in DIR/images/ and its mask "
+                                              "(same NAME, .png) in DIR/masks/")
+        images = _stems(folders[0], IMAGE_SUFFIXES)
+        masks = _stems(folders[1], (".png",))
+        if not images:
+            raise DataError(f"{self.spec}: no images in {folders[0]}", what="data")
+        lone = sorted(set(images) - set(masks))
+        if lone:
+            raise DataError(f"{self.spec}: image {images[lone[0]]} has no mask "
+                            f"{folders[1] / (lone[0] + '.png')}"
+                            + (f" ({len(lone)} images have none)" if len(lone) > 1 else ""),
+                            what="data", hint="every image needs a PNG mask of the same name")
+        extra = sorted(set(masks) - set(images))
+        if extra:
+            raise DataError(f"{self.spec}: mask {masks[extra[0]]} has no image of the same name "
+                            f"in {folders[0]}", what="data",
+                            hint="remove the mask or add its image")
+        classes = self._classes(path)
+        stems = sorted(images)
+        for stem in stems:  # FIFOs, devices, folders named x.png: refused before any decoding
+            files.check_file(images[stem], what="image file", limit=MAX_DATA_BYTES)
+            files.check_file(masks[stem], what="mask file", limit=MAX_DATA_BYTES)
+        size = self.image_size
+        if size is not None:
+            _check_bytes(len(stems), size[0], size[1], 3 + 8, self.spec, "reading",
+                         hint="use a smaller image_size=")
+        x, y = [], []
+        for stem in stems:
+            image = _decode_rgb(_open_image(images[stem], f"image file {images[stem]}"),
+                                f"image file {images[stem]}")
+            mask = _read_mask(masks[stem], image.shape[:2])
+            if size is None:
+                size = image.shape[:2]
+                _check_bytes(len(stems), size[0], size[1], 3 + 8, self.spec, "reading")
+            if image.shape[:2] != tuple(size):
+                if self.image_size is None:
+                    raise DataError(f"{self.spec}: image {images[stem]} is "
+                                    f"{image.shape[1]}x{image.shape[0]} but the first is "
+                                    f"{size[1]}x{size[0]}", what="data",
+                                    hint="give --image-size HxW (image_size=) to resize them all")
+                image = _resize(image, size)
+                mask = resize_masks(mask[None], size)[0]
+            x.append(image)
+            y.append(mask)
+        y = np.stack(y)
+        if classes and int(y.max()) >= len(classes):
+            where = stems[int(np.argmax(y.reshape(len(y), -1).max(1) >= len(classes)))]
+            raise DataError(f"{self.spec}: mask {masks[where]} has value {int(y.max())} but "
+                            f"classes.txt names {len(classes)} classes (0..{len(classes) - 1})",
+                            what="data", hint="fix the mask or add the class to classes.txt")
+        return ArrayData(np.stack(x), y, classes, f"masks:{path.name}")
+
+    def _classes(self, path: Path) -> list:
+        """The names in DIR/classes.txt (one per line, mask value 0 first), or none."""
+        listing = path / "classes.txt"
+        if not listing.exists():
+            return []
+        text = files.read_text(listing, what="class list", limit=1 << 20)
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        if not names or len(names) > MAX_CLASSES or len(set(names)) != len(names):
+            raise DataError(f"{self.spec}: {listing} must name each class once, one per line "
+                            f"(at most {MAX_CLASSES:,})", what="data")
+        return names
+
+
+def _stems(folder: Path, suffixes) -> dict:
+    """``{file stem: path}`` of the files in ``folder`` ending in ``suffixes``; a stem twice
+    (cat.png and cat.jpg) is an error, since its mask would be ambiguous."""
+    out = {}
+    for file in sorted(folder.iterdir()):
+        if file.name.startswith(".") or not file.name.lower().endswith(suffixes):
+            continue
+        if file.stem in out:
+            raise DataError(f"{out[file.stem]} and {file} have the same name; a mask belongs to "
+                            f"one image", what="data", hint="rename or remove one of them")
+        out[file.stem] = file
+    return out
+
+
+def _read_mask(path: Path, size) -> np.ndarray:
+    """A mask PNG as ``(H, W)`` class indices; it must be one channel of ``size`` = the image's
+    ``(H, W)``."""
+    where = f"mask file {path}"
+    image = _open_image(path, where)
+    if image.mode not in MASK_MODES:
+        mode = image.mode
+        image.close()
+        raise DataError(f"{where} is a {mode} image; a mask is one channel of class indices",
+                        what="data", hint="save it as a greyscale (L) or palette (P) PNG whose "
+                                          "values are 0..classes-1")
+    try:
+        with image:
+            mask = np.asarray(image).astype(np.int64)
+    except _DECODE_ERRORS as err:
+        raise DataError(f"{where} cannot be decoded ({type(err).__name__}: {err})",
+                        what="data", hint="remove or replace the file") from None
+    if mask.shape != tuple(size):
+        raise DataError(f"{where} is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                        f"{size[1]}x{size[0]}", what="data",
+                        hint="a mask gives a class to every pixel of its image: same size")
+    if mask.size and int(mask.max()) >= MAX_CLASSES:
+        raise DataError(f"{where} has value {int(mask.max()):,}, over the limit of "
+                        f"{MAX_CLASSES:,} classes", what="data")
+    return mask
+
+
 @register_source("tfds")
 class Tfds(DataSource):
     """tfds:NAME - a TensorFlow Datasets set already prepared in --data-dir (never downloads)."""
@@ -811,12 +1052,13 @@ def split_data(data: ArrayData, val=0.1, *, seed: int = 0):
     if count >= n:
         raise ConfigError(f"validation split of {count} leaves no training data ({n} samples)",
                           what="val_split", hint="use a smaller count or a fraction like 0.1")
-    counts = data.class_counts()
+    strata = image_strata(data)
+    counts = np.bincount(strata, minlength=data.num_classes)
     take = _per_class_counts(counts, count)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5B1D]))
     val_index = []
     for c in range(data.num_classes):
-        members = np.flatnonzero(data.y == c)
+        members = np.flatnonzero(strata == c)
         if take[c]:
             val_index.append(rng.permutation(members)[:take[c]])
     val_index = np.sort(np.concatenate(val_index)) if val_index else np.zeros(0, np.int64)
@@ -824,6 +1066,20 @@ def split_data(data: ArrayData, val=0.1, *, seed: int = 0):
     mask[val_index] = False
     train_index = np.flatnonzero(mask)
     return data.subset(train_index, data.name), data.subset(val_index, data.name + " (val)")
+
+
+def image_strata(data: ArrayData) -> np.ndarray:
+    """The class each image is stratified by: its label, or for per-pixel labels the class
+    other than 0 (the background) that covers most of its pixels (0 if none does), so every
+    kind of object is in both parts of a split."""
+    if not data.per_pixel:
+        return data.y
+    n, classes = len(data), max(data.num_classes, 1)
+    flat = data.y.reshape(n, -1)
+    counts = np.zeros((n, classes), np.int64)
+    np.add.at(counts, (np.repeat(np.arange(n), flat.shape[1]), flat.ravel()), 1)
+    counts[:, 0] = 0
+    return np.where(counts.max(1) > 0, counts.argmax(1), 0)
 
 
 def stratified_subset(data: ArrayData, size, *, seed: int = 0) -> ArrayData:
@@ -836,8 +1092,13 @@ def stratified_subset(data: ArrayData, size, *, seed: int = 0) -> ArrayData:
     return keep
 
 
-def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
-    """Raise DataError if ``data`` does not fit a model with ``input_shape`` and ``num_outputs``."""
+def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model", output_shape=None):
+    """Raise DataError if ``data`` does not fit a model with ``input_shape`` and ``num_outputs``.
+
+    With ``output_shape`` (the model's, without the batch axis) a per-pixel model ``(H, W, C)``
+    needs per-pixel labels of its ``H x W`` and a per-image model per-image labels; one output
+    channel is a binary (sigmoid) mask of classes 0 and 1.
+    """
     shape = tuple(input_shape)
     if len(shape) != len(data.input_shape) or any(
             a is not None and a != b for a, b in zip(shape, data.input_shape)):
@@ -846,6 +1107,8 @@ def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
             f"{data.input_shape}", what="data",
             hint="resize the data (image_size=HxW for images:/tfds:) or build the model for "
                  "this shape")
+    if output_shape is not None and _check_pixels_fit(tuple(output_shape), data, what):
+        return
     if num_outputs is not None and num_outputs != data.num_classes:
         largest = int(data.y.max()) if len(data.y) else -1
         beyond = (f" (its largest label, {largest}, is past the {what}'s last output, "
@@ -859,6 +1122,45 @@ def check_fits(input_shape, num_outputs, data: ArrayData, *, what="model"):
     if data.y.max() >= (num_outputs or data.num_classes):
         raise DataError(f"label {int(data.y.max())} is out of range for {num_outputs} outputs",
                         what="data")
+
+
+def _check_pixels_fit(output_shape, data, what: str) -> bool:
+    """:func:`check_fits` for segmentation: True when ``data`` and the per-pixel model fit (and
+    nothing more is to check), False for a per-image model with per-image labels."""
+    pixels, per_pixel = len(output_shape) == 3, bool(getattr(data, "per_pixel", False))
+    if not pixels and not per_pixel:
+        return False
+    name = getattr(data, "name", "the data")
+    if pixels and not per_pixel:
+        raise DataError(f"the {what} gives a class per pixel {output_shape} but {name} has one "
+                        f"label per image", what="data",
+                        hint="give segmentation data (shapes, masks:DIR, or y of shape "
+                             "(N, H, W)), or end the architecture with GAP - FC for classes")
+    if not pixels:
+        raise DataError(f"{name} has a class per pixel (masks) but the {what} gives one output "
+                        f"per image {output_shape}", what="data",
+                        hint="train a per-pixel network (e.g. unet_small, ending in "
+                             "CONV(classes, 1)) on masks")
+    if tuple(output_shape[:2]) != tuple(data.y.shape[1:3]):
+        raise DataError(f"the {what} predicts {output_shape[0]}x{output_shape[1]} masks but "
+                        f"{name} has {data.y.shape[1]}x{data.y.shape[2]} masks", what="data",
+                        hint="use padding=same so the output is the input's size (unet_small), "
+                             "or masks of the output's size")
+    channels, largest = int(output_shape[2]), int(data.y.max())
+    limit = 2 if channels == 1 else channels
+    if largest >= limit:
+        said = ("one output channel is a binary mask (classes 0 and 1)" if channels == 1
+                else f"its last output is class {channels - 1}")
+        raise DataError(f"{name} has mask value {largest} but the {what} has {channels} output "
+                        f"channel(s): {said}", what="data",
+                        hint=f"end the architecture with CONV(classes, 1) (classes="
+                             f"{data.num_classes})")
+    if channels > 1 and channels != data.num_classes:
+        raise DataError(f"the {what} has {channels} output channels but {name} has "
+                        f"{data.num_classes} classes", what="data",
+                        hint=f"end the architecture with CONV(classes, 1) or "
+                             f"CONV({data.num_classes}, 1)")
+    return True
 
 
 # -- data given in Python: arrays and tf.data ---------------------------------------------------

@@ -157,6 +157,40 @@ def make_loss(from_logits: bool, label_smoothing: float):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"), False)
 
 
+def per_pixel_output(network) -> bool:
+    """The network gives a class per pixel: its output is ``(batch, H, W, channels)``."""
+    shape = network.output_shape
+    if isinstance(shape, dict):
+        shape = shape.get("output", next(iter(shape.values())))
+    if isinstance(shape, list):
+        shape = shape[0]
+    return len(shape) == 4
+
+
+def make_pixel_loss(from_logits: bool, channels: int, label_smoothing: float = 0.0):
+    """``(loss, [pixel accuracy, mean IoU])`` of a per-pixel network with ``channels`` outputs:
+    sparse categorical cross-entropy averaged over all pixels, or binary cross-entropy for one
+    channel (a sigmoid mask of classes 0 and 1). Keras' own objects (``keras.metrics.MeanIoU``
+    over the argmax, ``BinaryIoU`` at the 0.5 probability), so saved models load with
+    ``safe_mode=True`` and need no custom metric."""
+    import keras
+
+    if float(label_smoothing or 0.0):
+        raise ConfigError("label smoothing is for per-image classes; a per-pixel network is "
+                          "trained on hard masks", what="label_smoothing",
+                          hint="drop --label-smoothing for segmentation")
+    if int(channels) == 1:
+        threshold = 0.0 if from_logits else 0.5  # a logit of 0 is a probability of 0.5
+        return (keras.losses.BinaryCrossentropy(from_logits=from_logits),
+                [keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold),
+                 keras.metrics.BinaryIoU(target_class_ids=(0, 1), threshold=threshold,
+                                         name="mean_iou")])
+    return (keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+            [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+             keras.metrics.MeanIoU(num_classes=int(channels), sparse_y_true=True,
+                                   sparse_y_pred=False, name="mean_iou")])
+
+
 def batch_norm_layers(model) -> list:
     """The BatchNormalization layers of ``model``, nested models included."""
     import keras
@@ -223,8 +257,15 @@ def compile_for_training(model, network, cfg: TrainConfig, *, precision: str,
     optimizer = schedules.make_optimizer(
         name, learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
         weight_decay=weight_decay, loss_scale=precision == "fp16")
-    loss, accuracy, needs_one_hot = make_loss(not output_is_probability(network),
-                                              cfg.label_smoothing)
+    if per_pixel_output(network):
+        from kblocks.lang.conventions import output_units
+
+        loss, measures = make_pixel_loss(not output_is_probability(network),
+                                         output_units(network), cfg.label_smoothing)
+        accuracy, metrics, needs_one_hot = measures[0], [measures[1], *metrics], False
+    else:
+        loss, accuracy, needs_one_hot = make_loss(not output_is_probability(network),
+                                                  cfg.label_smoothing)
     if compile:
         record = set_bn_momentum(network, cfg.bn_momentum,
                                  int(steps_per_epoch) * max(1, int(epochs)))
@@ -745,7 +786,13 @@ def _build(run: _Run):
     for data in (run.train_data, run.val_data):
         if data is not None:
             check_fits(network.input_shape[1:], transfer.output_units(network), data,
-                       what="network")
+                       what="network", output_shape=_output_shape(network))
+    if per_pixel_output(network):
+        _check_pixel_run(run)
+    elif "mean_iou" in run.monitor:
+        raise ConfigError(f"monitor={run.cfg.monitor!r}: mean IoU is measured for per-pixel "
+                          f"(segmentation) networks only", what="monitor",
+                          hint="monitor val_accuracy or val_loss")
     if run.source_text is not None and run.resumed is None:
         run.resolved_text, run.summary_text = _describe(run.source_text, network, run.input_shape,
                                                         run.classes, cfg.variables)
@@ -754,6 +801,33 @@ def _build(run: _Run):
         for line in run.transfer_report.head_lines(cfg.data):  # before the first epoch
             print(line)
     run.network = network
+
+
+def _output_shape(network) -> tuple:
+    """The main output's shape without the batch axis."""
+    shape = network.output_shape
+    if isinstance(shape, dict):
+        shape = shape.get("output", next(iter(shape.values())))
+    if isinstance(shape, list):
+        shape = shape[0]
+    return tuple(shape[1:])
+
+
+#: the augmentation layers a segmentation run may use: they change pixels, never where they are
+#: (the layers act inside the model on the image alone, so a flip or crop would leave the mask
+#: unflipped and the pair misaligned)
+PIXEL_SAFE_AUGMENT = ("Cutout",)
+
+
+def _check_pixel_run(run: _Run):
+    """Options that cannot work for a per-pixel network, said before any work."""
+    moved = [layer for layer in run.augment_layers
+             if type(layer).__name__ not in PIXEL_SAFE_AUGMENT]
+    if moved:
+        raise ConfigError(f"--augment {run.cfg.augment}: {type(moved[0]).__name__} moves the "
+                          f"image's pixels but not the mask's, so the pair would no longer match",
+                          what="augment", hint="for segmentation only cutoutN may be given "
+                                               "(docs/training.md, Segmentation)")
 
 
 def _network(run: _Run):
@@ -1077,7 +1151,7 @@ def declared_input_shape(source_text, classes, variables):
 def _fit_images(train_data, val_data, target):
     """Resize the images to the size the architecture declares (lenet5 is 32x32 for 8x8 digits);
     a different channel count is an error."""
-    from kblocks.training.data import resize_images
+    from kblocks.training.data import resize_images, resize_masks
 
     target = tuple(target)
     have = train_data.input_shape
@@ -1088,9 +1162,11 @@ def _fit_images(train_data, val_data, target):
             hint="use data with the same number of channels, or an architecture for this shape")
     print(f"note: resizing {train_data.name} images from {have[0]}x{have[1]} to "
           f"{target[0]}x{target[1]}, the input size the architecture declares")
-    train_data.x = resize_images(train_data.x, target[:2])
-    if val_data is not None:
-        val_data.x = resize_images(val_data.x, target[:2])
+    for data in (train_data, val_data):
+        if data is not None:
+            data.x = resize_images(data.x, target[:2])
+            if getattr(data, "per_pixel", False):  # masks: nearest, so classes stay classes
+                data.y = resize_masks(data.y, target[:2])
     return train_data, val_data
 
 
@@ -1212,7 +1288,10 @@ def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split
 
     Returns:
         ``{"model", "data", "samples", "loss", "accuracy", "per_class_accuracy",
-        "conventions"}``; the loss is the cross-entropy of the predicted probabilities.
+        "conventions"}``; the loss is the cross-entropy of the predicted probabilities. A
+        per-pixel (segmentation) model is scored on every pixel: ``accuracy`` is the pixel
+        accuracy, and ``mean_iou`` and ``per_class_iou`` are added
+        (:mod:`kblocks.training.segmentation`, the same as training's ``keras.metrics.MeanIoU``).
 
     Raises:
         DataError: a missing model file, or data that does not fit the model.
@@ -1235,9 +1314,12 @@ def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split
     want = tuple(model.input_shape[1:])
     if len(want) == 3 and None not in want and want != dataset.input_shape:
         dataset, _ = _fit_images(dataset, None, want)
-    check_fits(model.input_shape[1:], output_units(model), dataset, what="model")
+    check_fits(model.input_shape[1:], output_units(model), dataset, what="model",
+               output_shape=_output_shape(model))
     conv = conventions(model)  # read from the model, or assumed (and said) for an older file
     probs = model.predict(dataset.x, batch_size=int(batch_size), verbose=0)
+    if per_pixel_output(model):
+        return _evaluate_pixels(path, dataset, probs, conv)
     probs = to_probabilities(probs, conv["output"] == "probabilities")
     predicted = probs.argmax(-1)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(dataset)), dataset.y], 1e-12, 1))))
@@ -1247,3 +1329,18 @@ def evaluate(model_path, data: str, *, data_dir=None, image_size=None, val_split
     return {"model": str(path), "data": dataset.name, "samples": len(dataset),
             "loss": loss, "accuracy": accuracy,
             "per_class_accuracy": dict(zip(dataset.classes, per_class)), "conventions": conv}
+
+
+def _evaluate_pixels(path, dataset, outputs, conv) -> dict:
+    """:func:`evaluate` of a per-pixel model: pixel accuracy, mean IoU and IoU per class."""
+    from kblocks.training.segmentation import pixel_scores
+
+    scores = pixel_scores(outputs, dataset.y, conv["output"] == "probabilities",
+                          dataset.num_classes)
+    iou = [None if np.isnan(v) else float(v) for v in scores["class_iou"]]
+    names = dataset.classes if len(dataset.classes) == len(iou) else [str(i) for i in
+                                                                      range(len(iou))]
+    return {"model": str(path), "data": dataset.name, "samples": len(dataset),
+            "pixels": int(dataset.y.size), "loss": scores["loss"],
+            "accuracy": scores["accuracy"], "mean_iou": scores["mean_iou"],
+            "per_class_iou": dict(zip(names, iou)), "conventions": conv}
