@@ -311,8 +311,10 @@ class SearchSpace:
         """The hyperparameters as rows.
 
         Returns:
-            One dict per hyperparameter with ``name``, ``kind``, ``values``, ``default`` and
-            ``condition`` (``"always"`` or when it is active).
+            One dict per hyperparameter with ``name``, ``kind`` (``choice``, ``int``, ``float``,
+            ``optional`` or ``operation`` for an operation choice), ``values``, ``default`` and
+            ``condition`` (``"always"`` or when it is active: ``n >= 2``, ``op_1 == SKIP``,
+            ``op in (A | B)``, ``pool_opt_1 present``, joined by ``and``).
         """
         rows = []
         for name, spec in self.specs.items():
