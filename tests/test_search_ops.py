@@ -114,14 +114,22 @@ def test_a_trial_lists_only_active_values():
     oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_loss", max_trials=50, seed=3)
     oracle.hyperparameters = hp
     seen = set()
-    for _ in range(40):
-        values = oracle._random_values()
+    for i in range(40):
+        values = oracle.populate_space(str(i))["values"]
         assert values == space.complete(values)  # exactly the active ones
         assert ("f" in values) == (values["op"] != "SKIP")
         assert ("g" in values) == values["extra"]
         seen.add((values["op"], "f" in values, "g" in values))
         kblocks.format_text(space.fixed(values), input_shape=(8, 8, 1))  # rebuilds
     assert ("SKIP", False, False) in seen and any(f and g for _, f, g in seen)
+
+
+def test_automatic_optional_names_do_not_depend_on_the_choice():
+    space = SearchSpace("{op: POOL? | CONV(4)} - POOL? - FC(10)", input_shape=(8, 8, 1))
+    assert space.names == ["op", "pool_opt", "pool_opt2"]
+    assert space.conditions["pool_opt"] == [("op", ["POOL?"])]
+    fixed = space.fixed({"op": "CONV(4)", "pool_opt2": False})
+    assert fixed == kblocks.format_text("CONV(4)-FC(10)", input_shape=(8, 8, 1))
 
 
 def test_repetition_and_choice_conditions_combine():
