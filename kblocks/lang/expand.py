@@ -28,13 +28,26 @@ from kblocks.lang.vocab import VOCAB, LayerSpec, pytorch_hint
 
 class Resolver:
     """Chooses values for placeholders. ``scope`` lists the enclosing repetitions as
-    ``(count_name, index)`` pairs (count_name is None for fixed counts), outermost first."""
+    ``(count_name, index)`` pairs (count_name is None for fixed counts), outermost first;
+    ``conds`` the enclosing operation-choice alternatives and optional items as ``(name, value)``
+    pairs (``("op_1", "SKIP")``, ``("pool_opt_2", True)``), outermost first (DSL section 6b), passed
+    to resolvers whose methods take it.
 
-    def value(self, name: str, ph: S.Placeholder, scope: tuple):
+    A resolver whose ``explores`` is true (search-space discovery) also has every alternative of
+    an operation choice expanded, so that the placeholders inside each are reached; only the
+    chosen one's output is kept."""
+
+    explores = False
+
+    def value(self, name: str, ph: S.Placeholder, scope: tuple, conds: tuple = ()):
         return ph.default
 
-    def flag(self, name: str, scope: tuple) -> bool:
+    def flag(self, name: str, scope: tuple, conds: tuple = ()) -> bool:
         return True
+
+    def choose(self, name: str, choice: S.OpChoice, scope: tuple, conds: tuple = ()) -> str:
+        """The text of the chosen alternative (one of ``choice.texts``); the default is the first."""
+        return choice.texts[0]
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class _Ctx:
     ns: int = 0  # namespace of tensor names (AS/FROM): 0 for the network, one per block call
     ns_label: str = ""  # how names of this namespace are spelled in the canonical text (cell2)
     param_ns: dict = field(default_factory=dict)  # $param -> namespace where its value was written
+    conds: tuple = ()  # ((hyperparameter, value), ...): the alternatives and optional items around
 
 
 class _Recording(dict):
@@ -90,6 +104,8 @@ class Expander:
         self.variables = dict(variables or {})
         self.blocks = blocks or builtin_library()
         self.resolver = resolver or Resolver()
+        self._conds = {m: "conds" in inspect.signature(getattr(self.resolver, m)).parameters
+                       for m in ("value", "flag", "choose")}  # a resolver written before 6b
         self.defaults = {k.upper(): dict(v) for k, v in (defaults or {}).items()}
         self.layer_count = 0
         self.block_counts: dict = {}
@@ -160,8 +176,11 @@ class Expander:
         if isinstance(item, S.Optional):
             name = item.name or self._auto_opt_name(item)
             name = self._hash_name(name, ctx)
-            present = self.resolver.flag(name, ctx.reps)
-            return self._item(item.item, ctx) if present else []
+            present = self._ask("flag", name, ctx)
+            inner = replace(ctx, conds=ctx.conds + ((name, True),))
+            return self._item(item.item, inner) if present else []
+        if isinstance(item, S.OpChoice):
+            return self._op_choice(item, ctx)
         if isinstance(item, S.Branches):
             return [self._branches(item, ctx)]
         if isinstance(item, S.Tagged):
@@ -169,6 +188,63 @@ class Expander:
         if isinstance(item, S.BlockCall):
             return self._block(item, ctx)
         raise TypeError(item)  # pragma: no cover
+
+    def _ask(self, method: str, name: str, ctx: _Ctx, node=None):
+        """The resolver's answer for one placeholder, optional item or operation choice."""
+        ask = getattr(self.resolver, method)
+        args = (name, ctx.reps) if node is None else (name, node, ctx.reps)
+        return ask(*args, conds=ctx.conds) if self._conds[method] else ask(*args)
+
+    # --- operation choices (DSL section 6b) -------------------------------------------------------
+    def _op_choice(self, item: S.OpChoice, ctx: _Ctx) -> list:
+        """The chosen alternative, expanded with the condition ``name == its text`` around it."""
+        name = self._hash_name(item.name, ctx)
+        for alt in item.alternatives:  # stable automatic names whatever is chosen
+            self._name_optionals(alt)
+        chosen = self._ask("choose", name, ctx, item)
+        if chosen not in item.texts:
+            raise self._error(f"{chosen!r} is not an alternative of {{{item.name}: ...}}", item.span,
+                              ctx, what=item.name, hint="its alternatives are " + " | ".join(item.texts))
+        if self.resolver.explores:  # discovery: reach the placeholders of every alternative
+            before = self._snapshot()
+            for text, alt in zip(item.texts, item.alternatives):
+                if text != chosen:
+                    self._restore(before)
+                    self._seq(alt, replace(ctx, conds=ctx.conds + ((name, text),)))
+            self._restore(before)
+        alt = item.alternatives[item.texts.index(chosen)]
+        return self._seq(alt, replace(ctx, conds=ctx.conds + ((name, chosen),)))
+
+    def _snapshot(self):
+        """The expansion state an explored alternative may change (tensor names, counters)."""
+        return (self.layer_count, dict(self.block_counts), self.input_shape, self.items,
+                dict(self.names), set(self.spellings), dict(self.pending), self.namespaces)
+
+    def _restore(self, snap) -> None:
+        (self.layer_count, block_counts, self.input_shape, self.items, names, spellings, pending,
+         self.namespaces) = snap
+        self.block_counts, self.names = dict(block_counts), dict(names)
+        self.spellings, self.pending = set(spellings), dict(pending)
+
+    def _name_optionals(self, node) -> None:
+        """Give the optional items written in ``node`` their automatic names in written order."""
+        if isinstance(node, S.Optional):
+            if node.name is None:
+                self._auto_opt_name(node)
+            self._name_optionals(node.item)
+        elif isinstance(node, S.Seq):
+            for child in node.items:
+                self._name_optionals(child)
+        elif isinstance(node, S.Repeat):
+            self._name_optionals(node.item)
+        elif isinstance(node, S.Branches):
+            for child in node.branches:
+                self._name_optionals(child)
+        elif isinstance(node, S.Tagged):
+            self._name_optionals(node.body)
+        elif isinstance(node, S.OpChoice):
+            for child in node.alternatives:
+                self._name_optionals(child)
 
     def _auto_opt_name(self, item: S.Optional) -> str:
         """``POOL?`` is named ``pool_opt#``; a second optional POOL elsewhere ``pool_opt2#``."""
@@ -202,11 +278,11 @@ class Expander:
         value = count
         if isinstance(count, S.Placeholder):
             name = self._hash_name(count.name, ctx)
-            value = self.resolver.value(name, count, ctx.reps)
+            value = self._ask("value", name, ctx, count)
         elif isinstance(count, (S.Word, S.Param)):
             value = self._lookup(count, ctx, role="repetition count")
             if isinstance(value, S.Placeholder):  # $n bound to a placeholder at the call site
-                name, value = value.name, self.resolver.value(value.name, value, ctx.reps)
+                name, value = value.name, self._ask("value", value.name, ctx, value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._error(f"a repetition count must be a whole number, got {value!r}", span, ctx,
                               what="'*'")
@@ -422,7 +498,7 @@ class Expander:
         if isinstance(raw, S.Param):
             return self._plain(self._lookup(raw, ctx, role="argument"), ctx, span)
         if isinstance(raw, S.Placeholder):
-            return self.resolver.value(self._hash_name(raw.name, ctx), raw, ctx.reps)
+            return self._ask("value", self._hash_name(raw.name, ctx), ctx, raw)
         if isinstance(raw, tuple):
             return tuple(self._plain(v, ctx, span) for v in raw)
         return raw
@@ -455,7 +531,7 @@ class Expander:
         if isinstance(value, S.Param):
             value = self._lookup(value, ctx, role="argument")
         if isinstance(value, S.Placeholder):
-            value = self.resolver.value(self._hash_name(value.name, ctx), value, ctx.reps)
+            value = self._ask("value", self._hash_name(value.name, ctx), ctx, value)
         if isinstance(value, S.Word):
             if value.name in ctx.variables:
                 value = ctx.variables[value.name]

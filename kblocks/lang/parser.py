@@ -134,6 +134,26 @@ class _ToSyntax(Transformer):
                              span=_span(bad, self.source), text=self.text)
         return S.Branches(str(ops[0]), tuple(seqs), span)
 
+    @v_args(meta=True)
+    def opchoice(self, meta, items):
+        name, rest = items[0], items[1:]
+        alternatives = [it for it in rest if isinstance(it, S.Seq)]
+        for op in (it for it in rest if isinstance(it, Token)):
+            if str(op) != "|":
+                raise ParseError(f"an operation choice separates its alternatives with '|', got "
+                                 f"{str(op)!r}", span=_span(op, self.source), text=self.text,
+                                 hint=f"write {{{name}: A | B}}; to merge branches, put them in "
+                                      f"parentheses inside one alternative: {{{name}: (A {op} B) | C}}")
+        texts = tuple(S.format_node(alt) for alt in alternatives)
+        seen = {}
+        for alt, text in zip(alternatives, texts):
+            if text in seen:
+                raise ParseError(f"the operation choice {{{name}: ...}} lists {text} twice",
+                                 span=_item_start(alt, self.source), text=self.text,
+                                 hint="write each alternative once")
+            seen[text] = alt
+        return S.OpChoice(str(name), tuple(alternatives), texts, _span(name, self.source))
+
     # --- arguments ---------------------------------------------------------------------------
     @v_args(meta=True)
     def args(self, meta, items):
@@ -225,6 +245,12 @@ class _ToSyntax(Transformer):
         return spec
 
 
+def _item_start(seq, source: str) -> Span:
+    first = seq.items[0] if isinstance(seq, S.Seq) and seq.items else seq
+    span = getattr(first, "span", None)
+    return span if span is not None and span.line else Span()
+
+
 def _check_nesting(text: str, source: str) -> None:
     depth, line, col = 0, 1, 0
     for ch in text:
@@ -301,6 +327,10 @@ def parse(text: str, *, source: str = "") -> S.Seq:
             else:
                 msg = f"the text ends too early; expected {_expected(exc)}"
             raise ParseError(msg, span=_eof_span(text, source), text=text) from None
+        in_choice = _in_choice(text, tok) if "AT" in (exc.expected or ()) else None
+        if in_choice:
+            raise ParseError(in_choice[0], span=Span(tok.line, tok.column, tok.end_column or 0, source),
+                             text=text, hint=in_choice[1]) from None
         what = f"unexpected {tok!s}" if tok.type not in ("RPAR", "RSQB", "RBRACE") else \
             f"unbalanced {tok!s}: nothing open to close here"
         raise ParseError(f"{what}; expected {_expected(exc)}",
@@ -314,6 +344,40 @@ def parse(text: str, *, source: str = "") -> S.Seq:
         if isinstance(exc.orig_exc, KBlocksError):
             raise exc.orig_exc from None
         raise
+
+
+_ITEM_HINT = "an alternative is an item: a layer, a [group], (branches), an @block, SKIP or ZERO"
+
+
+def _in_choice(text: str, tok):
+    """``(message, hint)`` when ``tok`` is a mistake inside an operation choice ``{op: A | B}``: an
+    empty alternative, or a value where an item stands; else None. Called only where the parser
+    expected an item."""
+    pos = getattr(tok, "start_pos", None)
+    if pos is None:
+        return None
+    stack = []
+    for i, ch in enumerate(text[:pos]):
+        if ch in "([{":
+            stack.append(i)
+        elif ch in ")]}" and stack:
+            stack.pop()
+    if not stack or text[stack[-1]] != "{":
+        return None
+    before = text[stack[-1] + 1:pos].rstrip()
+    head = re.match(r"\s*([A-Za-z_#][A-Za-z0-9_#]*)\s*:", before)
+    if head is None:
+        return None
+    name = head.group(1)
+    if before.endswith(("|", ":")) and str(tok) in ("|", "}"):
+        return (f"an empty alternative in the operation choice {{{name}: ...}}",
+                _ITEM_HINT + "; write SKIP for the identity")
+    if before.endswith(":") and tok.type in ("INT", "FLOAT", "STRING", "MINUS"):
+        return (f"{{{name}: ...}} stands where an item stands, so it is an operation choice and its "
+                f"alternatives are items, not values",
+                _ITEM_HINT + "; a value choice or range goes where an argument or a count stands, "
+                             "e.g. CONV({f: 16 | 32}) or [CONV]*{n: 1..3}")
+    return None
 
 
 def _eof_span(text: str, source: str) -> Span:

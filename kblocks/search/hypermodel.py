@@ -7,9 +7,9 @@
     best = space.fixed(tuner.get_best_hyperparameters()[0])   # the text of the best architecture
 
 :meth:`HyperModel.build` registers the space's hyperparameters on the trial's ``hp`` (one
-``hp.Choice`` / ``hp.Int`` / ``hp.Float`` / ``hp.Boolean`` per name, under the
-``hp.conditional_scope`` of the repetition counts it depends on, so an inactive width is never
-sampled), builds the kblocks model they pick and compiles it through :meth:`HyperModel.compile`.
+``hp.Choice`` / ``hp.Int`` / ``hp.Float`` / ``hp.Boolean`` per name, under the nested
+``hp.conditional_scope`` s of the repetition counts, operation choices and optional items it
+depends on, so an inactive width is never sampled), builds the kblocks model they pick and compiles it through :meth:`HyperModel.compile`.
 Hyperparameters of the user's own (a learning rate in a ``compile`` hook, a batch size in
 ``fit``) are registered on the same ``hp`` and the space leaves them alone.
 

@@ -3,17 +3,21 @@
 Three resolvers implement :class:`kblocks.lang.expand.Resolver`:
 
 * :class:`DiscoveryResolver` expands a space once with every count and range at its upper end,
-  every choice at its largest number and every optional item present, so each placeholder is
-  reached at every place it can be used; it records the enclosing repetitions of each use.
+  every choice at its largest number, every optional item present and every alternative of an
+  operation choice explored, so each placeholder is reached at every place it can be used; it
+  records the enclosing repetitions, alternatives and optional items of each use.
 * :class:`ValuesResolver` builds one architecture from a ``{name: value}`` mapping (a trial's
   ``HyperParameters.values``); a name without a value takes its default.
 
-:func:`declare` turns the recorded uses into one ``keras_tuner`` hyperparameter per name, each
-conditional on the repetition counts whose index it sits under (``n_1 >= 2`` for the second
-convolution of stage 1), so an inactive one is never sampled and a trial lists only active ones.
+:func:`conditions_of` turns the recorded uses into the conditions of one ``keras_tuner``
+hyperparameter per name: the repetition counts whose index it sits under (``n_1 >= 2`` for the
+second convolution of stage 1), the operation choice whose alternative holds it (``op_1 ==
+SEPCONV(16, 5)``) and the optional items around it (``pool_opt_1 == true``), so an inactive one
+is never sampled and a trial lists only active ones.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from kblocks.lang import syntax as S
@@ -48,6 +52,7 @@ class HPSpec:
     step: object = None
     log: bool = False
     where: str = ""  # "line L, column C" of the first use, for messages
+    op: bool = False  # an operation choice (DSL 6b): its values are the alternatives' texts
 
     @property
     def default(self):
@@ -101,6 +106,21 @@ class HPSpec:
             if self.step and not self.log and (value - self.low) % self.step:
                 return f"is {self.low} plus a multiple of {self.step}"
         return None
+
+    def size(self):
+        """How many values it can take (``math.inf`` for a float range)."""
+        if self.kind == "choice":
+            return len(self.tuner_values)
+        if self.kind == BOOLEAN:
+            return 2
+        if self.kind == "int":
+            if self.log and self.step:
+                n, v = 0, self.low
+                while v <= self.high:
+                    n, v = n + 1, v * self.step
+                return n
+            return len(range(self.low, self.high + 1, self.step or 1))
+        return math.inf
 
     def describe(self) -> str:
         if self.kind == "choice":
@@ -186,36 +206,54 @@ def same_spec(a: HPSpec, b: HPSpec) -> bool:
 class Use:
     spec: HPSpec
     scopes: list = field(default_factory=list)  # the `scope` of every use
+    conds: list = field(default_factory=list)  # the `conds` of every use (DSL 6b), as scopes
+
+
+def _show(spec: HPSpec) -> str:
+    if spec.kind == BOOLEAN:
+        return "an optional item"
+    if spec.op:
+        return "an operation choice {" + " | ".join(spec.tuner_values) + "}"
+    return f"a value choice {{{spec.describe()}}}" if spec.kind == "choice" else \
+        f"{{{spec.describe()}}}"
 
 
 class DiscoveryResolver(Resolver):
     """Records every hyperparameter and the repetitions each use sits in (see the module doc)."""
 
+    explores = True  # every alternative of an operation choice is expanded
+
     def __init__(self):
         self.uses: dict = {}  # name -> Use, in order of first use
 
-    def _record(self, spec: HPSpec, scope):
+    def _record(self, spec: HPSpec, scope, conds=(), span=None):
         use = self.uses.get(spec.name)
         if use is None:
             self.uses[spec.name] = use = Use(spec)
         elif not same_spec(use.spec, spec):
             first = f" (first at {use.spec.where})" if use.spec.where else ""
-            def show(s):
-                return "an optional item" if s.kind == BOOLEAN else f"{{{s.describe()}}}"
             raise ArchitectureError(
-                f"hyperparameter {spec.name!r} is {show(use.spec)}{first} and {show(spec)} at "
+                f"hyperparameter {spec.name!r} is {_show(use.spec)}{first} and {_show(spec)} at "
                 f"{spec.where or 'another place'}; a name is one hyperparameter wherever it "
-                f"appears", what=spec.name,
-                hint="give the two places different names, or the same range")
+                f"appears", span=span, what=spec.name,
+                hint="give the two places different names, or the same values")
         use.scopes.append(tuple(scope))
+        use.conds.append(tuple(conds))
 
-    def value(self, name, ph, scope):
+    def choose(self, name, choice, scope, conds=()):
+        span = choice.span if choice.span.line else None
+        spec = HPSpec(name, "choice", tuple(choice.texts), tuple(choice.texts), where=_where(choice),
+                      op=True)
+        self._record(spec, scope, conds, span)
+        return choice.texts[0]
+
+    def value(self, name, ph, scope, conds=()):
         def fail(msg, hint):
             return ArchitectureError(msg, span=ph.span if ph.span.line else None, what=name,
                                      hint=hint)
 
         spec = spec_of(name, ph, fail)
-        self._record(spec, scope)
+        self._record(spec, scope, conds, ph.span if ph.span.line else None)
         if spec.kind == "choice":
             numbers = [i for i, v in enumerate(spec.tuner_values)
                        if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -224,39 +262,68 @@ class DiscoveryResolver(Resolver):
             return spec.values[0]
         return spec.high
 
-    def flag(self, name, scope):
-        self._record(HPSpec(name, BOOLEAN), scope)
+    def flag(self, name, scope, conds=()):
+        self._record(HPSpec(name, BOOLEAN), scope, conds)
         return True
 
 
-def _common_prefix(scopes):
-    first = scopes[0]
-    n = len(first)
-    for other in scopes[1:]:
-        n = min(n, len(other))
-        for i in range(n):
-            if other[i] != first[i]:
-                n = i
-                break
-    return first[:n]
+def _possible(spec: HPSpec) -> list:
+    """Every value a parent of a condition can take, in order."""
+    if spec.kind == BOOLEAN:
+        return [True, False]
+    if spec.kind == "choice":
+        return list(spec.tuner_values)
+    return spec.possible_counts() or []
+
+
+def use_conditions(scope, conds, specs: dict) -> dict:
+    """``{parent: allowed values}`` that must all hold for one use to be reached: the repetition
+    indices it sits under (``n >= 2``), the alternatives it is written in (``op == SKIP``) and
+    the optional items around it (``pool_opt == true``). Conditions that always hold are left out."""
+    out: dict = {}
+
+    def need(parent, allowed):
+        possible = _possible(specs[parent])
+        keep = [v for v in possible if v in allowed and v in out.get(parent, possible)]
+        out[parent] = keep
+
+    for count_name, index in scope:
+        if count_name is not None and count_name in specs and specs[count_name].possible_counts():
+            need(count_name, [c for c in specs[count_name].possible_counts() if c >= index])
+    for parent, value in conds:
+        if parent in specs:
+            need(parent, [value])
+    return {p: v for p, v in out.items() if len(v) < len(_possible(specs[p]))}
 
 
 def conditions_of(use: Use, specs: dict) -> list:
-    """``[(count_name, allowed_values), ...]``: the repetition indices every use of a name needs.
+    """``[(parent, allowed_values), ...]``: the Keras Tuner conditions of a name, one conjunction.
 
-    A condition that always holds (index 1 of a count that starts at 1) is left out.
+    A name written in several places is active when any of its uses is (DSL 6b). Keras Tuner's
+    conditions are a conjunction of ``parent in values``, so a disjunction of the uses is written
+    as its closest such form: the parents that every use depends on, each allowed the union of
+    the values the uses allow. That is exact when the uses differ in one parent only (a width
+    shared by the copies of a repetition, a name in two alternatives of one choice); otherwise a
+    value may be sampled in a trial that does not use it (``space.size()`` still counts exactly).
     """
+    per_use = [use_conditions(scope, conds, specs)
+               for scope, conds in zip(use.scopes, use.conds or [()] * len(use.scopes))]
+    common = set(per_use[0]).intersection(*per_use[1:]) if per_use else set()
     out = []
-    for count_name, index in _common_prefix(use.scopes):
-        if count_name is None or count_name not in specs:
+    for parent in per_use[0] if per_use else ():
+        if parent not in common:
             continue
-        counts = specs[count_name].possible_counts()
-        if counts is None:
-            continue
-        allowed = [c for c in counts if c >= index]
-        if len(allowed) < len(counts):
-            out.append((count_name, allowed))
+        union = set()
+        for cond in per_use:
+            union.update(map(_hashable, cond[parent]))
+        allowed = [v for v in _possible(specs[parent]) if _hashable(v) in union]
+        if len(allowed) < len(_possible(specs[parent])):
+            out.append((parent, allowed))
     return out
+
+
+def _hashable(value):
+    return (type(value).__name__, value)
 
 
 class ValuesResolver(Resolver):
@@ -266,7 +333,7 @@ class ValuesResolver(Resolver):
         self.specs = specs
         self.values = values
 
-    def value(self, name, ph, scope):
+    def value(self, name, ph, scope, conds=()):
         spec = self.specs.get(name)
         if spec is None:  # not seen by discovery: cannot happen for a space built here
             return ph.default
@@ -274,5 +341,12 @@ class ValuesResolver(Resolver):
             return spec.to_dsl(self.values[name])
         return spec.to_dsl(spec.default)
 
-    def flag(self, name, scope):
+    def flag(self, name, scope, conds=()):
         return bool(self.values.get(name, True))
+
+    def choose(self, name, choice, scope, conds=()):
+        spec = self.specs.get(name)
+        value = self.values.get(name, choice.texts[0])
+        if spec is not None and not spec.op:  # one name as value choice and op choice: same texts
+            value = str(value)
+        return value if value in choice.texts else choice.texts[0]

@@ -16,7 +16,8 @@ import copy
 from pathlib import Path
 
 from kblocks.common.errors import ConfigError, KBlocksError
-from kblocks.search.resolver import (BOOLEAN, DiscoveryResolver, ValuesResolver, conditions_of)
+from kblocks.search.resolver import (BOOLEAN, DiscoveryResolver, ValuesResolver, conditions_of,
+                                     use_conditions)
 
 _DATA_KEYS = ("name", "input", "classes", "vars", "blocks", "defaults", "network", "doc")
 
@@ -187,6 +188,9 @@ class SearchSpace:
         Expander(variables=env, blocks=arch.blocks, resolver=found,
                  defaults=arch.defaults).expand(tree, text=arch.network, source=arch.source)
         self.specs = {name: use.spec for name, use in found.uses.items()}
+        self._uses = {name: [use_conditions(scope, conds, self.specs)
+                             for scope, conds in zip(use.scopes, use.conds)]
+                      for name, use in found.uses.items()}
         self.conditions = {name: conditions_of(use, self.specs) for name, use in found.uses.items()}
         if not self.specs:
             import warnings
@@ -307,16 +311,51 @@ class SearchSpace:
         """The hyperparameters as rows.
 
         Returns:
-            One dict per hyperparameter with ``name``, ``kind``, ``values``, ``default`` and
-            ``condition`` (``"always"`` or when it is active).
+            One dict per hyperparameter with ``name``, ``kind`` (``choice``, ``int``, ``float``,
+            ``optional`` or ``operation`` for an operation choice), ``values``, ``default`` and
+            ``condition`` (``"always"`` or when it is active: ``n >= 2``, ``op_1 == SKIP``,
+            ``op in (A | B)``, ``pool_opt_1 present``, joined by ``and``).
         """
         rows = []
         for name, spec in self.specs.items():
-            cond = " and ".join(f"{p} >= {min(v)}" for p, v in self.conditions[name])
-            kind = "optional" if spec.kind == BOOLEAN else spec.kind
+            cond = " and ".join(self._condition_text(p, v) for p, v in self.conditions[name])
+            kind = "optional" if spec.kind == BOOLEAN else "operation" if spec.op else spec.kind
             rows.append({"name": name, "kind": kind, "values": spec.describe(),
                          "default": spec.default, "condition": cond or "always"})
         return rows
+
+    def _condition_text(self, parent: str, allowed) -> str:
+        """``n >= 2``, ``op_1 == SKIP``, ``op_1 in (SKIP | ZERO)``, ``pool_opt_1 present``."""
+        spec = self.specs[parent]
+        if spec.kind == BOOLEAN:
+            return f"{parent} present" if list(allowed) == [True] else f"{parent} absent"
+        counts = spec.possible_counts()
+        if counts and not spec.op and list(allowed) == [c for c in counts if c >= min(allowed)]:
+            return f"{parent} >= {min(allowed)}"
+        if len(allowed) == 1:
+            return f"{parent} == {allowed[0]}"
+        return f"{parent} in ({' | '.join(map(str, allowed))})"
+
+    def size(self):
+        """How many architectures the space holds: distinct assignments of the hyperparameters
+        that are used (active), each one fixed text.
+
+        A name is used when any of its places is reached: under a repetition index the count
+        reaches, in the chosen alternative of an operation choice, in a present optional item.
+        Two assignments are counted apart even when they spell the same layers (``{op: CONV(16)
+        | CONV(16, 3)}`` counts 2); write each alternative and value once.
+
+        Returns:
+            An ``int`` for a finite space (NAS-Bench-201's cell space: 15,625), ``math.inf``
+            when a float range is used (``{lr: 1e-4..1e-2 log}``).
+
+        Raises:
+            KBlocksError: a space whose counts and choices nest into more than a million
+                combinations to walk through (the product of independent parts is not walked).
+        """
+        from kblocks.search.counting import count_space
+
+        return count_space(self.specs, self._uses)
 
     def table(self) -> str:
         """:meth:`describe` as an aligned plain-text table.
