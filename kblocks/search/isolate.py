@@ -48,8 +48,11 @@ TRIAL_FILE = "isolated_trial.json"
 RESULT_FILE = "isolated_result.json"
 LOG_FILE = "isolated.log"
 FAULT_VARIABLE = "KBLOCKS_TEST_TRIAL_FAULT"
-#: the child's entry point (a string, so that this module does not import the runner)
-CHILD_CODE = ("import sys; from kblocks.search.runner import trial_child; "
+#: the child's entry point (a string, so that this module does not import the runner): the
+#: parent-death request and the test hook come first, before the runner imports TensorFlow (which
+#: takes seconds, in which a killed parent would otherwise leave the child running)
+CHILD_CODE = ("import sys; from kblocks.search.isolate import child_start; "
+              "child_start(sys.argv[1:]); from kblocks.search.runner import trial_child; "
               "sys.exit(trial_child(sys.argv[1:]))")
 
 
@@ -131,6 +134,15 @@ def _last_line(log: Path) -> str:
 
 
 # -- the child side -------------------------------------------------------------------------------
+def child_start(argv) -> None:
+    """What a child does first (``argv``: OUT TRIAL_ID PARENT_PID): end with its parent, and the
+    test hook."""
+    from kblocks.search.record import trial_number
+
+    die_with_parent(int(argv[2]))
+    apply_test_fault(trial_number(argv[1]))
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Make this process end when ``parent_pid`` does (a parent killed by SIGKILL included)."""
     try:

@@ -535,14 +535,13 @@ def trial_child(argv) -> int:
     """The child process of an isolated trial (:mod:`kblocks.search.isolate`): rebuild the search
     in folder ``argv[0]`` from its record, train trial ``argv[1]`` and hand its results back.
 
-    ``argv[2]`` is the parent's process id: the child ends when the parent does."""
+    ``argv[2]`` is the parent's process id: the child ends when the parent does
+    (:func:`kblocks.search.isolate.child_start`, which the child's command runs before it imports
+    this module)."""
     from kblocks.search import isolate
 
-    out, trial_id, parent = argv[0], argv[1], int(argv[2])
-    isolate.die_with_parent(parent)
-    from kblocks.search.record import trial_number
-
-    isolate.apply_test_fault(trial_number(trial_id))
+    out, trial_id = argv[0], argv[1]
+    isolate.child_start(argv)  # again, for a caller that did not (idempotent)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     trial_dir = Path(out) / PROJECT / f"trial_{trial_id}"
     state = json.loads((trial_dir / isolate.TRIAL_FILE).read_text())
