@@ -60,7 +60,7 @@ def test_crashes_fail_one_trial_and_a_killed_parent_loses_nothing(tmp_path, monk
     # The parent: a command-line search whose first trial hangs; killed with SIGKILL.
     cmd = [sys.executable, "-m", "kblocks", "search", SPACE, "--data", "digits", "--subset",
            "400", "--tuner", "random", "--trials", "3", "--epochs", "1", "--batch-size", "64",
-           "--seed", "5", "--isolate", "--out", str(out)]
+           "--seed", "5", "--isolate", "--minimize", "latency", "--out", str(out)]
     env = {**os.environ, FAULT: "1=hang", "KERAS_BACKEND": "tensorflow",
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     parent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
@@ -99,6 +99,11 @@ def test_crashes_fail_one_trial_and_a_killed_parent_loses_nothing(tmp_path, monk
     first, second, third = trial(out, 1), trial(out, 2), trial(out, 3)
     assert first["status"] == "COMPLETED" and first["score"] > 0
     assert (out / "kt" / "trial_0" / "checkpoint.weights.h5").exists()  # written by the child
+    # --minimize latency (random draws, front reported): the child measured it and cached it
+    latency = first["metrics"]["metrics"]["latency_ms"]["observations"][0]["value"][0]
+    cached = json.loads((out / "kt" / "latency.json").read_text())
+    assert [e["ms"] for e in cached.values()] == [latency] and latency > 0
+    assert json.loads((out / "pareto.json").read_text())["front"][0]["trial"] == 1
     assert second["status"] == "FAILED"
     assert "the trial's process died (SIGSEGV)" in second["message"]
     assert third["status"] == "FAILED"

@@ -405,7 +405,7 @@ def _plot_against_cost(report: SearchReport, ax):
         shown = {r.trial_id for r in front} | {best.trial_id}
         for r, x, y in zip(done, costs, scores):
             if len(done) <= LABEL_ALL_UP_TO or r.trial_id in shown:
-                ax.annotate(str(r.number), (x, y), xytext=(3, 3), textcoords="offset points",
+                ax.annotate(str(r.number), (x, y), xytext=(7, 5), textcoords="offset points",
                             fontsize=7, color="C3" if r.trial_id in shown else "0.3", zorder=6)
         if min(costs) > 0 and max(costs) > 10 * min(costs):
             ax.set_xscale("log")
