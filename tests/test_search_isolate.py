@@ -116,3 +116,21 @@ def test_crashes_fail_one_trial_and_a_killed_parent_loses_nothing(tmp_path, monk
     assert report.best.number == 1
     assert [line.split()[:3] for line in lines if line.startswith("trial ")] == [
         ["trial", "1", "completed"], ["trial", "2", "failed"], ["trial", "3", "failed"]]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--trial-timeout", "60"], "--trial-timeout (60.0) needs --isolate"),
+    (["--minimize", "macs", "--tuner", "bayesian"], "the bayesian tuner optimises val_accuracy"),
+    (["--tuner", "pareto"], "the pareto tuner needs --minimize"),
+])
+def test_contradictory_options_are_refused_before_anything_runs(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from kblocks.cli import main
+
+    out = tmp_path / "s"
+    result = CliRunner().invoke(main, ["search", SPACE, "--data", "digits", "--trials", "2",
+                                       "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (out / "search.json").exists()

@@ -9,6 +9,10 @@ hyperparameters, chosen at random, is changed to another value. Hyperparameters 
 activates (a deeper stage's widths when a count grows) get random values; ones it deactivates are
 dropped.
 
+:class:`ParetoOracle` is the same machinery with NSGA-II's selection for two objectives, the
+score and a cost (``--minimize``; :mod:`kblocks.search.pareto` has the sorting and the crowding
+distance).
+
 Everything the algorithm needs is in the base oracle's state (trials, their end order, the seed
 counter), so resume after a crash and Keras Tuner's chief/worker distribution work unchanged.
 Given a seed and the same sequence of results, the sequence of trials is the same.
