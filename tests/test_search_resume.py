@@ -57,7 +57,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
                            timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     ran = [line.split()[1] for line in again.stdout.splitlines() if line.startswith("trial ")]
-    assert ran == ["1", "2"]  # the interrupted trial again, then the one never started
+    assert ran == ["2", "3"]  # trial_1 (trial 2) again, then the one never started
     assert trial_state(out, 0) == before  # untouched
     assert trial_state(out, 1)["hyperparameters"]["values"] == interrupted  # the same architecture
     oracle = json.loads((out / "kt" / "oracle.json").read_text())

@@ -63,7 +63,7 @@ def test_a_full_disk_fails_the_trial_cleanly_and_resume_runs_it_again(tmp_path, 
     lines = []
     run_search(config(out, resume=True), echo=lines.append)
     ran = [line.split()[:3] for line in lines if line.startswith("trial ")]
-    assert ran == [["trial", "0", "completed"], ["trial", "1", "completed"]]
+    assert ran == [["trial", "1", "completed"], ["trial", "2", "completed"]]  # numbered from 1
     again = trials(out)
     assert sorted(again) == ["trial_0", "trial_1"]  # the same trials, none added
     assert all(s["status"] == "COMPLETED" and not s["message"] for s in again.values())

@@ -10,7 +10,7 @@ from kblocks.cli.core import check_source, echo_warnings
 from kblocks.cli.options import number, parse_assignments, train_config_values, train_options
 from kblocks.common.errors import ConfigError
 
-_TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
+_TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution", "pareto"],
                        case_sensitive=False)
 
 
@@ -20,7 +20,8 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
               help="YAML file with named blocks (e.g. kblocks/search/spaces/blocks.yaml).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Bind variables of the space (repeatable).")
-@click.option("--tuner", "tuner_kind", default="random", type=_TUNERS)
+@click.option("--tuner", "tuner_kind", default=None, type=_TUNERS,
+              help="[default: random; pareto with --minimize]")
 @click.option("--trials", default=None, type=int,
               help="Architectures to train (random, grid, bayesian, evolution; a cap for "
                    "hyperband).")
@@ -28,11 +29,14 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
               help="Hyperband: the most epochs one architecture trains.")
 @click.option("--factor", default=3, type=int, help="Hyperband: reduction factor.")
 @click.option("--population", default=None, type=int,
-              help="Evolution: population size P [default: 20].")
+              help="Evolution, pareto: population size P [default: 20].")
 @click.option("--sample-size", default=None, type=int,
-              help="Evolution: tournament sample S [default: P/4, at least 2].")
+              help="Evolution: tournament sample S [default: P/4, at least 2; pareto: 2].")
 @click.option("--initial-points", default=None, type=int,
               help="Bayesian: random trials before the model [Keras Tuner's default].")
+@click.option("--objective", default="val_accuracy", help="The metric to maximise.")
+@click.option("--minimize", default=None, type=click.Choice(["macs", "params", "latency"]),
+              help="Accuracy against cost: a Pareto search (NSGA-II) that also minimises this.")
 @click.option("--max-params", default=None, help="Reject architectures with more parameters.")
 @click.option("--max-macs", default=None, help="Reject architectures with more multiply-adds.")
 @click.option("--max-activation-mb", default=None,
@@ -43,6 +47,10 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
 @click.option("--time-budget", default=None, type=float,
               help="Seconds: start no new trial after this (continue later with --resume).")
 @click.option("--overwrite", is_flag=True, help="Start again in a non-empty --out.")
+@click.option("--isolate", is_flag=True,
+              help="Train each trial in a child process: a crash or a hang fails that trial only.")
+@click.option("--trial-timeout", default=None, type=float,
+              help="With --isolate: seconds before a trial's process is killed (trial failed).")
 @click.option("--distributed", default=None, type=click.Choice(["chief", "worker"]),
               help="Keras Tuner chief/worker mode.")
 @click.option("--port", default=8000, type=int, help="Chief: port to listen on.")
@@ -57,15 +65,17 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution"],
 @click.option("--no-report", is_flag=True, help="Do not write the report at the end.")
 @echo_warnings
 def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, population,
-                   sample_size, initial_points, max_params, max_macs, max_activation_mb, out,
-                   resume, time_budget, overwrite, distributed, port, bind, chief_address,
-                   worker_id, chief_timeout, verbose, no_report, **options):
+                   sample_size, initial_points, objective, minimize, max_params, max_macs,
+                   max_activation_mb, out, resume, time_budget, overwrite, isolate, trial_timeout,
+                   distributed, port, bind, chief_address, worker_id, chief_timeout, verbose,
+                   no_report, **options):
     """Search the architectures of SPACE (text with {placeholders} or a YAML file) on --data.
 
     \b
     kblocks search "[[CONV({f#: 16|32})-RELU]*{n#: 1..2}-POOL?]*{m: 1..3}-FC(classes)" \\
         --data digits --tuner random --trials 10 --out runs/s
     kblocks search kblocks/search/spaces/cs231n_pattern.yaml --data digits --tuner evolution --trials 30
+    kblocks search SPACE --data digits --trials 30 --minimize macs --isolate --trial-timeout 600
     kblocks search ... --out runs/s --resume        # after a crash or Ctrl-C
     kblocks report runs/s
     """
@@ -94,7 +104,8 @@ def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, 
         resume=resume, overwrite=overwrite, distributed=distributed, port=port, bind=bind,
         chief=chief_address, worker_id=worker_id, chief_timeout=chief_timeout,
         verbose=2 if verbose else 0,
-        report=not no_report, time_budget=time_budget)
+        report=not no_report, time_budget=time_budget, objective=objective, minimize=minimize,
+        isolate=isolate, trial_timeout=trial_timeout)
     try:
         run_search(cfg, echo=click.echo, command=["kblocks"] + sys.argv[1:])
     except SearchFailed as err:  # the options were fine; no architecture trained (exit 1)

@@ -9,16 +9,23 @@ hyperparameters, chosen at random, is changed to another value. Hyperparameters 
 activates (a deeper stage's widths when a count grows) get random values; ones it deactivates are
 dropped.
 
+:class:`ParetoOracle` is the same machinery with NSGA-II's selection for two objectives, the
+score and a cost (``--minimize``; :mod:`kblocks.search.pareto` has the sorting and the crowding
+distance).
+
 Everything the algorithm needs is in the base oracle's state (trials, their end order, the seed
 counter), so resume after a crash and Keras Tuner's chief/worker distribution work unchanged.
 Given a seed and the same sequence of results, the sequence of trials is the same.
 """
 from __future__ import annotations
 
+import math
 import random
 
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
+
+from kblocks.search import pareto
 
 _DISCRETE = ("Choice", "Boolean", "Fixed")
 
@@ -124,6 +131,58 @@ class RegularizedEvolutionOracle(keras_tuner.Oracle):
         super().set_state(state)
         self.population_size = state.get("population_size", self.population_size)
         self.sample_size = state.get("sample_size", self.sample_size)
+
+
+class ParetoOracle(RegularizedEvolutionOracle):
+    """NSGA-II-style selection over (objective, cost), see :mod:`kblocks.search.pareto`.
+
+    Args:
+        cost: ``trial -> float or None``: the cost to minimise (None: the trial has none and is
+            left out of the population).
+        population_size, sample_size: the parents kept (P) and the tournament's size (default 2).
+        the rest: as for :class:`~kblocks.search.evolution.RegularizedEvolutionOracle`.
+    """
+
+    def __init__(self, *args, cost=None, minimize="macs", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cost = cost
+        self.minimize = minimize
+
+    def objectives(self, trial):
+        """The trial's objectives, both minimised: (-score or score, cost), or None."""
+        if trial.status != TrialStatus.COMPLETED or trial.score is None or self.cost is None:
+            return None
+        cost = self.cost(trial)
+        if cost is None or not math.isfinite(float(cost)):
+            return None
+        score = float(trial.score)
+        return (-score if self.objective.direction == "max" else score, float(cost))
+
+    def _scored(self):
+        done = [self.trials[t] for t in self.end_order]
+        pairs = [(t, self.objectives(t)) for t in done]
+        return [(t, o) for t, o in pairs if o is not None]
+
+    def population(self) -> list:
+        """The ``population_size`` best completed trials by (front, crowding distance)."""
+        scored = self._scored()
+        points = [o for _, o in scored]
+        return [scored[i][0] for i in sorted(pareto.select(points, self.population_size))]
+
+    def _select(self, population, rng):
+        points = [self.objectives(t) for t in population]
+        keys = pareto.rank(points)
+        sample = rng.sample(range(len(population)), min(self.sample_size, len(population)))
+        return population[min(sample, key=lambda i: (keys[i], i))]
+
+    def get_state(self):
+        state = super().get_state()
+        state["minimize"] = self.minimize
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.minimize = state.get("minimize", self.minimize)
 
 
 def _can_change(hp) -> bool:

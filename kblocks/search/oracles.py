@@ -23,9 +23,12 @@ from keras_tuner.engine.trial import TrialStatus
 
 from kblocks.common import atomic
 from kblocks.common.errors import ConfigError
-from kblocks.search.evolution import RegularizedEvolutionOracle
+from kblocks.search.evolution import ParetoOracle, RegularizedEvolutionOracle
 
-TUNERS = ("random", "grid", "bayesian", "hyperband", "evolution")
+TUNERS = ("random", "grid", "bayesian", "hyperband", "evolution", "pareto")
+#: the tuners a search with ``minimize=`` may use: ``pareto`` selects on both objectives; random
+#: and grid draw without looking at scores, so their front is only reported
+PARETO_TUNERS = ("pareto", "random", "grid")
 MAX_REJECTIONS = 500  #: rejected draws in a row before a search stops as "space exhausted"
 #: how a trial's message starts when it failed for the machine (memory, disk), not its architecture:
 #: such a trial is run again on --resume (the tuner writes it, the oracle reads it)
@@ -163,6 +166,10 @@ class EvolutionOracle(BudgetedOracle, RegularizedEvolutionOracle):
     pass
 
 
+class ParetoSearchOracle(BudgetedOracle, ParetoOracle):
+    pass
+
+
 class GridOracle(BudgetedOracle, keras_tuner.oracles.GridSearchOracle):
     """Grid search that steps over rejected grid points."""
 
@@ -183,8 +190,12 @@ def is_environment_failure(message) -> bool:
 
 def make_oracle(kind: str, *, space, objective="val_accuracy", max_trials=None, seed=None,
                 checker=None, max_epochs=None, factor=3, hyperband_iterations=1,
-                population_size=None, sample_size=None, num_initial_points=None):
-    """The oracle for ``--tuner kind``, holding the whole space of ``space`` from the start."""
+                population_size=None, sample_size=None, num_initial_points=None, minimize=None,
+                cost=None):
+    """The oracle for ``--tuner kind``, holding the whole space of ``space`` from the start.
+
+    ``pareto`` needs ``minimize`` (one of :data:`kblocks.search.pareto.COSTS`) and ``cost``
+    (``trial -> float or None``)."""
     kind = (kind or "random").lower()
     common = dict(objective=objective, seed=seed, hyperparameters=space.hyperparameters(),
                   allow_new_entries=False, tune_new_entries=False,
@@ -212,5 +223,16 @@ def make_oracle(kind: str, *, space, objective="val_accuracy", max_trials=None, 
                               f"population= ({population})", what="sample_size")
         return EvolutionOracle(max_trials=max_trials, population_size=population,
                                sample_size=sample, **common)
+    if kind == "pareto":
+        if cost is None:
+            raise ConfigError("the pareto tuner needs minimize= (macs, params or latency)",
+                              what="minimize", hint="e.g. minimize='macs'")
+        population = int(population_size or 20)
+        sample = int(sample_size or 2)
+        if population < 1 or not 1 <= sample <= population:
+            raise ConfigError(f"pareto needs 1 <= sample_size= ({sample}) <= "
+                              f"population= ({population})", what="sample_size")
+        return ParetoSearchOracle(max_trials=max_trials, population_size=population,
+                                  sample_size=sample, cost=cost, minimize=minimize, **common)
     raise ConfigError(f"unknown tuner {kind!r}", what="tuner",
                       hint="use one of " + ", ".join(TUNERS))

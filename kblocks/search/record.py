@@ -1,7 +1,8 @@
 """The record of a search, ``search.json`` in its folder: what was searched and how.
 
 The runner writes it and reads it back on ``--resume``; the report reads it. Both import it from
-here, so neither imports the other's module.
+here, so neither imports the other's module. Trials are numbered from 1 wherever people read them
+(:func:`trial_number`); Keras Tuner's ids and folders (``kt/trial_0``) start at 0.
 """
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from kblocks.common.errors import ConfigError
 
 FORMAT = 1  #: version of search.json
 SEARCH_FILE = "search.json"
+
+
+def trial_number(trial_id) -> int | str:
+    """The number people read for Keras Tuner's trial id: 1-based (id ``"0"`` or ``"00"`` is trial
+    1, in folder ``kt/trial_0``); an id that is not a number is given back as it is."""
+    text = str(trial_id)
+    return int(text) + 1 if text.isdigit() else text
 
 
 def load_record(out) -> dict:

@@ -8,8 +8,12 @@ Files written into the folder, each atomically:
 * ``best.yaml``       the best architecture as a complete architecture file (``input``,
   ``classes``, ``blocks``, ``network``, no placeholders): ``kblocks summary best.yaml`` and
   ``kblocks train best.yaml`` take it as it is;
-* ``search.png``      validation accuracy against parameters with the Pareto front marked, and
-  validation accuracy in trial order with the running best.
+* ``search.png``      validation accuracy against cost (parameters, or what ``--minimize`` names)
+  with the Pareto front and trial numbers, and validation accuracy in trial order with the
+  running best;
+* ``pareto.json``     the Pareto front: each member's trial number, objective values and fixed text.
+
+Trials are numbered from 1 everywhere people read them (trial 1 is Keras Tuner's ``trial_0``).
 
 Everything is read back from ``search.json`` and the Keras Tuner project, so a report can be made
 while a search runs, after it crashed, or on another machine. The trials' ``trial.json`` files are
@@ -26,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kblocks.common.numbers import si
+from kblocks.search import pareto
 from kblocks.search.budget import measure
-from kblocks.search.record import load_record
+from kblocks.search.record import load_record, trial_number
 
 #: the Keras Tuner project folder inside a search folder: :data:`kblocks.search.tuner.PROJECT`,
 #: repeated here because that module imports Keras Tuner (a test checks they agree)
@@ -49,6 +54,12 @@ class TrialRow:
     macs: int | None = None
     activation_mb: float | None = None
     message: str = ""
+    latency_ms: float | None = None  # --minimize latency: measured inference time per image
+
+    @property
+    def number(self):
+        """The trial's number, from 1 (Keras Tuner's id + 1)."""
+        return trial_number(self.trial_id)
 
 
 @dataclass
@@ -75,6 +86,33 @@ class SearchReport:
         maximise = "loss" not in self.objective
         return (max if maximise else min)(done, key=lambda r: r.score)
 
+    @property
+    def minimize(self) -> str | None:
+        """The cost of an accuracy-versus-cost search (``macs``, ``params``, ``latency``), or None."""
+        return self.record["tuner"].get("minimize")
+
+    @property
+    def cost_name(self) -> str:
+        """What the front is drawn against: the search's cost, parameters without one."""
+        return self.minimize or "params"
+
+    def cost(self, row: TrialRow):
+        return row.latency_ms if self.cost_name == "latency" else getattr(row, self.cost_name)
+
+    def front(self) -> list:
+        """The completed trials no other beats on both objectives (score and cost), cheapest
+        first."""
+        done = [r for r in self.completed if self.cost(r) is not None]
+        points = [(self.cost(r), r.score) for r in done]
+        return [done[i] for i in pareto.pareto_front(points, maximise="loss" not in self.objective)]
+
+    def front_dict(self) -> dict:
+        """The front as plain data (``pareto.json``)."""
+        return {"objective": self.objective, "minimize": self.cost_name,
+                "front": [{"trial": r.number, "kt_trial_id": r.trial_id, self.objective: r.score,
+                           "params": r.params, "macs": r.macs, "latency_ms": r.latency_ms,
+                           "text": r.text} for r in self.front()]}
+
     def ranked(self) -> list:
         maximise = "loss" not in self.objective
         done = sorted(self.completed, key=lambda r: r.score, reverse=maximise)
@@ -92,18 +130,39 @@ class SearchReport:
 
         table = Table(title=f"search {self.out}: {self.objective}, best first", header_style="bold",
                       show_lines=False)
-        for name, justify in (("#", "right"), ("trial", "right"), (self.objective, "right"),
-                              ("params", "right"), ("MACs", "right"), ("epochs", "right"),
-                              ("time", "right"), ("status", "left"), ("architecture", "left")):
+        latency = self.minimize == "latency"
+        columns = [("#", "right"), ("trial", "right"), (self.objective, "right"),
+                   ("params", "right"), ("MACs", "right")] + \
+            ([("ms/image", "right")] if latency else []) + \
+            [("epochs", "right"), ("time", "right"), ("status", "left"), ("architecture", "left")]
+        for name, justify in columns:
             table.add_column(name, justify=justify, overflow="fold")
+        on_front = {r.trial_id for r in self.front()} if self.minimize else set()
         for i, r in enumerate(self.ranked()[:limit], 1):
-            note = f" (continues {r.continues})" if r.continues else ""
-            table.add_row(str(i) if r.score is not None else "-", r.trial_id,
-                          f"{r.score:.4f}" if r.score is not None else "-", _num(r.params),
-                          _num(r.macs), str(r.epochs) if r.epochs is not None else "-",
-                          f"{r.seconds:.1f}s" if r.seconds is not None else "-",
-                          r.status.lower() + note, r.text or r.message[:120])
+            note = f" (continues {trial_number(r.continues)})" if r.continues else ""
+            note += ", on the front" if r.trial_id in on_front else ""
+            cells = [str(i) if r.score is not None else "-", str(r.number),
+                     f"{r.score:.4f}" if r.score is not None else "-", _num(r.params),
+                     _num(r.macs)] + ([_ms(r.latency_ms)] if latency else []) + \
+                [str(r.epochs) if r.epochs is not None else "-",
+                 f"{r.seconds:.1f}s" if r.seconds is not None else "-",
+                 r.status.lower() + note, r.text or r.message[:120]]
+            table.add_row(*cells)
         return table
+
+    def front_lines(self) -> list:
+        """The Pareto front, one member a line (searches with a cost to minimise)."""
+        if not self.minimize:
+            return []
+        front = self.front()
+        lines = [f"Pareto front ({self.objective} against {self.cost_name}, cheapest first): "
+                 f"{len(front)} trial{'s' if len(front) != 1 else ''} -> "
+                 f"{self.out / 'pareto.json'}"]
+        for r in front:
+            cost = _ms(r.latency_ms) + " ms/image" if self.cost_name == "latency" else \
+                f"{_num(self.cost(r))} {'MACs' if self.cost_name == 'macs' else 'params'}"
+            lines.append(f"  trial {r.number}: {self.objective} {r.score:.4f}, {cost}  {r.text}")
+        return lines
 
     def summary_lines(self) -> list:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts().items()))
@@ -115,9 +174,10 @@ class SearchReport:
                     if rej.get("count") else "")]
         if self.stop_reason:
             lines.append(f"stopped early: {self.stop_reason}")
+        lines += self.front_lines()
         best = self.best
         if best is not None:
-            lines.append(f"best: trial {best.trial_id}, {self.objective} {best.score:.4f}, "
+            lines.append(f"best: trial {best.number}, {self.objective} {best.score:.4f}, "
                          f"{_num(best.params)} params -> {self.out / 'best.yaml'}")
             train = self.record.get("train", {})
             val = f" --val-split {train['val_split']}" if not train.get("val_data") else \
@@ -136,6 +196,10 @@ class SearchReport:
 
 def _num(v) -> str:
     return "-" if v is None else si(v, sep="")
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.3g}"
 
 
 class _Trial:
@@ -198,6 +262,7 @@ def load_report(out, *, space=None) -> SearchReport:
         best_epoch = _metric(trial, "best_epoch")
         row.best_epoch = int(best_epoch) if best_epoch is not None else None
         row.seconds = _metric(trial, "seconds")
+        row.latency_ms = _metric(trial, pareto.LATENCY_METRIC)
         row.continues = values.get("tuner/trial_id")
         verdict = measure(space, own)
         row.params, row.macs, row.activation_mb = verdict.params, verdict.macs, \
@@ -231,6 +296,8 @@ def write_report(out, *, space=None) -> SearchReport:
     best = report.best
     if best is not None:
         atomic.write_text(out / "best.yaml", best_yaml(space, best, report))
+    if report.minimize:
+        atomic.write_json(out / "pareto.json", report.front_dict(), indent=1)
     plot_search(report, out / "search.png")
     return report
 
@@ -240,13 +307,14 @@ def _csv(report: SearchReport) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["trial", "status", report.objective, "params", "macs", "activation_mib",
                      "epochs", "best_epoch", "seconds", "continues", "architecture",
-                     "hyperparameters", "message"])
+                     "hyperparameters", "message", "latency_ms", "kt_trial_id"])
     for r in report.rows:
-        writer.writerow([r.trial_id, r.status, "" if r.score is None else repr(r.score),
+        writer.writerow([r.number, r.status, "" if r.score is None else repr(r.score),
                          _blank(r.params), _blank(r.macs), _blank(r.activation_mb),
                          _blank(r.epochs), _blank(r.best_epoch), _blank(r.seconds),
-                         r.continues or "", r.text, json.dumps(r.values, sort_keys=True),
-                         r.message])
+                         trial_number(r.continues) if r.continues else "", r.text,
+                         json.dumps(r.values, sort_keys=True), r.message,
+                         _blank(r.latency_ms), r.trial_id])
     return buf.getvalue()
 
 
@@ -257,7 +325,7 @@ def _blank(v):
 def best_yaml(space, best: TrialRow, report: SearchReport) -> str:
     import yaml
 
-    doc = (f"Best architecture of the search in {report.out} (trial {best.trial_id}, "
+    doc = (f"Best architecture of the search in {report.out} (trial {best.number}, "
            f"{report.objective} {best.score:.4f} after {best.epochs} epochs, "
            f"{best.params:,} parameters, {best.macs:,} MACs). Hyperparameters: "
            + ", ".join(f"{k}={v}" for k, v in best.values.items()) + ".")
@@ -267,15 +335,31 @@ def best_yaml(space, best: TrialRow, report: SearchReport) -> str:
 
 
 def pareto_front(points):
-    """Indices of ``(params, score)`` points no other point beats on both (fewer params, higher
-    score), in order of increasing parameters."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], float("-inf")
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
+    """Indices of ``(cost, score)`` points no other point beats on both (lower cost, higher
+    score), cheapest first (:func:`kblocks.search.pareto.pareto_front`)."""
+    return pareto.pareto_front(points)
+
+
+#: at most this many trials get their number written beside their point (beyond it, only the
+#: front's members and the best trial, so the picture stays readable)
+LABEL_ALL_UP_TO = 40
+_COST_LABELS = {"params": "parameters", "macs": "multiply-adds per image",
+                "latency": "latency (ms per image)"}
+
+
+def y_range_note(report: SearchReport, scores) -> str:
+    """What a reader must know about a y axis fitted to ``scores``: the span it shows, and how
+    many validation images that span is (for an accuracy), when it is not the full 0..1 range."""
+    if not scores or "loss" in report.objective:
+        return ""
+    low, high = min(scores), max(scores)
+    if low <= 0.05 and high >= 0.95:
+        return ""
+    note = f"y axis zoomed to {low:.3f}..{high:.3f}"
+    samples = ((report.record.get("data") or {}).get("val") or {}).get("samples")
+    if samples and "acc" in report.objective:
+        note += f" (a span of {round((high - low) * samples)} of {samples} validation images)"
+    return note
 
 
 def plot_search(report: SearchReport, path):
@@ -283,36 +367,67 @@ def plot_search(report: SearchReport, path):
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     from kblocks.common import atomic
 
-    done = [r for r in report.completed if r.params is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
-    ax = axes[0]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), dpi=100)
+    _plot_against_cost(report, axes[0])
+    _plot_in_order(report, axes[1])
+    rej = (report.rejections or {}).get("count", 0)
+    done = [r.score for r in report.completed]
+    note = y_range_note(report, done)
+    fig.suptitle(f"{report.out}: {len(report.rows)} trials, {rej} rejected before training"
+                 + (f"; {note}" if note else ""), fontsize=9)
+    fig.tight_layout()
+    with atomic.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _plot_against_cost(report: SearchReport, ax):
+    """Score against cost: every trial numbered, the front as a step line, the best trial ringed
+    (a hollow marker, so the front's point stays visible under it)."""
+    import matplotlib.ticker
+
+    done = [r for r in report.completed if report.cost(r) is not None]
     if done:
-        pts = [(r.params, r.score) for r in done]
-        ax.scatter([p for p, _ in pts], [s for _, s in pts], s=18, alpha=0.6, label="trial")
-        front = pareto_front(pts)
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "-o", color="C3",
-                markersize=6, label="Pareto front")
+        costs, scores = [report.cost(r) for r in done], [r.score for r in done]
+        ax.scatter(costs, scores, s=18, alpha=0.6, color="C0", label="trial", zorder=2)
+        front = report.front()
+        maximise = "loss" not in report.objective
+        fx, fy = [report.cost(r) for r in front], [r.score for r in front]
+        ax.step(fx + [max(costs)], fy + fy[-1:], where="post", color="C3", linewidth=1.4,
+                zorder=3, label=f"Pareto front ({len(front)})")
+        ax.scatter(fx, fy, s=30, color="C3", zorder=4)
         best = report.best
-        ax.scatter([best.params], [best.score], marker="*", s=160, color="C2", zorder=5,
-                   label=f"best (trial {best.trial_id})")
-        if max(p for p, _ in pts) > 10 * max(1, min(p for p, _ in pts)):
+        ax.scatter([report.cost(best)], [best.score], marker="o", s=190, facecolors="none",
+                   edgecolors="C2", linewidths=2.0, zorder=5, label=f"best (trial {best.number})")
+        shown = {r.trial_id for r in front} | {best.trial_id}
+        for r, x, y in zip(done, costs, scores):
+            if len(done) <= LABEL_ALL_UP_TO or r.trial_id in shown:
+                ax.annotate(str(r.number), (x, y), xytext=(7, 5), textcoords="offset points",
+                            fontsize=7, color="C3" if r.trial_id in shown else "0.3", zorder=6)
+        if min(costs) > 0 and max(costs) > 10 * min(costs):
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 20k, 1.5M
-        ax.legend(fontsize=8)
-    ax.set_xlabel("parameters")
+        if report.cost_name != "latency":
+            ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 20k, 1.5M
+        ax.legend(fontsize=8, loc="lower right" if maximise else "upper right")
+    ax.set_xlabel(_COST_LABELS.get(report.cost_name, report.cost_name))
     ax.set_ylabel(report.objective)
-    ax.set_title("accuracy against size")
+    ax.set_title(f"{report.objective} against {_COST_LABELS.get(report.cost_name)} "
+                 f"(labels: trial numbers)", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax = axes[1]
+
+
+def _plot_in_order(report: SearchReport, ax):
+    """Score by trial number, with the running best."""
+    import matplotlib.ticker
+
     order = [r for r in report.rows if r.status == "COMPLETED" and r.score is not None]
     if order:
-        xs = list(range(1, len(order) + 1))
+        xs = [r.number if isinstance(r.number, int) else i for i, r in enumerate(order, 1)]
         ys = [r.score for r in order]
         ax.plot(xs, ys, "o", markersize=4, alpha=0.7, label="trial")
         better = max if "loss" not in report.objective else min
@@ -321,15 +436,8 @@ def plot_search(report: SearchReport, path):
             running.append(better(running[-1], y))
         ax.step(xs, running, where="post", color="C3", label="best so far")
         ax.legend(fontsize=8)
-    ax.set_xlabel("completed trial (in order)")
+    ax.set_xlabel("trial number")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(report.objective)
-    ax.set_title("accuracy in trial order")
+    ax.set_title("by trial number (failed trials left out)", fontsize=10)
     ax.grid(True, alpha=0.3)
-    rej = (report.rejections or {}).get("count", 0)
-    fig.suptitle(f"{report.out}: {len(report.rows)} trials, {rej} rejected before training",
-                 fontsize=9)
-    fig.tight_layout()
-    with atomic.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)

@@ -28,13 +28,13 @@ from pathlib import Path
 from kblocks.common.errors import ConfigError, DataError, KBlocksError
 from kblocks.common.folderlock import LOCK_NAME
 from kblocks.search.budget import Budget
-from kblocks.search.oracles import TUNERS, write_json_atomic
+from kblocks.search.oracles import PARETO_TUNERS, TUNERS, write_json_atomic
 from kblocks.search.record import FORMAT, SEARCH_FILE, load_record
 from kblocks.search.tuner import PROJECT
 
 #: what a search writes in its folder: all that ``--overwrite`` may remove
 SEARCH_FOLDER_FILES = (SEARCH_FILE, PROJECT, "leaderboard.txt", "trials.csv", "best.yaml",
-                       "search.png")
+                       "search.png", "pareto.json")
 
 
 class SearchFailed(KBlocksError):
@@ -49,9 +49,10 @@ class SearchConfig:
     blocks: str | None = None  # YAML file with extra named blocks
     variables: dict = field(default_factory=dict)
     train: object = None  # kblocks.training.TrainConfig: data, split, recipe of every trial
-    tuner: str = "random"
+    tuner: str | None = None  # default: "pareto" with minimize=, else "random"
     trials: int | None = None
     objective: str = "val_accuracy"
+    minimize: str | None = None  # "macs" | "params" | "latency": accuracy against cost (Pareto)
     max_epochs: int | None = None  # hyperband: the most epochs one model trains
     factor: int = 3  # hyperband
     hyperband_iterations: int = 1
@@ -71,6 +72,8 @@ class SearchConfig:
     verbose: int = 0  # model.fit verbosity in a trial
     time_budget: float | None = None  # seconds: start no trial after this (resume goes on later)
     report: bool = True
+    isolate: bool = False  # each trial in a child process (kblocks.search.isolate)
+    trial_timeout: float | None = None  # isolate: seconds before a trial's process is killed
 
 
 def _fingerprint(record: dict) -> dict:
@@ -79,6 +82,7 @@ def _fingerprint(record: dict) -> dict:
     for key in ("verbose", "tensorboard", "unsafe"):  # unsafe: never stored (older records had it)
         train.pop(key, None)
     tuner = {k: v for k, v in record["tuner"].items() if k != "trials"}  # may grow on resume
+    tuner.setdefault("minimize", None)  # records from before --minimize
     return {"space": record["space"], "tuner": tuner, "budget": record["budget"],
             "train": train, "seed": record["seed"]}
 
@@ -98,17 +102,35 @@ def _tuner_options(cfg: SearchConfig) -> dict:
     return {"kind": cfg.tuner.lower(), "trials": cfg.trials, "objective": cfg.objective,
             "max_epochs": cfg.max_epochs, "factor": cfg.factor,
             "hyperband_iterations": cfg.hyperband_iterations, "population": cfg.population,
-            "sample_size": cfg.sample_size, "initial_points": cfg.initial_points}
+            "sample_size": cfg.sample_size, "initial_points": cfg.initial_points,
+            "minimize": cfg.minimize}
 
 
 def _check_options(cfg: SearchConfig):
+    from kblocks.search.pareto import COSTS
+
+    if cfg.minimize is not None and cfg.minimize not in COSTS:
+        raise ConfigError(f"minimize= is one of {', '.join(COSTS)}, got {cfg.minimize!r}",
+                          what="minimize", hint="e.g. minimize='macs'")
+    if cfg.minimize is not None and cfg.tuner.lower() not in PARETO_TUNERS:
+        raise ConfigError(f"the {cfg.tuner} tuner optimises {cfg.objective} alone; a search "
+                          f"with minimize= uses the pareto tuner (or random, grid)",
+                          what="tuner", hint="drop the tuner option, or use --tuner pareto")
+    if cfg.tuner.lower() == "pareto" and cfg.minimize is None:
+        raise ConfigError("the pareto tuner needs minimize= (macs, params or latency)",
+                          what="minimize", hint="e.g. --minimize macs")
+    if cfg.trial_timeout is not None and (cfg.trial_timeout <= 0 or not cfg.isolate):
+        raise ConfigError(f"trial_timeout= ({cfg.trial_timeout}) needs isolate=True and a "
+                          f"positive number of seconds", what="trial_timeout",
+                          hint="add --isolate (a hung trial can only be stopped in a child "
+                               "process)")
     if cfg.tuner.lower() not in TUNERS:
         raise ConfigError(f"unknown tuner {cfg.tuner!r}", what="tuner",
                           hint="use one of " + ", ".join(TUNERS))
     kind = cfg.tuner.lower()
     if cfg.trials is not None and cfg.trials < 1:
         raise ConfigError(f"trials must be at least 1, got trials={cfg.trials}", what="trials")
-    if kind in ("random", "bayesian", "evolution") and not cfg.trials:
+    if kind in ("random", "bayesian", "evolution", "pareto") and not cfg.trials:
         raise ConfigError(f"the {kind} tuner needs trials= (how many architectures to train)",
                           what="trials", hint="e.g. trials=20")
     if kind == "hyperband" and not cfg.max_epochs:
@@ -270,6 +292,7 @@ def _prepare(cfg: SearchConfig, command, echo) -> _Search:
     started = time.time()
     if cfg.space is None:
         cfg = _from_folder(cfg)
+    cfg = _with_tuner(cfg)
     _check_options(cfg)
     train_cfg = cfg.train or TrainConfig()
     seed = int(train_cfg.seed if train_cfg.seed is not None else 1)
@@ -289,6 +312,7 @@ def _prepare(cfg: SearchConfig, command, echo) -> _Search:
         "command": list(command) if command is not None else list(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
         "backend": _backend(),
+        "isolation": {"isolate": bool(cfg.isolate), "trial_timeout": cfg.trial_timeout},
     }
     record = _prepare_folder(cfg, record, echo)
     return _Search(cfg=cfg, train_cfg=train_cfg, seed=seed, started=started,
@@ -321,16 +345,22 @@ def _make_tuner(run: _Search, echo):
     if kind == "hyperband":
         oracle_options = dict(max_epochs=options["max_epochs"], factor=options["factor"],
                               hyperband_iterations=options["hyperband_iterations"])
-    elif kind == "evolution":
+    elif kind in ("evolution", "pareto"):
         oracle_options = dict(population_size=options["population"],
                               sample_size=options["sample_size"])
     elif kind == "bayesian" and options["initial_points"]:
         oracle_options = dict(num_initial_points=options["initial_points"])
     resuming = cfg.resume or cfg.distributed == "worker"
+    isolation = None
+    if cfg.isolate:
+        from kblocks.search.isolate import Isolation
+
+        isolation = Isolation(timeout=cfg.trial_timeout)
     run.tuner = make_tuner(run.space, kind, objective=options["objective"],
                            max_trials=options["trials"], directory=str(cfg.out),
                            project_name=PROJECT, overwrite=not resuming, seed=run.seed,
                            budget=Budget(**run.record["budget"]), recipe=run.recipe, echo=echo,
+                           minimize=options.get("minimize"), isolation=isolation,
                            **oracle_options)
     if cfg.time_budget:
         run.tuner.deadline = run.started + float(cfg.time_budget)
@@ -424,6 +454,7 @@ def _from_folder(cfg: SearchConfig) -> SearchConfig:
                           hint="give the out= folder of a kblocks search")
     stored = load_record(cfg.out)
     tuner = stored["tuner"]
+    isolation = stored.get("isolation") or {}
     verbose = cfg.train.verbose if cfg.train is not None else 0
     return replace(
         cfg, space=stored["space"], blocks=None, variables={},
@@ -434,7 +465,19 @@ def _from_folder(cfg: SearchConfig) -> SearchConfig:
         max_epochs=tuner["max_epochs"], factor=tuner["factor"],
         hyperband_iterations=tuner["hyperband_iterations"], population=tuner["population"],
         sample_size=tuner["sample_size"], initial_points=tuner["initial_points"],
-        budget=Budget(**stored["budget"]))
+        minimize=tuner.get("minimize"), budget=Budget(**stored["budget"]),
+        isolate=cfg.isolate or bool(isolation.get("isolate")),
+        trial_timeout=cfg.trial_timeout or isolation.get("trial_timeout"))
+
+
+def _with_tuner(cfg: SearchConfig) -> SearchConfig:
+    """The tuner a config leaves open: ``pareto`` for an accuracy-versus-cost search, else
+    ``random``."""
+    from dataclasses import replace
+
+    if cfg.tuner:
+        return cfg
+    return replace(cfg, tuner="pareto" if cfg.minimize else "random")
 
 
 def _check_output(space, train, check_fits):
@@ -473,7 +516,10 @@ def _banner(space, record, cfg, n_train, n_val) -> str:
     budget = {k: v for k, v in record["budget"].items() if v is not None}
     lines = [f"kblocks search: {len(space)} hyperparameters, tuner {tuner['kind']}"
              + (f", {tuner['trials']} trials" if tuner["trials"] else "")
-             + (f", max {tuner['max_epochs']} epochs" if tuner["kind"] == "hyperband" else ""),
+             + (f", max {tuner['max_epochs']} epochs" if tuner["kind"] == "hyperband" else "")
+             + (f", {record['tuner']['objective']} against {tuner['minimize']}"
+                if tuner.get("minimize") else "")
+             + (", isolated trials" if cfg.isolate else ""),
              f"  space: {space.text.strip()[:200]}",
              f"  data: {record['train']['data']} ({n_train} train / {n_val} val, seed "
              f"{record['seed']}); folder {cfg.out}"]
@@ -483,3 +529,68 @@ def _banner(space, record, cfg, n_train, n_val) -> str:
     if cfg.distributed == "chief":
         lines.append(f"  chief listening on {cfg.bind}:{cfg.port}")
     return "\n".join(lines)
+
+
+def trial_child(argv) -> int:
+    """The child process of an isolated trial (:mod:`kblocks.search.isolate`): rebuild the search
+    in folder ``argv[0]`` from its record, train trial ``argv[1]`` and hand its results back.
+
+    ``argv[2]`` is the parent's process id: the child ends when the parent does
+    (:func:`kblocks.search.isolate.child_start`, which the child's command runs before it imports
+    this module)."""
+    from kblocks.search import isolate
+
+    out, trial_id = argv[0], argv[1]
+    isolate.child_start(argv)  # again, for a caller that did not (idempotent)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    trial_dir = Path(out) / PROJECT / f"trial_{trial_id}"
+    state = json.loads((trial_dir / isolate.TRIAL_FILE).read_text())
+    from dataclasses import replace
+
+    cfg = replace(_from_folder(SearchConfig(out=out, resume=True)), isolate=False,
+                  trial_timeout=None, time_budget=None, distributed=None, report=False)
+    run = _child_run(cfg)
+    import keras_tuner
+
+    from kblocks.search.oracles import ENVIRONMENT_FAILURE
+
+    trial = keras_tuner.engine.trial.Trial.from_state(state)
+    try:
+        results = run.tuner.run_trial(trial, run.x, run.y, validation_data=(run.val.x, run.yv))
+    except keras_tuner.errors.FailedTrialError as err:
+        isolate.hand_back(trial_dir, error=str(err),
+                          environment=ENVIRONMENT_FAILURE in str(err))
+        return 0
+    except Exception as err:  # noqa: BLE001 - the parent records it as the trial's failure
+        line = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        isolate.hand_back(trial_dir, error=f"{type(err).__name__}: {line}")
+        return 0
+    isolate.hand_back(trial_dir, results=_plain(results))
+    return 0
+
+
+def _child_run(cfg: SearchConfig) -> _Search:
+    """What :func:`_prepare` and :func:`_make_tuner` make, without touching the search folder."""
+    from kblocks.search.space import SearchSpace
+    from kblocks.training import prepare_data, set_seed
+
+    record = load_record(cfg.out)
+    train_cfg = cfg.train
+    seed = int(record["seed"])
+    set_seed(seed, train_cfg.deterministic)
+    train, val = prepare_data(train_cfg, seed)
+    space = SearchSpace.from_dict(record["space"])
+    run = _Search(cfg=cfg, train_cfg=train_cfg, seed=seed, started=time.time(),
+                  classes=train.num_classes, space=space, record=record, x=train.x, y=train.y,
+                  val=val)
+    _trial_data(run)
+    _make_tuner(run, echo=None)
+    return run
+
+
+def _plain(results):
+    """Trial results as JSON numbers (a list of metric dicts, or one dict)."""
+    def one(r):
+        return {k: float(v) for k, v in r.items()} if isinstance(r, dict) else float(r)
+
+    return [one(r) for r in results] if isinstance(results, list) else one(results)

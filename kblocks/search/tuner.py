@@ -33,6 +33,7 @@ from kblocks.common.errors import ConfigError
 from kblocks.search.budget import Budget, measure
 from kblocks.search.oracles import ENVIRONMENT_FAILURE, make_oracle, write_json_atomic
 from kblocks.search.recipe import TrialRecipe
+from kblocks.search.record import trial_number
 from kblocks.training import feed
 
 PROJECT = "kt"  #: the Keras Tuner project folder inside a search folder
@@ -189,8 +190,10 @@ class SearchTuner(keras_tuner.Tuner):
     """``keras_tuner.Tuner`` for a search space (see the module doc)."""
 
     def __init__(self, oracle, hypermodel, *, directory, project_name=PROJECT, overwrite=False,
-                 echo=None, **kwargs):
+                 echo=None, minimize=None, isolation=None, **kwargs):
         self.echo = echo
+        self.minimize = minimize  # "latency": each trial measures its inference time
+        self.isolation = isolation  # a kblocks.search.isolate.Isolation: trials in child processes
         self._last_metrics = {}
         self.deadline = None  # time.time() after which no new trial starts (set by the runner)
         self.stopped_for_time = False
@@ -210,10 +213,16 @@ class SearchTuner(keras_tuner.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         self._last_metrics = {}
+        if self.isolation is not None:
+            results = self._run_isolated(trial)
+            self._last_metrics = _first(results)
+            return results
         registry = _custom_gradients()
         before = set(registry) if registry is not None else None
         try:
             results = super().run_trial(trial, *args, **kwargs)
+            if self.minimize == "latency":
+                results = self._with_latency(trial, results)
             self._last_metrics = _first(results)
             return results
         except Exception as err:  # sorted into architecture and environment
@@ -223,6 +232,34 @@ class SearchTuner(keras_tuner.Tuner):
             raise keras_tuner.errors.FailedTrialError(ENVIRONMENT_FAILURE + problem) from None
         finally:
             release_memory(before)
+
+    def _run_isolated(self, trial):
+        """The trial trained in a child process (:mod:`kblocks.search.isolate`)."""
+        from kblocks.search.isolate import TrialProcessFailed
+
+        out = os.path.dirname(os.path.abspath(self.project_dir))
+        try:
+            return self.isolation.run(out, self.get_trial_dir(trial.trial_id), trial.get_state(),
+                                      trial.trial_id)
+        except TrialProcessFailed as err:
+            prefix = ENVIRONMENT_FAILURE if err.environment and \
+                ENVIRONMENT_FAILURE not in str(err) else ""
+            raise keras_tuner.errors.FailedTrialError(prefix + str(err)) from None
+
+    def _with_latency(self, trial, results):
+        """``results`` with the inference time of the trial's architecture (ms per image,
+        :mod:`kblocks.search.latency`, cached in the project folder) added to each execution."""
+        from kblocks.search.latency import CACHE_FILE, LatencyCache
+        from kblocks.search.pareto import LATENCY_METRIC
+
+        values = trial.hyperparameters.values
+        cache = LatencyCache(os.path.join(self.project_dir, CACHE_FILE))
+        ms = cache.latency(self.space.fixed(values), lambda: self.space.build(values),
+                           self.space.input_shape)
+        if isinstance(results, list):
+            return [dict(r, **{LATENCY_METRIC: ms}) if isinstance(r, dict) else r
+                    for r in results]
+        return dict(results, **{LATENCY_METRIC: ms}) if isinstance(results, dict) else results
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         """Keras Tuner's hook between ``run_trial`` (which adds its checkpoint callback, after
@@ -302,10 +339,12 @@ def _first(results):
 def trial_line(tuner, trial, metrics: dict) -> str:
     objective = tuner.oracle.objective.name
     score = metrics.get(objective)
-    head = f"trial {trial.trial_id} {trial.status.lower()}"
+    head = f"trial {trial_number(trial.trial_id)} {trial.status.lower()}"
     if score is not None:
         head += f"  {objective} {score:.4f}  ({int(metrics.get('epochs', 0))} epochs, " \
                 f"{metrics.get('seconds', 0):.1f}s)"
+        if metrics.get("latency_ms") is not None:
+            head += f"  latency {metrics['latency_ms']:.3g} ms"
     elif trial.message:
         head += "  " + trial.message.strip().splitlines()[-1][:160]
     try:
@@ -330,7 +369,7 @@ class HyperbandSearchTuner(SearchTuner, keras_tuner.Hyperband):
 def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=None,
                directory=None, project_name=PROJECT, overwrite=False, seed=None,
                budget: Budget | None = None, train=None, data=None, recipe=None, echo=None,
-               **oracle_options):
+               minimize=None, isolation=None, **oracle_options):
     """A tuner over ``space``.
 
     Args:
@@ -346,6 +385,10 @@ def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=Non
         data: the training images ``x`` or ``(x, y)``: normalisation statistics and epoch length.
         recipe: a ready :class:`~kblocks.search.recipe.TrialRecipe` instead of ``train``/``data``.
         echo: a function called with one line of text after each trial.
+        minimize: ``macs``, ``params`` or ``latency``: an accuracy-versus-cost search (the
+            ``pareto`` tuner selects on both; ``random`` and ``grid`` only report the front).
+            With ``latency`` each trial measures its inference time (``latency_ms``).
+        isolation: a :class:`kblocks.search.isolate.Isolation`: each trial in a child process.
         **oracle_options: ``max_epochs``, ``factor``, ``hyperband_iterations`` (hyperband),
             ``population_size``, ``sample_size`` (evolution), ``num_initial_points`` (bayesian).
     """
@@ -373,11 +416,41 @@ def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=Non
     def checker(values):
         return measure(space, values, budget)
 
-    kind = (kind or "random").lower()
+    kind = (kind or ("pareto" if minimize else "random")).lower()
+    if minimize is not None:
+        oracle_options.update(minimize=minimize, cost=trial_cost(space, minimize))
     oracle = make_oracle(kind, space=space, objective=objective, max_trials=max_trials,
                          seed=seed, checker=checker, **oracle_options)
     oracle.verbose = 0
     cls = HyperbandSearchTuner if kind == "hyperband" else SearchTuner
     hypermodel = SpaceHyperModel(space, recipe, objective=objective.name)
     return cls(oracle, hypermodel, directory=os.fspath(directory), project_name=project_name,
-               overwrite=overwrite, echo=echo)
+               overwrite=overwrite, echo=echo, minimize=minimize, isolation=isolation)
+
+
+def trial_cost(space, minimize: str):
+    """``trial -> cost`` for ``minimize``: multiply-adds or parameters of the trial's fixed text
+    (kblocks' analysis, no model built; remembered per architecture), or the latency the trial
+    measured."""
+    from kblocks.search.pareto import COSTS, LATENCY_METRIC
+
+    if minimize not in COSTS:
+        raise ConfigError(f"minimize= is one of {', '.join(COSTS)}, got {minimize!r}",
+                          what="minimize")
+    if minimize == "latency":
+        def latency(trial):
+            return trial.metrics.get_last_value(LATENCY_METRIC) \
+                if trial.metrics.exists(LATENCY_METRIC) else None
+
+        return latency
+    known = {}
+
+    def static(trial):
+        values = {k: v for k, v in trial.hyperparameters.values.items()
+                  if not str(k).startswith("tuner/")}
+        key = tuple(sorted((k, repr(v)) for k, v in values.items()))
+        if key not in known:
+            known[key] = getattr(measure(space, values), minimize)
+        return known[key]
+
+    return static
