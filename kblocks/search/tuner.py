@@ -330,7 +330,7 @@ class HyperbandSearchTuner(SearchTuner, keras_tuner.Hyperband):
 def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=None,
                directory=None, project_name=PROJECT, overwrite=False, seed=None,
                budget: Budget | None = None, train=None, data=None, recipe=None, echo=None,
-               **oracle_options):
+               prescreen=None, **oracle_options):
     """A tuner over ``space``.
 
     Args:
@@ -346,6 +346,9 @@ def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=Non
         data: the training images ``x`` or ``(x, y)``: normalisation statistics and epoch length.
         recipe: a ready :class:`~kblocks.search.recipe.TrialRecipe` instead of ``train``/``data``.
         echo: a function called with one line of text after each trial.
+        prescreen: ``"naswot:8"`` (or a :class:`kblocks.search.prescreen.Prescreen`): each new
+            trial trains the best of K candidates by that zero-cost score, measured on one batch
+            of ``data`` (:mod:`kblocks.search.prescreen`).
         **oracle_options: ``max_epochs``, ``factor``, ``hyperband_iterations`` (hyperband),
             ``population_size``, ``sample_size`` (evolution), ``num_initial_points`` (bayesian).
     """
@@ -377,6 +380,10 @@ def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=Non
     oracle = make_oracle(kind, space=space, objective=objective, max_trials=max_trials,
                          seed=seed, checker=checker, **oracle_options)
     oracle.verbose = 0
+    if prescreen is not None:
+        from kblocks.search.prescreen import screen
+
+        screen(oracle, prescreen, space=space, recipe=recipe, data=data, seed=seed)
     cls = HyperbandSearchTuner if kind == "hyperband" else SearchTuner
     hypermodel = SpaceHyperModel(space, recipe, objective=objective.name)
     return cls(oracle, hypermodel, directory=os.fspath(directory), project_name=project_name,
