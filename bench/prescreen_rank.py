@@ -1,6 +1,6 @@
 """Zero-cost scores against trained accuracy, and pre-screened search against plain random search.
 
-    python bench/prescreen_rank.py [--repeats 3] [--trials 12] [--k 10] [--epochs 5]
+    python bench/prescreen_rank.py [--repeats 3] [--trials 10] [--k 8] [--epochs 3]
                                    [--scores naswot,synflow] [--search-scores naswot] [--out DIR]
 
 On scikit-learn's digits (8x8, CPU) over the CS231n pattern space
@@ -22,8 +22,10 @@ docs/BENCHMARKS.md ("Zero-cost pre-screening") records a run.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -43,8 +45,7 @@ def train_config(epochs: int):
 
 
 def one_search(out: Path, seed: int, trials: int, epochs: int, prescreen=None):
-    """Run one search; return its trials (kblocks.search.report rows, completed ones) and the
-    search's tuner (for its scorer's data)."""
+    """Run one search; return its completed trials (kblocks.search.report rows)."""
     from kblocks.search.report import load_report
     from kblocks.search.runner import SearchConfig, run_search
 
@@ -83,9 +84,9 @@ def correlations(scores, accuracies):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--scores", default="naswot,synflow")
     parser.add_argument("--search-scores", default="naswot",
                         help="scores of part 2's pre-screened searches (each costs a search)")
@@ -111,14 +112,17 @@ def main(argv=None) -> int:
         scorers = {s: scorer_for(seed, s, args.epochs) for s in scores}
         for r in trials:
             rows.append({"seed": seed, "acc": r.score, "params": r.params,
+                         "seconds": r.seconds or 0.0,
                          **{s: scorers[s](r.values) for s in scores}})
         print(f"random search, seed {seed}: {len(trials)} trials, best val_accuracy "
               f"{plain[seed]:.4f}  ({time.time() - started:.0f} s)", flush=True)
     accs = [r["acc"] for r in rows]
     print(f"\n{len(rows)} architectures, val_accuracy {min(accs):.3f}..{max(accs):.3f}")
     print(f"{'score':<10} {'Spearman':>9} {'Kendall':>8}  n")
+    figures = {"architectures": len(rows), "correlation": {}}
     for s in scores + ["params"]:
         rho, tau, n = correlations([float(r[s]) for r in rows], accs)
+        figures["correlation"][s] = {"spearman": round(rho, 4), "kendall": round(tau, 4)}
         print(f"{s:<10} {rho:9.3f} {tau:8.3f}  {n}")
 
     # 2. pre-screened searches with the same number of trained trials
@@ -128,11 +132,18 @@ def main(argv=None) -> int:
                                                       for s in searched)
     print(header)
     best = {s: {} for s in searched}
+    sizes = {"random": [], **{s: [] for s in searched}}
+    seconds = {"random": [], **{s: [] for s in searched}}
+    for r in rows:
+        sizes["random"].append(r["params"])
+        seconds["random"].append(r["seconds"])
     for seed in range(1, args.repeats + 1):
         for s in searched:
             trials = one_search(root / f"{s}-{seed}", seed, args.trials, args.epochs,
                                 prescreen=f"{s}:{args.k}")
             best[s][seed] = max(r.score for r in trials)
+            sizes[s] += [r.params for r in trials]
+            seconds[s] += [r.seconds or 0.0 for r in trials]
         print(f"{seed:<6} {plain[seed]:8.4f} " + " ".join(f"{best[s][seed]:12.4f}"
                                                         for s in searched), flush=True)
     mean = lambda d: sum(d.values()) / len(d)  # noqa: E731
@@ -141,7 +152,14 @@ def main(argv=None) -> int:
         wins = sum(best[s][k] > plain[k] for k in plain)
         ties = sum(best[s][k] == plain[k] for k in plain)
         print(f"{s}: better than random in {wins} of {len(plain)} seeds, equal in {ties}")
+    for kind in sizes:  # what the trained trials cost: a screen can prefer bigger networks
+        print(f"{kind}: median params of the trained trials {statistics.median(sizes[kind]):,.0f}, "
+              f"mean training {statistics.mean(seconds[kind]):.1f} s per trial")
+    figures.update({"random": plain, **{f"{s}:{args.k}": best[s] for s in searched},
+                    "median_params": {k: statistics.median(v) for k, v in sizes.items()},
+                    "seconds": round(time.time() - started, 1)})
     print(f"\n{time.time() - started:.0f} s in all; searches in {root}")
+    print(json.dumps(figures))
     return 0
 
 

@@ -33,7 +33,6 @@ candidates get the same scores.
 """
 from __future__ import annotations
 
-import gc
 import math
 import os
 from dataclasses import dataclass
@@ -242,10 +241,9 @@ class Scorer:
                 score = naswot(network, self.batch)
             else:
                 score = synflow(network)
-        finally:
+        finally:  # the trial's own release_memory() collects the garbage afterwards
             del network
             keras.backend.clear_session()
-            gc.collect()
         self._cache[key] = score
         return score
 
