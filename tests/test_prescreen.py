@@ -188,3 +188,28 @@ def test_search_prescreen_scores_k_and_trains_one_per_trial(tmp_path, monkeypatc
         assert trial["hyperparameters"]["values"] == fitted
     record = json.loads((out / "search.json").read_text())
     assert record["tuner"]["prescreen"] == "naswot:3"
+
+    # --resume with one more trial: the option comes back from search.json, the new trial is
+    # screened too, and the two finished ones are neither screened nor trained again.
+    more = CliRunner().invoke(main, ["search", "--out", str(out), "--resume", "--trials", "3",
+                                     "--no-report"], catch_exceptions=False)
+    assert more.exit_code == 0, more.output
+    after = ps.load(out / "kt")
+    assert sorted(after) == ["0", "1", "2"] and after["0"] == screens["0"]
+    drawn = len(after["2"]["candidates"])  # 2 or 3: a draw equal to another one is scored once
+    assert len(fits) == 3 and len(scored) == 6 + drawn and drawn >= 2
+    assert fits[-1] == after["2"]["candidates"][after["2"]["chosen"]]["values"]
+
+
+def test_the_python_api_takes_prescreen_and_needs_data_for_naswot(tmp_path):
+    from kblocks.common.errors import ConfigError
+
+    space = SearchSpace(SPACE, classes=10, input_shape=(8, 8, 1))
+    x = np.random.default_rng(0).integers(0, 17, size=(32, 8, 8, 1)).astype("uint8")
+    tuner = space.tuner("evolution", max_trials=2, directory=str(tmp_path), data=x,
+                        prescreen="synflow:2")
+    assert isinstance(tuner.oracle, ps.PrescreenOracle) and tuner.oracle.prescreen.k == 2
+    with pytest.raises(ConfigError, match="give data="):
+        space.tuner("random", max_trials=2, directory=str(tmp_path / "b"), prescreen="naswot:2")
+    with pytest.raises(ConfigError, match="grid search trains every point"):
+        space.tuner("grid", directory=str(tmp_path / "c"), data=x, prescreen="naswot:2")
