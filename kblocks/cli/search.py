@@ -37,6 +37,9 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution", 
 @click.option("--objective", default="val_accuracy", help="The metric to maximise.")
 @click.option("--minimize", default=None, type=click.Choice(["macs", "params", "latency"]),
               help="Accuracy against cost: a Pareto search (NSGA-II) that also minimises this.")
+@click.option("--prescreen", default=None, metavar="SCORE:K",
+              help="Each trial: score K candidates without training (naswot or synflow) and "
+                   "train the best.")
 @click.option("--max-params", default=None, help="Reject architectures with more parameters.")
 @click.option("--max-macs", default=None, help="Reject architectures with more multiply-adds.")
 @click.option("--max-activation-mb", default=None,
@@ -65,10 +68,10 @@ _TUNERS = click.Choice(["random", "grid", "bayesian", "hyperband", "evolution", 
 @click.option("--no-report", is_flag=True, help="Do not write the report at the end.")
 @echo_warnings
 def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, population,
-                   sample_size, initial_points, objective, minimize, max_params, max_macs,
-                   max_activation_mb, out, resume, time_budget, overwrite, isolate, trial_timeout,
-                   distributed, port, bind, chief_address, worker_id, chief_timeout, verbose,
-                   no_report, **options):
+                   sample_size, initial_points, objective, minimize, prescreen, max_params,
+                   max_macs, max_activation_mb, out, resume, time_budget, overwrite, isolate,
+                   trial_timeout, distributed, port, bind, chief_address, worker_id, chief_timeout,
+                   verbose, no_report, **options):
     """Search the architectures of SPACE (text with {placeholders} or a YAML file) on --data.
 
     \b
@@ -85,6 +88,10 @@ def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, 
     from kblocks.training import TrainConfig
 
     check_source(space, "search", what="SPACE")
+    if prescreen is not None:  # a bad SCORE:K is refused before any data is read
+        from kblocks.search.prescreen import parse
+
+        prescreen = parse(prescreen).text()
     if out is None:
         if resume:
             raise ConfigError("--resume needs --out (the folder of the search to continue)",
@@ -100,7 +107,8 @@ def search_command(space, blocks, sets, tuner_kind, trials, max_epochs, factor, 
     cfg = SearchConfig(
         space=space, blocks=blocks, variables=parse_assignments(sets), train=train, tuner=tuner_kind,
         trials=trials, max_epochs=max_epochs, factor=factor, population=population,
-        sample_size=sample_size, initial_points=initial_points, budget=budget, out=out,
+        sample_size=sample_size, initial_points=initial_points, prescreen=prescreen,
+        budget=budget, out=out,
         resume=resume, overwrite=overwrite, distributed=distributed, port=port, bind=bind,
         chief=chief_address, worker_id=worker_id, chief_timeout=chief_timeout,
         verbose=2 if verbose else 0,

@@ -59,6 +59,7 @@ class SearchConfig:
     population: int | None = None  # evolution
     sample_size: int | None = None  # evolution
     initial_points: int | None = None  # bayesian
+    prescreen: str | None = None  # "SCORE:K": train the best of K candidates (search.prescreen)
     budget: Budget = field(default_factory=Budget)
     out: str = "runs/search"
     resume: bool = False
@@ -103,7 +104,17 @@ def _tuner_options(cfg: SearchConfig) -> dict:
             "max_epochs": cfg.max_epochs, "factor": cfg.factor,
             "hyperband_iterations": cfg.hyperband_iterations, "population": cfg.population,
             "sample_size": cfg.sample_size, "initial_points": cfg.initial_points,
-            "minimize": cfg.minimize}
+            "minimize": cfg.minimize, **_prescreen_option(cfg)}
+
+
+def _prescreen_option(cfg: SearchConfig) -> dict:
+    """``{"prescreen": "naswot:8"}``, or nothing (so a record without it still resumes)."""
+    if not cfg.prescreen:
+        return {}
+    from kblocks.search.prescreen import check_tuner, parse
+
+    check_tuner(cfg.tuner)
+    return {"prescreen": parse(cfg.prescreen, what="prescreen").text()}
 
 
 def _check_options(cfg: SearchConfig):
@@ -136,6 +147,7 @@ def _check_options(cfg: SearchConfig):
     if kind == "hyperband" and not cfg.max_epochs:
         raise ConfigError("hyperband needs max_epochs=", what="max_epochs",
                           hint="e.g. max_epochs=20")
+    _prescreen_option(cfg)  # a bad SCORE:K is an error before any data is read
     if cfg.distributed not in (None, "chief", "worker"):
         raise ConfigError(f"distributed= is chief or worker, got {cfg.distributed!r}",
                           what="distributed")
@@ -361,7 +373,7 @@ def _make_tuner(run: _Search, echo):
                            project_name=PROJECT, overwrite=not resuming, seed=run.seed,
                            budget=Budget(**run.record["budget"]), recipe=run.recipe, echo=echo,
                            minimize=options.get("minimize"), isolation=isolation,
-                           **oracle_options)
+                           prescreen=options.get("prescreen"), data=run.x, **oracle_options)
     if cfg.time_budget:
         run.tuner.deadline = run.started + float(cfg.time_budget)
 
@@ -465,7 +477,8 @@ def _from_folder(cfg: SearchConfig) -> SearchConfig:
         max_epochs=tuner["max_epochs"], factor=tuner["factor"],
         hyperband_iterations=tuner["hyperband_iterations"], population=tuner["population"],
         sample_size=tuner["sample_size"], initial_points=tuner["initial_points"],
-        minimize=tuner.get("minimize"), budget=Budget(**stored["budget"]),
+        minimize=tuner.get("minimize"), prescreen=tuner.get("prescreen"),
+        budget=Budget(**stored["budget"]),
         isolate=cfg.isolate or bool(isolation.get("isolate")),
         trial_timeout=cfg.trial_timeout or isolation.get("trial_timeout"))
 
@@ -519,6 +532,7 @@ def _banner(space, record, cfg, n_train, n_val) -> str:
              + (f", max {tuner['max_epochs']} epochs" if tuner["kind"] == "hyperband" else "")
              + (f", {record['tuner']['objective']} against {tuner['minimize']}"
                 if tuner.get("minimize") else "")
+             + (f", pre-screening {tuner['prescreen']}" if tuner.get("prescreen") else "")
              + (", isolated trials" if cfg.isolate else ""),
              f"  space: {space.text.strip()[:200]}",
              f"  data: {record['train']['data']} ({n_train} train / {n_val} val, seed "

@@ -369,7 +369,7 @@ class HyperbandSearchTuner(SearchTuner, keras_tuner.Hyperband):
 def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=None,
                directory=None, project_name=PROJECT, overwrite=False, seed=None,
                budget: Budget | None = None, train=None, data=None, recipe=None, echo=None,
-               minimize=None, isolation=None, **oracle_options):
+               minimize=None, isolation=None, prescreen=None, **oracle_options):
     """A tuner over ``space``.
 
     Args:
@@ -389,6 +389,9 @@ def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=Non
             ``pareto`` tuner selects on both; ``random`` and ``grid`` only report the front).
             With ``latency`` each trial measures its inference time (``latency_ms``).
         isolation: a :class:`kblocks.search.isolate.Isolation`: each trial in a child process.
+        prescreen: ``"naswot:8"`` (or a :class:`kblocks.search.prescreen.Prescreen`): each new
+            trial trains the best of K candidates by that zero-cost score, measured on one batch
+            of ``data`` (:mod:`kblocks.search.prescreen`).
         **oracle_options: ``max_epochs``, ``factor``, ``hyperband_iterations`` (hyperband),
             ``population_size``, ``sample_size`` (evolution), ``num_initial_points`` (bayesian).
     """
@@ -422,6 +425,10 @@ def make_tuner(space, kind="random", *, objective="val_accuracy", max_trials=Non
     oracle = make_oracle(kind, space=space, objective=objective, max_trials=max_trials,
                          seed=seed, checker=checker, **oracle_options)
     oracle.verbose = 0
+    if prescreen is not None:
+        from kblocks.search.prescreen import screen
+
+        screen(oracle, prescreen, space=space, recipe=recipe, data=data, seed=seed)
     cls = HyperbandSearchTuner if kind == "hyperband" else SearchTuner
     hypermodel = SpaceHyperModel(space, recipe, objective=objective.name)
     return cls(oracle, hypermodel, directory=os.fspath(directory), project_name=project_name,
