@@ -5,6 +5,7 @@ a fixed history, the latency cache (a second request measures nothing), and a di
 import csv
 import json
 import math
+import re
 
 import pytest
 
@@ -129,6 +130,20 @@ def test_latency_is_measured_once_per_text_and_device(tmp_path):
     assert all(e["text"] == "FLAT-FC(3)" and e["device"] for e in entries.values())
 
 
+def _check_front(rows, front):
+    """Brute force: a member is beaten by no trial, a non-member by some trial; cheapest first."""
+    pts = {int(r["trial"]): (float(r["val_accuracy"]), int(r["macs"])) for r in rows}
+
+    def beaten(t):
+        a, c = pts[t]
+        return any(a2 >= a and c2 <= c and (a2 > a or c2 < c) for a2, c2 in pts.values())
+
+    members = [m["trial"] for m in front["front"]]
+    assert members and all(not beaten(t) for t in members)
+    assert {pts[t] for t in members} == {pts[t] for t in pts if not beaten(t)}  # equal ones once
+    assert [m["macs"] for m in front["front"]] == sorted(m["macs"] for m in front["front"])
+
+
 @pytest.mark.slow
 def test_digits_search_minimising_macs_reports_its_front(tmp_path):
     from click.testing import CliRunner
@@ -147,19 +162,48 @@ def test_digits_search_minimising_macs_reports_its_front(tmp_path):
     assert len(rows) == 6
     front = json.loads((out / "pareto.json").read_text())
     assert front["minimize"] == "macs" and len(front["front"]) >= 3
-    # brute force: a member is beaten by no trial, a non-member by some trial
-    pts = {int(r["trial"]): (float(r["val_accuracy"]), int(r["macs"])) for r in rows}
-
-    def beaten(t):
-        a, c = pts[t]
-        return any(a2 >= a and c2 <= c and (a2 > a or c2 < c) for a2, c2 in pts.values())
-
-    members = [m["trial"] for m in front["front"]]
-    assert all(not beaten(t) for t in members)
-    assert {pts[t] for t in members} == {pts[t] for t in pts if not beaten(t)}  # equal ones once
-    assert [m["macs"] for m in front["front"]] == sorted(m["macs"] for m in front["front"])
+    _check_front(rows, front)
     for m in front["front"]:  # 1-based numbers, the fixed text of each member
         assert m["trial"] == int(m["kt_trial_id"]) + 1
         assert m["text"] == next(r["architecture"] for r in rows if int(r["trial"]) == m["trial"])
     assert "Pareto front (val_accuracy against macs" in result.output
     assert (out / "search.png").exists()
+
+
+@pytest.mark.slow  # 4 trials of a NAS-Bench-201 space on digits: about 40 s on 2 cores
+def test_a_cell_space_searched_against_macs_with_prescreening(tmp_path):
+    """The three parts of issue 16 in one search: the NAS-Bench-201 cell space (operation
+    choices on six edges), Pareto selection against MACs and synflow pre-screening of 4 candidates
+    a trial. The console shows each long architecture by its choices; the best network rebuilt
+    from best.yaml has the parameters its trial row reports (Keras' count_params)."""
+    from click.testing import CliRunner
+
+    import kblocks
+    from kblocks.cli import main
+
+    out = tmp_path / "s"
+    result = CliRunner().invoke(main, [
+        "search", "kblocks/search/spaces/nasbench201.yaml", "--set", "N=1 C=8 C2=16 C4=32",
+        "--data", "digits", "--trials", "4", "--population", "2", "--minimize", "macs",
+        "--prescreen", "synflow:4", "--subset", "400", "--epochs", "1", "--seed", "2",
+        "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "tuner pareto" in result.output and "pre-screening synflow:4" in result.output
+    rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["status"] == "COMPLETED"]
+    assert len(rows) == 4
+    _check_front(rows, json.loads((out / "pareto.json").read_text()))
+    for r in rows:  # every trial trained the best-scored of its 4 candidates
+        screened = json.loads((out / "kt" / f"trial_{r['kt_trial_id']}" / "prescreen.json")
+                              .read_text())
+        assert len(screened["candidates"]) == 4
+        chosen = screened["candidates"][screened["chosen"]]
+        assert chosen["text"] == r["architecture"]
+        assert json.loads(r["hyperparameters"]) == chosen["values"]
+        assert set(chosen["values"]) == {"e01", "e02", "e12", "e03", "e13", "e23"}
+    front_lines = result.output.split("Pareto front (val_accuracy against macs")[1].splitlines()[1:]
+    assert front_lines[0].lstrip().startswith("trial ") and "e01=" in front_lines[0]
+    assert "INPUT(8, 8, 1)" not in result.output.split("Pareto front")[1]
+    number = int(re.search(r"^best: trial (\d+),", result.output, re.M).group(1))
+    best = next(r for r in rows if int(r["trial"]) == number)
+    model = kblocks.build(str(out / "best.yaml"))
+    assert model.count_params() == int(best["params"])

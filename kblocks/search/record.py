@@ -22,6 +22,20 @@ def trial_number(trial_id) -> int | str:
     return int(text) + 1 if text.isdigit() else text
 
 
+#: an architecture text longer than this is shown on the console by its choices (:func:`shown`)
+SHOWN_TEXT = 160
+
+
+def shown(text: str, values: dict, width: int = SHOWN_TEXT) -> str:
+    """A trial's architecture as a console line shows it: the fixed text when it is short, else
+    the choices that made it (``e01=SKIP, e02=@nor_conv($C, 3), ...``: a cell space's text runs to
+    thousands of characters). The full text stays in ``trials.csv``, ``pareto.json`` and
+    ``best.yaml``."""
+    if len(text) <= width or not values:
+        return text
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
 def load_record(out) -> dict:
     """The record of the search in folder ``out``.
 

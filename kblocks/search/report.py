@@ -32,7 +32,7 @@ from pathlib import Path
 from kblocks.common.numbers import si
 from kblocks.search import pareto
 from kblocks.search.budget import measure
-from kblocks.search.record import load_record, trial_number
+from kblocks.search.record import load_record, shown, trial_number
 
 #: the Keras Tuner project folder inside a search folder: :data:`kblocks.search.tuner.PROJECT`,
 #: repeated here because that module imports Keras Tuner (a test checks they agree)
@@ -60,6 +60,10 @@ class TrialRow:
     def number(self):
         """The trial's number, from 1 (Keras Tuner's id + 1)."""
         return trial_number(self.trial_id)
+
+    def shown(self) -> str:
+        """The architecture as the console shows it (:func:`kblocks.search.record.shown`)."""
+        return shown(self.text, self.values)
 
 
 @dataclass
@@ -146,7 +150,7 @@ class SearchReport:
                      _num(r.macs)] + ([_ms(r.latency_ms)] if latency else []) + \
                 [str(r.epochs) if r.epochs is not None else "-",
                  f"{r.seconds:.1f}s" if r.seconds is not None else "-",
-                 r.status.lower() + note, r.text or r.message[:120]]
+                 r.status.lower() + note, r.shown() or r.message[:120]]
             table.add_row(*cells)
         return table
 
@@ -161,7 +165,7 @@ class SearchReport:
         for r in front:
             cost = _ms(r.latency_ms) + " ms/image" if self.cost_name == "latency" else \
                 f"{_num(self.cost(r))} {'MACs' if self.cost_name == 'macs' else 'params'}"
-            lines.append(f"  trial {r.number}: {self.objective} {r.score:.4f}, {cost}  {r.text}")
+            lines.append(f"  trial {r.number}: {self.objective} {r.score:.4f}, {cost}  {r.shown()}")
         return lines
 
     def summary_lines(self) -> list:

@@ -33,7 +33,7 @@ from kblocks.common.errors import ConfigError
 from kblocks.search.budget import Budget, measure
 from kblocks.search.oracles import ENVIRONMENT_FAILURE, make_oracle, write_json_atomic
 from kblocks.search.recipe import TrialRecipe
-from kblocks.search.record import trial_number
+from kblocks.search.record import shown, trial_number
 from kblocks.training import feed
 
 PROJECT = "kt"  #: the Keras Tuner project folder inside a search folder
@@ -348,7 +348,7 @@ def trial_line(tuner, trial, metrics: dict) -> str:
     elif trial.message:
         head += "  " + trial.message.strip().splitlines()[-1][:160]
     try:
-        text = tuner.space.fixed(trial.hyperparameters.values)
+        text = shown(tuner.space.fixed(trial.hyperparameters.values), trial.hyperparameters.values)
     except Exception:  # noqa: BLE001 - a summary line never stops a search
         text = ""
     return f"{head}\n    {text}" if text else head
