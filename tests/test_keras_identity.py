@@ -137,6 +137,27 @@ def test_parameter_count_equals_keras_applications(name):
     assert kblocks.summary(name, input_shape=(side, side, 3), classes=1000).params == expected
 
 
+def check_twin(name, twin, size, *, seed, min_pairs, high=1.0):
+    """Build zoo ``name`` and its ``keras.applications`` twin ``(function, published count,
+    features)`` at ``size``: equal counts, the published 1000-class count, every weighted layer
+    copied over (more than ``min_pairs``) and the same predictions. Returns the kblocks model and
+    the random generator."""
+    import keras
+
+    fn, published, features = twin
+    reference = getattr(keras.applications, fn)(weights=None, input_shape=size, classes=CLASSES)
+    model = kblocks.build(name, input_shape=size, classes=CLASSES)
+    assert model.count_params() == reference.count_params()
+    # The published count (1000 classes) differs from this one only in the classifier.
+    assert reference.count_params() + (1000 - CLASSES) * (features + 1) == published
+    rng = np.random.default_rng(seed)
+    randomise_batchnorm(reference, rng)
+    pairs = copy_weights(reference, model)
+    assert pairs == len(weighted_layers(model)) > min_pairs
+    assert_same_predictions(reference, model, rng, high=high, size=size)
+    return model, rng
+
+
 def _slow_if(name, heavy):
     return pytest.param(name, marks=pytest.mark.slow) if name in heavy else name
 
@@ -145,20 +166,10 @@ def _slow_if(name, heavy):
                                   for n in GAP_HEADED])
 def test_weights_copy_over_and_predictions_match(name):
     """At the smallest input Keras accepts with 10 classes (see the module doc)."""
-    import keras
 
-    fn, published, features = GAP_HEADED[name]
     size = (SIDE.get(name, 32),) * 2 + (3,)
-    reference = getattr(keras.applications, fn)(weights=None, input_shape=size, classes=CLASSES)
-    model = kblocks.build(name, input_shape=size, classes=CLASSES)
-    assert model.count_params() == reference.count_params()
-    # The published count (1000 classes) differs from this one only in the classifier.
-    assert reference.count_params() + (1000 - CLASSES) * (features + 1) == published
-    rng = np.random.default_rng(0)
-    randomise_batchnorm(reference, rng)
-    pairs = copy_weights(reference, model)
-    assert pairs == len(weighted_layers(model)) > 20
-    assert_same_predictions(reference, model, rng, high=PIXELS.get(name, 1.0), size=size)
+    model, rng = check_twin(name, GAP_HEADED[name], size, seed=0, min_pairs=20,
+                            high=PIXELS.get(name, 1.0))
     if name in PAPER_TABLES:  # issue 14's families also train (one SGD step changes the stem)
         assert_trains_one_step(model, rng, size, PIXELS.get(name, 1.0))
 

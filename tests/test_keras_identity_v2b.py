@@ -14,12 +14,10 @@ BN - ReLU comes before the pooling.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import kblocks
-from test_keras_identity import (CLASSES, SIZE, assert_same_predictions, copy_weights,
-                                       randomise_batchnorm, weighted_layers)
+from test_keras_identity import SIZE, check_twin
 
 # zoo name -> (keras.applications function, parameters at 224x224x3 / 1000 classes, features)
 GAP_HEADED = {
@@ -42,19 +40,7 @@ def test_parameter_count_equals_keras_applications(name):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
                                   for n in GAP_HEADED])
 def test_weights_copy_over_and_predictions_match(name):
-    import keras
-
-    fn, published, features = GAP_HEADED[name]
-    reference = getattr(keras.applications, fn)(weights=None, input_shape=SIZE, classes=CLASSES)
-    model = kblocks.build(name, input_shape=SIZE, classes=CLASSES)
-    assert model.count_params() == reference.count_params()
-    # The published count (1000 classes) differs from this one only in the classifier.
-    assert reference.count_params() + (1000 - CLASSES) * (features + 1) == published
-    rng = np.random.default_rng(3)
-    randomise_batchnorm(reference, rng)
-    pairs = copy_weights(reference, model)
-    assert pairs == len(weighted_layers(model)) > 100
-    assert_same_predictions(reference, model, rng)
+    check_twin(name, GAP_HEADED[name], SIZE, seed=3, min_pairs=100)
 
 
 def test_resnet50v2_halves_the_map_in_the_last_unit_of_a_stage_as_keras_does():

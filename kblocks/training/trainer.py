@@ -158,13 +158,8 @@ def make_loss(from_logits: bool, label_smoothing: float):
 
 
 def per_pixel_output(network) -> bool:
-    """The network gives a class per pixel: its output is ``(batch, H, W, channels)``."""
-    shape = network.output_shape
-    if isinstance(shape, dict):
-        shape = shape.get("output", next(iter(shape.values())))
-    if isinstance(shape, list):
-        shape = shape[0]
-    return len(shape) == 4
+    """The network gives a class per pixel: its main output is ``(batch, H, W, channels)``."""
+    return len(_output_shape(network)) == 3
 
 
 def make_pixel_loss(from_logits: bool, channels: int, label_smoothing: float = 0.0):
