@@ -144,23 +144,29 @@ def _check_front(rows, front):
     assert [m["macs"] for m in front["front"]] == sorted(m["macs"] for m in front["front"])
 
 
-@pytest.mark.slow
-def test_digits_search_minimising_macs_reports_its_front(tmp_path):
+def _search_digits(out, *args):
+    """``kblocks search ... --data digits --minimize macs --out OUT``: the CLI result, the
+    completed rows of trials.csv and pareto.json."""
     from click.testing import CliRunner
 
     from kblocks.cli import main
 
-    out = tmp_path / "s"
-    result = CliRunner().invoke(main, [
-        "search", "kblocks/search/spaces/cs231n_pattern.yaml", "--data", "digits",
-        "--objective", "val_accuracy", "--minimize", "macs", "--trials", "6", "--population",
-        "3", "--subset", "500", "--epochs", "1", "--batch-size", "64", "--optimizer", "adam", "--seed", "3",
-        "--out", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["search", *args, "--data", "digits", "--minimize", "macs",
+                                       "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "tuner pareto" in result.output and "val_accuracy against macs" in result.output
     rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["status"] == "COMPLETED"]
+    return result, rows, json.loads((out / "pareto.json").read_text())
+
+
+@pytest.mark.slow
+def test_digits_search_minimising_macs_reports_its_front(tmp_path):
+    out = tmp_path / "s"
+    result, rows, front = _search_digits(
+        out, "kblocks/search/spaces/cs231n_pattern.yaml", "--objective", "val_accuracy",
+        "--trials", "6", "--population", "3", "--subset", "500", "--epochs", "1",
+        "--batch-size", "64", "--optimizer", "adam", "--seed", "3")
+    assert "tuner pareto" in result.output and "val_accuracy against macs" in result.output
     assert len(rows) == 6
-    front = json.loads((out / "pareto.json").read_text())
     assert front["minimize"] == "macs" and len(front["front"]) >= 3
     _check_front(rows, front)
     for m in front["front"]:  # 1-based numbers, the fixed text of each member
@@ -170,28 +176,22 @@ def test_digits_search_minimising_macs_reports_its_front(tmp_path):
     assert (out / "search.png").exists()
 
 
-@pytest.mark.slow  # 5 trials of a NAS-Bench-201 space on digits: about 40 s on 2 cores
+@pytest.mark.slow  # 5 trials of a NAS-Bench-201 space on digits: about 50 s on 2 cores
 def test_a_cell_space_searched_against_macs_with_prescreening(tmp_path):
     """The three parts of issue 16 in one search: the NAS-Bench-201 cell space (operation
     choices on six edges), Pareto selection against MACs and synflow pre-screening of 4 candidates
-    a trial (5 trials of 1 epoch: a front of 3 or more). The console shows each long architecture by its choices; the best network rebuilt
-    from best.yaml has the parameters its trial row reports (Keras' count_params)."""
-    from click.testing import CliRunner
-
+    a trial (5 trials of 1 epoch: a front of 3 or more). The console shows each long architecture
+    by its choices; the best network rebuilt from best.yaml has the parameters its trial row
+    reports (Keras' count_params)."""
     import kblocks
-    from kblocks.cli import main
 
     out = tmp_path / "s"
-    result = CliRunner().invoke(main, [
-        "search", "kblocks/search/spaces/nasbench201.yaml", "--set", "N=1 C=8 C2=16 C4=32",
-        "--data", "digits", "--trials", "5", "--population", "2", "--minimize", "macs",
-        "--prescreen", "synflow:4", "--subset", "400", "--epochs", "1", "--seed", "2",
-        "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    result, rows, front = _search_digits(
+        out, "kblocks/search/spaces/nasbench201.yaml", "--set", "N=1 C=8 C2=16 C4=32",
+        "--trials", "5", "--population", "2", "--prescreen", "synflow:4", "--subset", "400",
+        "--epochs", "1", "--seed", "2")
     assert "tuner pareto" in result.output and "pre-screening synflow:4" in result.output
-    rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["status"] == "COMPLETED"]
     assert len(rows) == 5
-    front = json.loads((out / "pareto.json").read_text())
     _check_front(rows, front)
     assert len(front["front"]) >= 3  # issue 16: a front of at least three architectures
     for r in rows:  # every trial trained the best-scored of its candidates

@@ -46,14 +46,12 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):
-    def __init__(self, names):
-        self.names = set(names)
+    """Wraps the loader of the first ``import tensorflow``, then leaves ``sys.meta_path``."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in self.names:
+        if fullname != "tensorflow":
             return None
-        self.names.discard(fullname)
-        if not self.names and self in sys.meta_path:
+        if self in sys.meta_path:
             sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
@@ -99,4 +97,4 @@ def quiet_tensorflow_import() -> None:
     (nothing happens when it is imported already or never)."""
     if "tensorflow" in sys.modules or any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         return
-    sys.meta_path.insert(0, _QuietFinder({"tensorflow"}))
+    sys.meta_path.insert(0, _QuietFinder())
